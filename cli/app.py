@@ -1,0 +1,77 @@
+"""The ``sgnlake`` Typer application and its error handling.
+
+Each command group lives in a module of this package that defines
+``register(app)``; this module only assembles them. Every
+:class:`~sgnlake.schema.errors.SgnlakeError` is printed as one line
+``error: ...`` on stderr with exit code 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from sgnlake.schema.errors import SgnlakeError
+
+app = typer.Typer(
+    name="sgnlake",
+    help=(
+        "sgnlake: a data lake for stochastic gradient noise (SGN).\n\n"
+        "Collect per-parameter SGN from SGD training into a Zarr v3 lake, then analyse its "
+        "tail index lazily with xarray and Dask."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+#: Command modules; each defines ``register(app: typer.Typer) -> None``.
+COMMAND_MODULES = (
+    "demo_cmd",  # sgnlake demo: the README's main job
+    "collect_cmd",  # sgnlake collect, sgnlake ls
+    "alpha_cmd",  # sgnlake alpha
+    "report_cmd",  # sgnlake report
+    "validate_cmd",  # sgnlake validate-estimators
+    "sweep_cmd",  # sgnlake sweep
+    "check_cmd",  # sgnlake check
+    "copy_cmd",  # sgnlake copy
+)
+
+
+def _register_all() -> None:
+    for name in COMMAND_MODULES:
+        try:
+            mod = importlib.import_module(f"{__package__}.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"{__package__}.{name}":
+                continue
+            raise
+        mod.register(app)
+
+
+_register_all()
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print ``error: message`` on stderr and return an Exit to raise."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``sgnlake`` console script."""
+    try:
+        app(args=argv, standalone_mode=True)
+    except SgnlakeError as e:
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

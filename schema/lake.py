@@ -1,0 +1,142 @@
+"""Creating, recognising and reading the metadata of a lake (no SGN is read here)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import zarr
+import zarr.errors
+
+from .errors import NotALakeError, RunNotFoundError, ValidationError
+from .meta import LakeMeta, RunMeta
+from .names import LAKE_ATTR, RUN_ATTR, RUNS_GROUP, check_run_id, run_path
+from .store import is_url, local_path, open_store
+
+
+def now() -> str:
+    """Current UTC time as ISO 8601 (seconds)."""
+    return _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
+
+
+def _check_local_target(location: str, *, create: bool) -> None:
+    path = local_path(location)
+    if os.path.isfile(path):
+        raise NotALakeError(f"{path} is a file, not a lake: choose a directory path for LAKE")
+    if not os.path.exists(path):
+        if not create:
+            raise NotALakeError(f"no lake at {path}: check the path, or create one with 'sgnlake collect'")
+        return
+    if not os.path.exists(os.path.join(path, "zarr.json")):
+        if os.listdir(path) and create:
+            raise NotALakeError(
+                f"{path} is a non-empty directory that is not a lake: choose an empty or new path"
+            )
+        if not create:
+            raise NotALakeError(f"{path} is not an sgnlake lake (no zarr.json): check the path")
+
+
+def open_lake_group(
+    location: str | os.PathLike[str],
+    *,
+    mode: str = "r",
+    storage_options: Mapping[str, Any] | None = None,
+) -> zarr.Group:
+    """Open a lake's root group and check that it is an sgnlake lake.
+
+    Parameters
+    ----------
+    location : str or path
+        Local path or fsspec URL.
+    mode : {"r", "r+", "a"}
+        ``r`` read-only; ``r+`` read-write (must exist); ``a`` create if missing.
+
+    Raises
+    ------
+    NotALakeError
+        The location holds something that is not a lake (or nothing, unless ``a``).
+    SchemaVersionError
+        The lake's schema version is newer than this sgnlake.
+    """
+    loc = os.fspath(location)
+    create = mode == "a"
+    if not is_url(loc):
+        _check_local_target(loc, create=create)
+    store = open_store(loc, read_only=(mode == "r"), storage_options=storage_options)
+    try:
+        root = zarr.open_group(store, mode="r" if mode == "r" else "r+", zarr_format=3)
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
+        if not create:
+            raise NotALakeError(
+                f"no lake at {loc}: check the path, or create one with 'sgnlake collect'"
+            ) from None
+        root = zarr.open_group(
+            store, mode="a", zarr_format=3, attributes={LAKE_ATTR: LakeMeta(created=now()).to_dict()}
+        )
+        root.require_group(RUNS_GROUP)
+        return root
+    except Exception as e:  # e.g. a zarr v2 store or a broken zarr.json
+        raise NotALakeError(
+            f"{loc} is not an sgnlake lake ({type(e).__name__}: {e}): check the path"
+        ) from None
+    if LAKE_ATTR not in root.attrs:
+        if create and not list(root.keys()):
+            root.attrs[LAKE_ATTR] = LakeMeta(created=now()).to_dict()
+            root.require_group(RUNS_GROUP)
+            return root
+        raise NotALakeError(f"{loc} is a Zarr group but not an sgnlake lake (no '{LAKE_ATTR}' attribute)")
+    LakeMeta.from_dict(root.attrs[LAKE_ATTR])  # raises on newer schema
+    if create and RUNS_GROUP not in root:
+        root.require_group(RUNS_GROUP)
+    return root
+
+
+def lake_meta(root: zarr.Group) -> LakeMeta:
+    """The validated root metadata of an opened lake."""
+    return LakeMeta.from_dict(root.attrs[LAKE_ATTR])
+
+
+def run_ids(root: zarr.Group) -> list[str]:
+    """Sorted ids of the runs in a lake (groups under ``runs/`` with run attrs)."""
+    if RUNS_GROUP not in root:
+        return []
+    runs = root[RUNS_GROUP]
+    return sorted(name for name, node in runs.groups() if RUN_ATTR in node.attrs)
+
+
+def run_group(root: zarr.Group, run_id: str) -> zarr.Group:
+    """The group of run ``run_id``; :class:`RunNotFoundError` if absent."""
+    check_run_id(run_id)
+    try:
+        g = root[run_path(run_id)]
+    except KeyError:
+        g = None
+    if not isinstance(g, zarr.Group) or RUN_ATTR not in g.attrs:
+        known = run_ids(root)
+        hint = f"known runs: {', '.join(known[:10])}" if known else "the lake has no runs yet"
+        raise RunNotFoundError(f"no run {run_id!r} in the lake ({hint})")
+    return g
+
+
+def read_run_meta(group: zarr.Group) -> RunMeta:
+    """Parse and validate a run group's attributes."""
+    try:
+        return RunMeta.from_dict(group.attrs[RUN_ATTR])
+    except KeyError:
+        raise ValidationError(f"group {group.path!r} has no '{RUN_ATTR}' attribute") from None
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of the packages that shape what is written."""
+    import importlib.metadata as md
+    import platform
+
+    out = {"python": platform.python_version()}
+    for name in ("sgnlake", "numpy", "zarr", "numcodecs", "torch", "xarray", "dask", "scipy"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return out
