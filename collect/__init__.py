@@ -1,1 +1,45 @@
-"""placeholder"""
+"""The collector: train with plain SGD and store per-parameter SGN in the lake.
+
+This is the only sgnlake package that imports torch. The public API is loaded
+lazily, so :mod:`sgnlake.collect.inventory` (``sgnlake ls``) works without torch:
+
+- :func:`collect` (``sgnlake collect``): train and write snapshots;
+- :func:`~sgnlake.collect.models.build_model`, :data:`MODELS`,
+  :func:`~sgnlake.collect.models.register_model`: the model registry;
+- :func:`~sgnlake.collect.data.load_dataset`: training data;
+- :func:`~sgnlake.collect.config.derive_run_id`: the default run id;
+- :func:`~sgnlake.collect.inventory.list_runs`: the ``sgnlake ls`` table.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "collect": "runner",
+    "stored_run_meta": "runner",
+    "build_model": "models",
+    "register_model": "models",
+    "tensor_table": "models",
+    "MODELS": "models",
+    "load_dataset": "data",
+    "Dataset": "data",
+    "derive_run_id": "config",
+    "compute_snapshot": "snapshot",
+    "Snapshot": "snapshot",
+    "list_runs": "inventory",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        mod = importlib.import_module(f"{__name__}.{_LAZY[name]}")
+        return getattr(mod, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

@@ -515,6 +515,9 @@ class ResultMeta:
     source: str = "sgn"
     created: str = ""
     software: Mapping[str, str] = field(default_factory=dict)
+    #: ``RunMeta.created`` of the run the result was computed from: a run deleted and
+    #: collected again under the same id (same iterations, new data) is told apart.
+    run_created: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(
@@ -526,6 +529,7 @@ class ResultMeta:
                 "source": self.source,
                 "created": self.created,
                 "software": dict(self.software),
+                "run_created": self.run_created,
             }
         )
 
@@ -540,6 +544,7 @@ class ResultMeta:
             source=_opt(d, "source", str, where, "sgn"),
             created=_opt(d, "created", str, where, ""),
             software=dict(_opt(d, "software", Mapping, where, {})),
+            run_created=_opt(d, "run_created", str, where, ""),
         )
 
 

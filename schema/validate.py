@@ -13,7 +13,7 @@ import zarr
 from .errors import SgnlakeError, ValidationError
 from .lake import open_lake_group, read_run_meta, run_ids
 from .meta import RunMeta
-from .names import ITERATION, RUN_ARRAYS, RUNS_GROUP, TENSOR_ARRAYS, run_path
+from .names import ITERATION, RUN_ARRAYS, RUN_ATTR, RUNS_GROUP, TENSOR_ARRAYS, run_path
 
 
 @dataclass
@@ -120,6 +120,10 @@ def validate_lake(
     report.runs = run_ids(root)
     for name in names:
         g = root[run_path(name)]
+        if RUN_ATTR not in g.attrs:
+            # Not a run (yet): a collector is creating it, or crashed while creating it
+            # (the run attributes are written last). `sgnlake check` reports it.
+            continue
         try:
             meta = read_run_meta(g)
         except SgnlakeError as e:
@@ -127,5 +131,9 @@ def validate_lake(
             continue
         if meta.run_id != name:
             report.problems.append(f"run {name!r}: attrs name run {meta.run_id!r}")
-        report.problems.extend(validate_run(g, meta))
+        try:
+            report.problems.extend(validate_run(g, meta))
+        except Exception as e:  # e.g. an array's zarr.json is not valid JSON
+            first = str(e).splitlines()[0] if str(e) else ""
+            report.problems.append(f"run {name!r}: metadata cannot be read ({type(e).__name__}: {first})")
     return report

@@ -1,0 +1,631 @@
+"""Lazy, labelled access to a lake: runs table, SGN/grad/weight selections, snapshots.
+
+Opening a lake reads its root metadata only; every selection builds a Dask graph
+over the Zarr arrays (one task per stored chunk) and reads nothing until it is
+computed. Readers use only the first ``committed`` snapshots of a run (the
+commit marker), so a run that is still being written is safe to analyse.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import dask.array as da
+import numpy as np
+import pandas as pd
+import xarray as xr
+import zarr
+from dask.base import tokenize
+from sgnlake.schema.errors import LakeError, RunNotFoundError, SgnlakeError
+from sgnlake.schema.lake import open_lake_group, read_run_meta, run_group, run_ids
+from sgnlake.schema.meta import RunMeta, TensorInfo
+from sgnlake.schema.names import (
+    ACCURACY,
+    GRAD,
+    ITERATION,
+    LOSS,
+    MINIBATCH,
+    PARAM,
+    SGN,
+    WEIGHT,
+)
+
+if TYPE_CHECKING:
+    from .results import ComputeReport
+
+#: Config columns of :attr:`Lake.runs` copied onto per-run results (``sgn_runs``
+#: coords, :meth:`Lake.summary` columns): what figures group and colour by.
+CONFIG_COLUMNS = (
+    "model",
+    "depth",
+    "width",
+    "bias",
+    "dataset",
+    "n_train",
+    "batch_size",
+    "lr",
+    "seed",
+    "shuffle",
+    "partition",
+    "n_minibatches",
+    "dtype",
+    "keepbits",
+)
+
+#: Selection of iterations: ``None`` (all committed), one value, a list of values,
+#: or a label slice ``slice(100, 500)`` (both ends inclusive, like ``xarray.sel``).
+IterationSel = int | Sequence[int] | slice | None
+#: Positional selection along ``param`` (flat index) or ``minibatch``.
+IndexSel = int | Sequence[int] | slice | None
+
+
+class SelectionError(SgnlakeError, KeyError):
+    """A selection asks for iterations, parameters or runs that the lake does not hold."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+def open_lake(
+    location: str | os.PathLike[str],
+    storage_options: Mapping[str, Any] | None = None,
+    *,
+    read_only: bool = False,
+) -> Lake:
+    """Open a lake lazily (reads its root metadata only).
+
+    Parameters
+    ----------
+    location : str or path
+        Local path, ``file://`` URL or any fsspec URL (``s3://bucket/lake``).
+    storage_options : mapping, optional
+        fsspec options (credentials, ``client_kwargs.endpoint_url``, ...).
+    read_only : bool
+        Refuse to store derived results (:meth:`Lake.compute_alpha` raises).
+
+    Returns
+    -------
+    Lake
+
+    Raises
+    ------
+    NotALakeError
+        Nothing at ``location``, or something that is not an sgnlake lake.
+    SchemaVersionError
+        The lake was written by a newer sgnlake.
+    """
+    loc = os.fspath(location)
+    root = open_lake_group(loc, mode="r", storage_options=storage_options)
+    return Lake(loc, root, storage_options=storage_options, read_only=read_only)
+
+
+def _is_glob(pattern: str) -> bool:
+    return any(c in pattern for c in "*?[")
+
+
+def _as_list(x: str | Sequence[str] | None) -> list[str] | None:
+    if x is None:
+        return None
+    return [x] if isinstance(x, str) else list(x)
+
+
+class Lake:
+    """A lake opened for analysis. Create with :func:`open_lake`.
+
+    Metadata (run attributes, iteration coordinates) is read on first use and
+    cached; :meth:`refresh` forgets it (to see snapshots committed since).
+    """
+
+    def __init__(
+        self,
+        location: str,
+        root: zarr.Group,
+        *,
+        storage_options: Mapping[str, Any] | None = None,
+        read_only: bool = False,
+    ) -> None:
+        self.location = location
+        self.storage_options = dict(storage_options or {})
+        self.read_only = read_only
+        self._root = root
+        self._meta: dict[str, RunMeta] = {}
+        self._iterations: dict[str, np.ndarray] = {}
+        self._groups: dict[str, zarr.Group] = {}
+        self._writable: zarr.Group | None = None
+
+    def __repr__(self) -> str:
+        return f"<sgnlake Lake {self.location!r}>"
+
+    # ------------------------------------------------------------------ metadata
+
+    @property
+    def root(self) -> zarr.Group:
+        """The lake's root Zarr group (read-only)."""
+        return self._root
+
+    def refresh(self) -> None:
+        """Forget cached run metadata, so new runs and snapshots become visible."""
+        self._meta.clear()
+        self._iterations.clear()
+        self._groups.clear()
+
+    def run_ids(self) -> list[str]:
+        """Sorted ids of the runs in the lake."""
+        return run_ids(self._root)
+
+    def select_runs(self, runs: str | Sequence[str] | None = None) -> list[str]:
+        """Resolve run ids and glob patterns (``'fcn-*'``) to the sorted matching run ids.
+
+        Raises
+        ------
+        RunNotFoundError
+            An exact id is not in the lake, or no run matches at all.
+        """
+        known = self.run_ids()
+        pats = _as_list(runs)
+        if pats is None:
+            if not known:
+                raise RunNotFoundError(f"the lake {self.location} has no runs yet: collect some first")
+            return known
+        out: set[str] = set()
+        for p in pats:
+            if _is_glob(p):
+                out.update(fnmatch.filter(known, p))
+            elif p in known:
+                out.add(p)
+            else:
+                run_group(self._root, p)  # raises the one-line RunNotFoundError
+        if not out:
+            hint = f"runs: {', '.join(known[:10])}" if known else "the lake has no runs"
+            raise RunNotFoundError(f"no run matches {', '.join(map(repr, pats))} ({hint})")
+        return sorted(out)
+
+    def _group(self, run: str) -> zarr.Group:
+        if run not in self._groups:
+            self._groups[run] = run_group(self._root, run)
+        return self._groups[run]
+
+    def meta(self, run: str) -> RunMeta:
+        """The metadata of run ``run`` (config, tensors, status, commit marker)."""
+        if run not in self._meta:
+            self._meta[run] = read_run_meta(self._group(run))
+        return self._meta[run]
+
+    def iterations(self, run: str) -> np.ndarray:
+        """Iteration values of the committed snapshots of ``run`` (int64)."""
+        if run not in self._iterations:
+            n = self.meta(run).committed
+            arr = self._group(run)[ITERATION]
+            self._iterations[run] = np.asarray(arr[:n], dtype=np.int64) if n else np.zeros(0, np.int64)
+        return self._iterations[run]
+
+    def tensor_info(self, run: str, tensor: str) -> TensorInfo:
+        """The :class:`TensorInfo` of one tensor of a run (one-line error if absent)."""
+        meta = self.meta(run)
+        try:
+            return meta.tensor(tensor)
+        except KeyError:
+            names = ", ".join(t.name for t in meta.tensors)
+            raise SelectionError(f"run {run!r} has no tensor {tensor!r} (tensors: {names})") from None
+
+    def tensors(self, run: str) -> pd.DataFrame:
+        """The tensor table of ``run``: one row per tensor (index ``tensor``).
+
+        Columns: ``shape``, ``numel``, ``kind``, ``module``, ``module_type``,
+        ``offset`` (first position of the tensor in the concatenated ``param``
+        axis of :meth:`alpha`).
+        """
+        rows, offset = [], 0
+        for t in self.meta(run).tensors:
+            rows.append(
+                {
+                    "tensor": t.name,
+                    "shape": tuple(t.shape),
+                    "numel": t.numel,
+                    "kind": t.kind,
+                    "module": t.module,
+                    "module_type": t.module_type,
+                    "offset": offset,
+                }
+            )
+            offset += t.numel
+        cols = ["tensor", "shape", "numel", "kind", "module", "module_type", "offset"]
+        return pd.DataFrame(rows, columns=cols).set_index("tensor")
+
+    @staticmethod
+    def _run_row(meta: RunMeta) -> dict[str, Any]:
+        c = meta.config
+        args = dict(c.model_args)
+        row: dict[str, Any] = {
+            "run_id": meta.run_id,
+            "model": c.model,
+            "depth": args.pop("depth", None),
+            "width": args.pop("width", None),
+            "bias": args.pop("bias", None),
+            "dataset": c.dataset,
+            "n_train": c.n_train,
+            "batch_size": c.batch_size,
+            "lr": c.lr,
+            "seed": c.seed,
+            "epochs": c.epochs,
+            "iterations": c.iterations,
+            "shuffle": c.shuffle,
+            "partition": c.partition,
+            "engine": meta.engine or c.engine,
+            "device": meta.device or c.device,
+            "dtype": c.storage.dtype,
+            "codec": c.storage.codec,
+            "keepbits": c.storage.keepbits,
+            "param_chunk": c.storage.param_chunk,
+            "status": meta.status,
+            "committed": meta.committed,
+            "planned": len(meta.planned_iterations),
+            "total_steps": meta.total_steps,
+            "n_examples": meta.n_examples,
+            "n_minibatches": meta.n_minibatches,
+            "remainder": meta.remainder,
+            "n_tensors": len(meta.tensors),
+            "n_params": sum(t.numel for t in meta.tensors),
+            "created": meta.created,
+            "updated": meta.updated,
+            "reason": meta.reason,
+        }
+        for k, v in args.items():  # other model arguments, e.g. channels
+            row.setdefault(k, v)
+        return row
+
+    @property
+    def runs(self) -> pd.DataFrame:
+        """One row per run (index ``run_id``), from run metadata only.
+
+        Columns: ``model, depth, width, bias, dataset, n_train, batch_size, lr,
+        seed, epochs, iterations, shuffle, partition, engine, device, dtype,
+        codec, keepbits, param_chunk, status, committed, planned, total_steps,
+        n_examples, n_minibatches, remainder, n_tensors, n_params, created,
+        updated, reason`` and any further model arguments.
+        """
+        rows = [self._run_row(self.meta(r)) for r in self.run_ids()]
+        if not rows:
+            return pd.DataFrame(columns=["run_id", *CONFIG_COLUMNS, "status", "committed"]).set_index(
+                "run_id"
+            )
+        return pd.DataFrame(rows).set_index("run_id")
+
+    def config_coords(self, run: str) -> dict[str, Any]:
+        """The :data:`CONFIG_COLUMNS` of one run as a dict."""
+        row = self._run_row(self.meta(run))
+        return {k: row.get(k) for k in CONFIG_COLUMNS}
+
+    # ------------------------------------------------------------------ selections
+
+    def _iteration_positions(self, run: str, sel: IterationSel) -> tuple[slice | np.ndarray, np.ndarray]:
+        values = self.iterations(run)
+        return _label_positions(values, sel, run)
+
+    def _dask(self, run: str, tensor: str, name: str) -> da.Array:
+        """A Dask array over the committed part of one tensor array (no chunk read)."""
+        meta = self.meta(run)
+        info = self.tensor_info(run, tensor)
+        arr = self._group(run)[info.name][name]
+        n = meta.committed
+        token = tokenize(self.location, run, tensor, name, arr.shape, arr.chunks, n, meta.created)
+        x = da.from_array(arr, chunks=arr.chunks, name=f"{name}-{token}", asarray=True, lock=False)
+        return x[:n]
+
+    def _tensor_attrs(self, run: str, info: TensorInfo) -> dict[str, Any]:
+        return {
+            "run_id": run,
+            "tensor": info.name,
+            "shape": list(info.shape),
+            "module": info.module,
+            "kind": info.kind,
+            "module_type": info.module_type,
+            "batch_size": self.meta(run).config.batch_size,
+            "n_minibatches": self.meta(run).n_minibatches,
+        }
+
+    def sgn(
+        self,
+        run: str,
+        tensor: str,
+        iterations: IterationSel = None,
+        params: IndexSel = None,
+        minibatches: IndexSel = None,
+    ) -> xr.DataArray:
+        """The SGN of one tensor, lazily: dims ``(iteration, minibatch, param)``.
+
+        Parameters
+        ----------
+        run, tensor : str
+            Run id and tensor name (``fc1.weight``).
+        iterations : int, list of int, slice or None
+            Iteration *values* (a slice is label-based, both ends inclusive);
+            values the run has not committed raise :class:`SelectionError`.
+        params, minibatches : int, list of int, slice or None
+            Positions (``param`` is the C-order flat index within the tensor).
+
+        Returns
+        -------
+        xarray.DataArray
+            Dask-backed, float; coords ``iteration``, ``minibatch``, ``param``;
+            attrs ``run_id``, ``tensor``, ``shape``, ``module``, ``kind``, ...
+        """
+        info = self.tensor_info(run, tensor)
+        x = self._dask(run, tensor, SGN)
+        it_pos, it_vals = self._iteration_positions(run, iterations)
+        mb_pos, mb_vals = _index_positions(x.shape[1], minibatches, "minibatch", run)
+        p_pos, p_vals = _index_positions(x.shape[2], params, "param", run, tensor)
+        x = _take(x, (it_pos, mb_pos, p_pos))
+        return xr.DataArray(
+            x,
+            dims=(ITERATION, MINIBATCH, PARAM),
+            coords={ITERATION: it_vals, MINIBATCH: mb_vals, PARAM: p_vals},
+            name=SGN,
+            attrs=self._tensor_attrs(run, info),
+        )
+
+    def _param_array(
+        self, name: str, run: str, tensor: str, iterations: IterationSel, params: IndexSel
+    ) -> xr.DataArray:
+        info = self.tensor_info(run, tensor)
+        x = self._dask(run, tensor, name)
+        it_pos, it_vals = self._iteration_positions(run, iterations)
+        p_pos, p_vals = _index_positions(x.shape[1], params, "param", run, tensor)
+        x = _take(x, (it_pos, p_pos))
+        return xr.DataArray(
+            x,
+            dims=(ITERATION, PARAM),
+            coords={ITERATION: it_vals, PARAM: p_vals},
+            name=name,
+            attrs=self._tensor_attrs(run, info),
+        )
+
+    def grad(
+        self, run: str, tensor: str, iterations: IterationSel = None, params: IndexSel = None
+    ) -> xr.DataArray:
+        """The full gradient ``g`` of one tensor, lazily: dims ``(iteration, param)``.
+
+        Selections as in :meth:`sgn`.
+        """
+        return self._param_array(GRAD, run, tensor, iterations, params)
+
+    def weight(
+        self, run: str, tensor: str, iterations: IterationSel = None, params: IndexSel = None
+    ) -> xr.DataArray:
+        """The weights ``w_t`` of one tensor, lazily: dims ``(iteration, param)``.
+
+        Selections as in :meth:`sgn`.
+        """
+        return self._param_array(WEIGHT, run, tensor, iterations, params)
+
+    def snapshots(self, run: str) -> xr.Dataset:
+        """Loss and accuracy at the committed snapshots of ``run`` (dims ``iteration``)."""
+        g = self._group(run)
+        n = self.meta(run).committed
+        data = {
+            v: (ITERATION, np.asarray(g[v][:n], dtype=np.float64) if n else np.zeros(0))
+            for v in (LOSS, ACCURACY)
+        }
+        return xr.Dataset(data, coords={ITERATION: self.iterations(run)}, attrs={"run_id": run})
+
+    def sgn_runs(
+        self,
+        runs: str | Sequence[str] | None,
+        tensor: str,
+        iterations: IterationSel = None,
+        params: IndexSel = None,
+        minibatches: IndexSel = None,
+    ) -> xr.DataArray:
+        """The SGN of one tensor for several runs, stacked along a new ``run`` dim.
+
+        The runs must agree on the tensor's shape, the number of minibatches and
+        the selected iteration values (pass ``iterations=`` with values all runs
+        have, or ``minibatches=`` to use a common number of samples, when they
+        differ). Config values (:data:`CONFIG_COLUMNS`) become coords along ``run``.
+
+        Raises
+        ------
+        SelectionError
+            The runs' shapes or iterations disagree (the message names the first
+            mismatch), or a run lacks the tensor.
+        """
+        ids = self.select_runs(runs)
+        arrays = [self.sgn(r, tensor, iterations, params, minibatches) for r in ids]
+        ref, ref_id = arrays[0], ids[0]
+        for r, a in zip(ids[1:], arrays[1:], strict=True):
+            if tuple(a.attrs["shape"]) != tuple(ref.attrs["shape"]):
+                raise SelectionError(
+                    f"tensor {tensor!r} has shape {tuple(a.attrs['shape'])} in run {r!r} but "
+                    f"{tuple(ref.attrs['shape'])} in {ref_id!r}: choose runs of the same model"
+                )
+            if a.sizes[MINIBATCH] != ref.sizes[MINIBATCH]:
+                raise SelectionError(
+                    f"run {r!r} has {a.sizes[MINIBATCH]} minibatches but {ref_id!r} has "
+                    f"{ref.sizes[MINIBATCH]}: pass minibatches=slice(0, N) with a common N"
+                )
+            if not np.array_equal(a[ITERATION].values, ref[ITERATION].values):
+                common = np.intersect1d(a[ITERATION].values, ref[ITERATION].values)
+                raise SelectionError(
+                    f"runs {ref_id!r} and {r!r} have different snapshot iterations "
+                    f"({ref.sizes[ITERATION]} vs {a.sizes[ITERATION]}, {len(common)} in common): "
+                    "pass iterations=[...] with values every run has"
+                )
+        out = xr.concat(
+            [a.drop_attrs(deep=False) for a in arrays], dim="run", coords="minimal", compat="override"
+        )
+        coords: dict[str, Any] = {"run": ids}
+        cfg = [self.config_coords(r) for r in ids]
+        for k in CONFIG_COLUMNS:
+            coords[k] = ("run", [c[k] for c in cfg])
+        out = out.assign_coords(coords)
+        attrs = {k: v for k, v in ref.attrs.items() if k not in ("run_id", "batch_size", "n_minibatches")}
+        out.attrs = attrs
+        return out
+
+    # ------------------------------------------------------------------ results
+
+    def writable_root(self) -> zarr.Group:
+        """The root group opened for writing derived results.
+
+        Raises
+        ------
+        LakeError
+            The lake was opened ``read_only`` or cannot be opened for writing.
+        """
+        if self.read_only:
+            raise LakeError(
+                f"the lake {self.location} was opened read-only: open it with read_only=False to store results"
+            )
+        if self._writable is None:
+            try:
+                self._writable = open_lake_group(
+                    self.location, mode="r+", storage_options=self.storage_options
+                )
+            except (PermissionError, OSError) as e:
+                raise LakeError(
+                    f"cannot open {self.location} for writing ({type(e).__name__}): "
+                    "the lake is read-only; copy it somewhere writable first"
+                ) from None
+        return self._writable
+
+    def compute_alpha(
+        self,
+        runs: str | Sequence[str] | None = None,
+        estimator: str = "mohammadi",
+        force: bool = False,
+        progress: bool = True,
+        **settings: Any,
+    ) -> ComputeReport:
+        """Compute per-parameter results for every committed snapshot and store them.
+
+        See :func:`sgnlake.analyze.results.compute_alpha`.
+        """
+        from .results import compute_alpha
+
+        return compute_alpha(self, runs, estimator=estimator, force=force, progress=progress, **settings)
+
+    def alpha(
+        self, run: str, estimator: str = "mohammadi", tensor: str | None = None, **settings: Any
+    ) -> xr.DataArray:
+        """Per-parameter tail index of ``run``, lazily (stored if present, else computed).
+
+        See :func:`sgnlake.analyze.results.alpha`.
+        """
+        from .results import alpha
+
+        return alpha(self, run, estimator=estimator, tensor=tensor, **settings)
+
+    def result(
+        self, run: str, estimator: str = "mohammadi", tensor: str | None = None, **settings: Any
+    ) -> xr.Dataset:
+        """Every output of an estimator for ``run`` (e.g. McCulloch's alpha, beta, scale, loc).
+
+        See :func:`sgnlake.analyze.results.result`.
+        """
+        from .results import result
+
+        return result(self, run, estimator=estimator, tensor=tensor, **settings)
+
+    def stored_results(self, runs: str | Sequence[str] | None = None) -> pd.DataFrame:
+        """Derived results stored in the lake (one row per run and result key).
+
+        See :func:`sgnlake.analyze.results.stored_results`.
+        """
+        from .results import stored_results
+
+        return stored_results(self, runs)
+
+    def summary(
+        self,
+        runs: str | Sequence[str] | None = None,
+        by: str = "module",
+        estimator: str = "mohammadi",
+        iterations: IterationSel = None,
+        **settings: Any,
+    ) -> pd.DataFrame:
+        """Per-(run, iteration, group) aggregates of alpha as a long DataFrame.
+
+        See :func:`sgnlake.analyze.summary.summary` for the columns.
+        """
+        from .summary import summary
+
+        return summary(self, runs, by=by, estimator=estimator, iterations=iterations, **settings)
+
+
+# ---------------------------------------------------------------------- selection helpers
+
+
+def _label_positions(
+    values: np.ndarray, sel: IterationSel, run: str
+) -> tuple[slice | np.ndarray, np.ndarray]:
+    """Positions of iteration *values* ``sel`` in the sorted ``values``."""
+    if sel is None:
+        return slice(None), values
+    span = f"{values[0]}..{values[-1]}" if len(values) else "none"
+    if isinstance(sel, slice):
+        lo = 0 if sel.start is None else int(np.searchsorted(values, sel.start, side="left"))
+        hi = len(values) if sel.stop is None else int(np.searchsorted(values, sel.stop, side="right"))
+        pos = slice(lo, hi, sel.step)
+        picked = values[pos]
+        if len(picked) == 0:
+            raise SelectionError(
+                f"run {run!r} has no committed snapshot in iterations {sel.start}..{sel.stop} "
+                f"(it has {len(values)} at {span})"
+            )
+        return pos, picked
+    want = np.atleast_1d(np.asarray(sel))
+    if want.dtype.kind not in "iu":
+        raise SelectionError(f"iterations must be integers, a list of them or a slice, got {sel!r}")
+    idx = np.searchsorted(values, want)
+    ok = np.zeros(len(want), dtype=bool)
+    inside = idx < len(values)
+    ok[inside] = values[idx[inside]] == want[inside]
+    if not np.all(ok):
+        missing = want[~ok]
+        shown = ", ".join(map(str, missing[:5])) + (" ..." if len(missing) > 5 else "")
+        raise SelectionError(
+            f"run {run!r} has no committed snapshot at iteration {shown} "
+            f"(it has {len(values)} snapshots at {span}; see lake.iterations({run!r}))"
+        )
+    return _compact(idx), values[idx]
+
+
+def _index_positions(
+    size: int, sel: IndexSel, what: str, run: str, tensor: str | None = None
+) -> tuple[slice | np.ndarray, np.ndarray]:
+    """Positions (and coordinate values) of a positional selection along one axis."""
+    full = np.arange(size, dtype=np.int64)
+    if sel is None:
+        return slice(None), full
+    if isinstance(sel, slice):
+        return sel, full[sel]
+    idx = np.atleast_1d(np.asarray(sel))
+    where = f"tensor {tensor!r} of run {run!r}" if tensor else f"run {run!r}"
+    if idx.dtype.kind not in "iu":
+        raise SelectionError(f"{what}s must be integers, a list of them or a slice, got {sel!r}")
+    bad = idx[(idx < 0) | (idx >= size)]
+    if len(bad):
+        raise SelectionError(f"{what} {bad[0]} out of range: {where} has {size} {what}s (0..{size - 1})")
+    return _compact(idx), full[idx]
+
+
+def _compact(idx: np.ndarray) -> slice | np.ndarray:
+    """A slice when ``idx`` is a contiguous increasing run, else the index array."""
+    idx = np.asarray(idx, dtype=np.int64)
+    if len(idx) and np.all(np.diff(idx) == 1):
+        return slice(int(idx[0]), int(idx[-1]) + 1)
+    return idx
+
+
+def _take(x: da.Array, positions: Sequence[slice | np.ndarray]) -> da.Array:
+    """Apply one selection per axis (slices at once, index arrays one axis at a time)."""
+    x = x[tuple(p if isinstance(p, slice) else slice(None) for p in positions)]
+    for axis, p in enumerate(positions):
+        if not isinstance(p, slice):
+            key = [slice(None)] * x.ndim
+            key[axis] = p
+            x = x[tuple(key)]
+    return x

@@ -1,0 +1,356 @@
+"""Study 1: collector overhead -- lake writes vs bare gradients, and vs the paper's way.
+
+For LeNet and an FCN (784-64-64-64-10) on the embedded MNIST subset (b = 50,
+M = 100), with the ``loop`` and ``vmap`` engines and torch at 1 and 2 threads,
+one snapshot is timed three ways, side by side in one run (blocks of
+``--snapshots`` snapshots, interleaved, repeated ``--repeat`` times; medians):
+
+* **bare**: ``sgnlake.collect.snapshot.compute_snapshot`` (per-minibatch
+  gradients, full gradient, SGN on the host), nothing stored;
+* **lake, <codec>**: what the collector's loop does per snapshot: the same
+  computation plus the resume checkpoint, submitted to the collector's
+  background ``RunWriter`` (compression + Zarr writes + commit), lossless zstd
+  and a lossy BitRound setting; the block ends when every write is committed;
+* **paper's way**: one ``backward()`` per minibatch, ``np.save`` of each
+  flattened gradient to its own ``.npy`` file, then all files reloaded, the
+  mean subtracted -- the SGN of the same minibatches at the same weights, which
+  is checked against the SGN read back from the lake.
+
+Goals: lake / bare <= 1.10 (storage hidden behind compute); the collector >= 2x
+faster than the paper's way end to end.
+
+    .venv/bin/python bench/collector.py           # ~2-3 min on 2 idle cores
+    .venv/bin/python bench/collector.py --smoke
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import _common as C
+import numpy as np
+
+OVERHEAD_GOAL = 1.10
+PAPER_GOAL = 2.0
+
+MODELS: dict[str, tuple[str, dict[str, Any]]] = {
+    "LeNet": ("lenet", {}),
+    "FCN 784-64-64-64-10": ("fcn", {"depth": 4, "width": 64}),
+}
+
+
+@dataclass
+class Setup:
+    """Model, data and helpers of one (model, engine) combination."""
+
+    label: str
+    model_name: str
+    model_args: dict[str, Any]
+    engine: str
+    model: Any
+    optimizer: Any
+    x: Any
+    y: Any
+    names: list[str]
+    chunk: int
+    batch_size: int
+    seed: int = 0
+    timings: dict[str, list[float]] = field(default_factory=dict)
+
+
+def make_setup(label: str, engine: str, n_train: int, batch_size: int, budget_mb: int = 512) -> Setup:
+    """Build the model (seeded), data tensors and vmap chunk as the collector does."""
+    import torch
+    from sgnlake.collect.data import load_dataset
+    from sgnlake.collect.engines import vmap_chunk
+    from sgnlake.collect.models import build_model
+
+    name, margs = MODELS[label]
+    data = load_dataset("mnist5k", n_train=n_train)
+    torch.manual_seed(0)
+    model = build_model(name, input_shape=data.input_shape, num_classes=data.num_classes, **margs)
+    x, y = data.tensors("cpu")
+    names = [n for n, _ in model.named_parameters()]
+    n_grad = sum(p.numel() for p in model.parameters())
+    m = data.n // batch_size
+    chunk = (
+        vmap_chunk(model, data.input_shape, batch_size, n_grad, m, budget_mb, "cpu")
+        if engine == "vmap"
+        else 1
+    )
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    return Setup(label, name, margs, engine, model, opt, x, y, names, chunk, batch_size)
+
+
+def snapshot(s: Setup, index: int) -> Any:
+    """One snapshot at the current weights (iteration = index), as the collector computes it."""
+    from sgnlake.collect.snapshot import compute_snapshot
+
+    return compute_snapshot(
+        s.model,
+        s.x,
+        s.y,
+        index=index,
+        iteration=index,
+        batch_size=s.batch_size,
+        seed=s.seed,
+        names=s.names,
+        partition_kind="permute",
+        engine=s.engine,
+        chunk=s.chunk,
+    )
+
+
+def bare_block(s: Setup, k: int) -> float:
+    """Seconds per snapshot, nothing stored."""
+    t0 = time.perf_counter()
+    for i in range(k):
+        snapshot(s, i)
+    return (time.perf_counter() - t0) / k
+
+
+def run_meta(s: Setup, k: int, storage: Any, run_id: str) -> Any:
+    """A RunMeta for ``k`` snapshots of ``s`` with ``storage`` (as ``collect`` builds it)."""
+    from sgnlake.collect.models import tensor_table
+    from sgnlake.schema.lake import now, software_versions
+    from sgnlake.schema.meta import RunConfig, RunMeta, Schedule
+
+    n = int(s.x.shape[0])
+    m = n // s.batch_size
+    cfg = RunConfig(
+        run_id=run_id,
+        model=s.model_name,
+        model_args=s.model_args,
+        n_train=n,
+        batch_size=s.batch_size,
+        iterations=max(k - 1, 1),
+        schedule=Schedule(kind="at", every=None, at=tuple(range(k))),
+        engine=s.engine,
+        device="cpu",
+        storage=storage,
+    )
+    return RunMeta(
+        config=cfg,
+        tensors=tensor_table(s.model),
+        status="running",
+        n_examples=n,
+        n_minibatches=m,
+        remainder=n - m * s.batch_size,
+        planned_iterations=tuple(range(k)),
+        total_steps=max(k - 1, 1),
+        engine=s.engine,
+        device="cpu",
+        software=software_versions(),
+        created=now(),
+        updated=now(),
+    )
+
+
+def lake_block(s: Setup, k: int, storage: Any, location: Path, run_id: str) -> tuple[float, float]:
+    """Seconds per snapshot with the collector's background writer; and the writer's busy seconds.
+
+    Mirrors ``sgnlake.collect.runner._loop``: acquire a slot, compute, capture the
+    checkpoint, submit; the block ends when every snapshot is committed.
+    """
+    from sgnlake.collect import checkpoint
+    from sgnlake.collect.writer import RunWriter
+    from sgnlake.schema.lake import open_lake_group
+
+    root = open_lake_group(str(location), mode="a")
+    writer = RunWriter.create(root, run_meta(s, k, storage, run_id), background=True)
+    try:
+        t0 = time.perf_counter()
+        for i in range(k):
+            writer.acquire()
+            snap = snapshot(s, i)
+            snap.checkpoint = checkpoint.capture(s.model, s.optimizer, step=i, snapshot=i)
+            writer.submit(snap)
+        writer.drain()
+        per = (time.perf_counter() - t0) / k
+    finally:
+        writer.close()
+    return per, sum(writer.write_seconds) / k
+
+
+def paper_block(s: Setup, k: int, folder: Path) -> tuple[float, np.ndarray]:
+    """Seconds per snapshot the paper's way; returns the SGN of the last snapshot ``(M, P)``.
+
+    One ``backward()`` per minibatch (same partition as the collector), each
+    flattened gradient ``np.save``-d to its own file, then every file reloaded,
+    stacked, and the mean subtracted.
+    """
+    import torch
+    import torch.nn.functional as F
+    from sgnlake.collect.snapshot import partition
+
+    model = s.model
+    sgn = np.empty(0)
+    t0 = time.perf_counter()
+    for i in range(k):
+        batches = partition(int(s.x.shape[0]), s.batch_size, seed=s.seed, iteration=i, kind="permute")
+        d = folder / f"snap{i}"
+        d.mkdir(parents=True, exist_ok=True)
+        for j in range(batches.shape[0]):
+            idx = batches[j]
+            model.zero_grad()
+            loss = F.cross_entropy(model(s.x[idx]), s.y[idx])
+            loss.backward()
+            g = torch.cat([p.grad.reshape(-1) for p in model.parameters()]).numpy()
+            np.save(d / f"grad_{j}.npy", g)
+        grads = np.stack([np.load(d / f"grad_{j}.npy") for j in range(batches.shape[0])])
+        sgn = grads - grads.mean(axis=0)
+    per = (time.perf_counter() - t0) / k
+    model.zero_grad(set_to_none=True)
+    return per, sgn
+
+
+def lake_sgn(location: Path, run_id: str, names: list[str], index: int) -> np.ndarray:
+    """The stored SGN of snapshot ``index``, all tensors concatenated ``(M, P)`` (plain Zarr)."""
+    import zarr
+
+    g = zarr.open_group(str(location), mode="r")[f"runs/{run_id}"]
+    return np.concatenate([np.asarray(g[n]["sgn"][index]) for n in names], axis=1)
+
+
+def main() -> None:
+    p = C.parser(__doc__)
+    p.add_argument("--snapshots", type=int, default=4, help="snapshots per timed block")
+    p.add_argument("--repeat", type=int, default=2, help="interleaved repetitions (median reported)")
+    p.add_argument("--threads", default="1,2", help="comma list of torch thread counts")
+    p.add_argument("--keepbits", type=int, default=8, help="BitRound keepbits of the lossy codec")
+    p.add_argument("--models", default=",".join(MODELS), help="comma list of models")
+    p.add_argument("--n-train", type=int, default=5000, help="examples (M = n / 50)")
+    args = p.parse_args()
+    if args.smoke:
+        args.snapshots, args.repeat, args.threads, args.n_train = 1, 1, "1", 500
+        args.models = "FCN 784-64-64-64-10"
+
+    import torch
+    from sgnlake.schema.meta import StorageSpec
+
+    codecs = {
+        "zstd (lossless)": StorageSpec(),
+        f"BitRound {args.keepbits} + blosc-zstd": StorageSpec(codec="blosc-zstd", keepbits=args.keepbits),
+    }
+    work = C.scratch(args, "collector")
+    k = args.snapshots
+    main_t = C.Table(
+        [
+            "model",
+            "engine",
+            "threads",
+            "bare (s/snap)",
+            *(f"lake {c} (s/snap)" for c in codecs),
+            *(f"ratio {c}" for c in codecs),
+            f"goal <= {OVERHEAD_GOAL}",
+            "writer busy (s/snap)",
+        ]
+    )
+    paper_t = C.Table(
+        [
+            "model",
+            "engine",
+            "threads",
+            "paper's way (s/snap)",
+            "lake zstd (s/snap)",
+            "speed-up",
+            f"goal >= {PAPER_GOAL}x",
+            "max abs(SGN diff) / max abs(SGN)",
+        ]
+    )
+    old_threads = torch.get_num_threads()
+    run_no = 0
+    metrics: dict[str, Any] = {"rows": []}
+    try:
+        for threads in (int(t) for t in args.threads.split(",")):
+            torch.set_num_threads(threads)
+            for label in args.models.split(","):
+                for engine in ("loop", "vmap"):
+                    s = make_setup(label, engine, args.n_train, 50)
+                    snapshot(s, 0)  # warm-up
+                    times: dict[str, list[float]] = {"bare": [], "paper": [], **{c: [] for c in codecs}}
+                    busy: list[float] = []
+                    worst = 0.0
+                    for _ in range(args.repeat):
+                        times["bare"].append(bare_block(s, k))
+                        for c, spec in codecs.items():
+                            run_no += 1
+                            loc = work / f"lake{run_no}"
+                            per, wb = lake_block(s, k, spec, loc, "bench")
+                            times[c].append(per)
+                            if spec.keepbits is None:
+                                busy.append(wb)
+                                paper_per, paper_sgn = paper_block(s, k, work / f"npy{run_no}")
+                                times["paper"].append(paper_per)
+                                stored = lake_sgn(loc, "bench", s.names, k - 1)
+                                scale = float(np.max(np.abs(paper_sgn))) or 1.0
+                                worst = max(worst, float(np.max(np.abs(stored - paper_sgn))) / scale)
+                            C.cleanup(args, loc, work / f"npy{run_no}")
+                    med = {key: statistics.median(v) for key, v in times.items()}
+                    ratios = [med[c] / med["bare"] for c in codecs]
+                    main_t.add(
+                        label,
+                        engine,
+                        threads,
+                        med["bare"],
+                        *(med[c] for c in codecs),
+                        *ratios,
+                        "yes" if max(ratios) <= OVERHEAD_GOAL else "no",
+                        statistics.median(busy),
+                    )
+                    lossless = next(iter(codecs))
+                    speed = med["paper"] / med[lossless]
+                    metrics["rows"].append(
+                        {
+                            "model": label,
+                            "engine": engine,
+                            "threads": threads,
+                            "bare_s": med["bare"],
+                            "ratios": dict(zip(codecs, ratios, strict=True)),
+                            "paper_s": med["paper"],
+                            "speedup_vs_paper": speed,
+                            "sgn_rel_diff_vs_paper": worst,
+                        }
+                    )
+                    paper_t.add(
+                        label,
+                        engine,
+                        threads,
+                        med["paper"],
+                        med[lossless],
+                        speed,
+                        "yes" if speed >= PAPER_GOAL else "no",
+                        worst,
+                    )
+    finally:
+        torch.set_num_threads(old_threads)
+        C.cleanup(args, work)
+    C.write_report(
+        args,
+        "collector",
+        "Study 1: collector overhead",
+        [
+            f"Embedded MNIST subset, n = {args.n_train}, b = 50 (M = {args.n_train // 50}); blocks of {k} "
+            f"snapshots, {args.repeat} interleaved repetitions, medians. `ratio` = lake / bare per snapshot "
+            "(the block includes the final drain of the background writer, so the last write is never hidden). "
+            "`writer busy` = the writer thread's seconds per snapshot (compress + write + commit), which "
+            "overlaps the next snapshot's gradients.",
+            main_t.markdown(),
+            "Against the paper's way (one backward per minibatch, `np.save` per gradient, reload, subtract "
+            "the mean); speed-up = paper / lake zstd. The SGN of the last snapshot from both ways is compared "
+            "(same partition, same weights).",
+            paper_t.markdown(),
+            "Machine: 2 cores shared with other engineers; expect +-30% on absolute times, ratios are side by "
+            f"side. Process id {os.getpid()}.",
+        ],
+        metrics,
+    )
+
+
+if __name__ == "__main__":
+    main()

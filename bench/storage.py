@@ -1,0 +1,297 @@
+"""Study 2: codecs -- compression ratio, write and read speed, and the effect on alpha.
+
+Collects a real run with the collector (default: LeNet, b = 50, the embedded
+MNIST subset, snapshots at iterations 0, 100, 200, 300; lossless zstd), then
+re-encodes its SGN with each codec into its own lake (same chunking, plain
+Zarr writes through ``sgnlake.schema.codecs``), and for each codec measures:
+
+* compression ratio (float32 SGN bytes / stored ``sgn`` bytes),
+* write and read MB/s (of float32 SGN: the information rate, also for float16),
+* the alpha error: Mohammadi alpha per parameter (``Lake.compute_alpha``) on the
+  lossy lake against the lossless one, median and 99th percentile of
+  ``|alpha_lossy - alpha_lossless|`` over every parameter and snapshot, and
+  parameters that become NaN (e.g. SGN flushed to zero by float16).
+
+For scale, the estimator's own sampling spread at the same M is measured on
+synthetic alpha-stable samples.
+
+    .venv/bin/python bench/storage.py          # ~2 min
+    .venv/bin/python bench/storage.py --smoke
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import _common as C
+import numpy as np
+
+#: A lossy setting is acceptable when its p99 alpha error is at most this and no parameter turns NaN.
+ALPHA_TOL = 0.01
+
+
+def codec_specs() -> dict[str, Any]:
+    """The studied codecs, lossless first (the reference)."""
+    from sgnlake.schema.meta import StorageSpec
+
+    specs = {
+        "zstd (lossless, default)": StorageSpec(),
+        "blosc-zstd + shuffle (lossless)": StorageSpec(codec="blosc-zstd"),
+    }
+    for kb in (12, 10, 8, 6):
+        specs[f"BitRound {kb} + blosc-zstd bitshuffle"] = StorageSpec(codec="blosc-zstd", keepbits=kb)
+    specs["float16 + zstd"] = StorageSpec(dtype="float16")
+    return specs
+
+
+def collect_run(location: Path, smoke: bool) -> tuple[str, float]:
+    """Collect the reference run with the collector (lossless); return its id and seconds."""
+    from sgnlake.collect import collect
+    from sgnlake.schema.meta import RunConfig, Schedule
+
+    if smoke:
+        cfg = RunConfig(
+            run_id="fcn-smoke",
+            model="fcn",
+            model_args={"depth": 2, "width": 16},
+            n_train=400,
+            batch_size=20,
+            iterations=2,
+            schedule=Schedule(kind="every", every=1, include_start=True),
+        )
+    else:
+        cfg = RunConfig(
+            run_id="lenet-b50",
+            model="lenet",
+            batch_size=50,
+            iterations=300,
+            schedule=Schedule(kind="every", every=100, include_start=True),
+        )
+    t0 = time.perf_counter()
+    collect(str(location), cfg, progress=False)
+    return cfg.run_id, time.perf_counter() - t0
+
+
+def load_sgn(location: Path, run: str) -> tuple[Any, dict[str, np.ndarray]]:
+    """The run's metadata and its committed float32 SGN per tensor ``(S, M, P)`` (plain Zarr)."""
+    import zarr
+    from sgnlake.schema.meta import RunMeta
+
+    g = zarr.open_group(str(location), mode="r")[f"runs/{run}"]
+    meta = RunMeta.from_dict(g.attrs["sgnlake_run"])
+    n = meta.committed
+    return meta, {t.name: np.asarray(g[t.name]["sgn"][:n]) for t in meta.tensors}
+
+
+def write_copy(src: Path, run: str, meta: Any, sgn: dict[str, np.ndarray], dst: Path, spec: Any) -> float:
+    """Write the run into a new lake at ``dst`` with storage ``spec``; return seconds spent on ``sgn`` writes."""
+    import dataclasses
+
+    import zarr
+    from sgnlake.schema import codecs
+    from sgnlake.schema.meta import LakeMeta
+
+    s_root = zarr.open_group(str(src), mode="r")[f"runs/{run}"]
+    n = meta.committed
+    new_meta = meta.replace(config=dataclasses.replace(meta.config, storage=spec))
+    root = zarr.open_group(str(dst), mode="w", zarr_format=3, attributes={"sgnlake": LakeMeta().to_dict()})
+    g = root.create_group("runs").create_group(run)
+    for name in ("iteration", "loss", "accuracy"):
+        a = s_root[name]
+        g.create_array(name, data=np.asarray(a[:n]), dimension_names=["iteration"])
+    kw = codecs.array_kwargs(spec)
+    dtype = np.dtype(spec.dtype)
+    seconds = 0.0
+    for t in meta.tensors:
+        tg = g.create_group(t.name, attributes={"sgnlake_tensor": t.to_dict()})
+        pc = min(spec.param_chunk, t.numel)
+        x = sgn[t.name]
+        arr = tg.create_array(
+            "sgn",
+            shape=x.shape,
+            chunks=(1, x.shape[1], pc),
+            dimension_names=["iteration", "minibatch", "param"],
+            **kw,
+        )
+        t0 = time.perf_counter()
+        for i in range(n):
+            arr[i] = x[i].astype(dtype, copy=False)
+        seconds += time.perf_counter() - t0
+        for name in ("grad", "weight"):
+            tg.create_array(
+                name,
+                data=np.asarray(s_root[t.name][name][:n]).astype(dtype),
+                chunks=(1, pc),
+                dimension_names=["iteration", "param"],
+                **{k: v for k, v in kw.items() if k != "dtype"},
+            )
+    g.attrs["sgnlake_run"] = new_meta.to_dict()
+    return seconds
+
+
+def read_seconds(location: Path, run: str, meta: Any) -> float:
+    """Seconds to read every committed ``sgn`` snapshot back into memory (plain Zarr)."""
+    import zarr
+
+    g = zarr.open_group(str(location), mode="r")[f"runs/{run}"]
+    t0 = time.perf_counter()
+    for t in meta.tensors:
+        arr = g[t.name]["sgn"]
+        for i in range(meta.committed):
+            arr[i]
+    return time.perf_counter() - t0
+
+
+def sgn_bytes_stored(location: Path, run: str, meta: Any) -> int:
+    """Bytes on disk of the run's ``sgn`` arrays."""
+    return sum(C.dir_bytes(location / "runs" / run / t.name / "sgn") for t in meta.tensors)
+
+
+def alphas(location: Path, run: str) -> np.ndarray:
+    """Mohammadi alpha ``(iteration, param)`` over all tensors, computed and stored by the analysis stage."""
+    from sgnlake.analyze import open_lake
+
+    lake = open_lake(str(location))
+    lake.compute_alpha(progress=False)
+    return np.asarray(lake.alpha(run).values)
+
+
+def estimator_spread(m: int, n: int = 20000) -> float:
+    """Standard deviation of Mohammadi alpha at alpha = 1.5 with ``m`` samples (sampling noise)."""
+    from sgnlake.analyze import kernels
+
+    rng = np.random.default_rng(7)
+    x = C.stable_rvs(np.full(n, 1.5), (m, n), rng).T
+    a = kernels.mohammadi(x, kernels.DEFAULT_K1)
+    return float(np.nanstd(a[np.isfinite(a)]))
+
+
+def main() -> None:
+    p = C.parser(__doc__)
+    p.add_argument("--repeat", type=int, default=2, help="write/read timings per codec (best reported)")
+    args = p.parse_args()
+    if args.smoke:
+        args.repeat = 1
+    work = C.scratch(args, "storage")
+    try:
+        src = work / "lossless"
+        run, collect_s = collect_run(src, args.smoke)
+        meta, sgn = load_sgn(src, run)
+        raw = sum(x.nbytes for x in sgn.values())
+        rows = []
+        ref_alpha = None
+        specs = codec_specs()
+        if args.smoke:  # one of each kind: lossless reference, BitRound, float16
+            specs = {k: v for k, v in specs.items() if "default" in k or "BitRound 8" in k or "float16" in k}
+        for i, (label, spec) in enumerate(specs.items()):
+            writes, reads = [], []
+            for r in range(args.repeat):
+                dst = work / f"codec{i}_{r}"
+                writes.append(write_copy(src, run, meta, sgn, dst, spec))
+                reads.append(read_seconds(dst, run, meta))
+                if r < args.repeat - 1:
+                    C.cleanup(args, dst)
+            stored = sgn_bytes_stored(dst, run, meta)
+            a = alphas(dst, run)
+            if ref_alpha is None:
+                ref_alpha = a
+            both = np.isfinite(a) & np.isfinite(ref_alpha)
+            diff = np.abs(a[both] - ref_alpha[both])
+            nan_new = int(np.sum(np.isfinite(ref_alpha) & ~np.isfinite(a)))
+            rows.append(
+                (
+                    label,
+                    spec,
+                    raw / stored,
+                    raw / min(writes) / 1e6,
+                    raw / min(reads) / 1e6,
+                    float(np.median(diff)) if diff.size else float("nan"),
+                    float(np.percentile(diff, 99)) if diff.size else float("nan"),
+                    float(diff.max()) if diff.size else float("nan"),
+                    nan_new,
+                    int(both.sum()),
+                )
+            )
+            C.cleanup(args, dst)
+        spread = estimator_spread(meta.n_minibatches)
+    finally:
+        C.cleanup(args, work)
+
+    t = C.Table(
+        [
+            "codec",
+            "lossy",
+            "compression ratio",
+            "write MB/s",
+            "read MB/s",
+            "median abs(d alpha)",
+            "p99 abs(d alpha)",
+            "max abs(d alpha)",
+            "params turned NaN",
+        ]
+    )
+    for label, spec, ratio, w, r, med, p99, mx, nan_new, _n in rows:
+        t.add(label, spec.lossy, ratio, w, r, med, p99, mx, nan_new)
+    ok = [row for row in rows if row[1].lossy and row[6] <= ALPHA_TOL and row[8] == 0]
+    best = max(ok, key=lambda row: row[2]) if ok else None
+    lossless = rows[0]
+    if best is not None:
+        rec = (
+            f"Recommended lossy setting: **{best[0]}** (StorageSpec(codec='{best[1].codec}', "
+            f"keepbits={best[1].keepbits}, dtype='{best[1].dtype}')): compression x{best[2]:.2f} vs "
+            f"x{lossless[2]:.2f} lossless, alpha error median {C.fmt(best[5])}, p99 {C.fmt(best[6])}, "
+            f"max {C.fmt(best[7])} -- the highest-compression setting with p99 <= {ALPHA_TOL} and no "
+            f"parameter turned NaN; the estimator's own sampling spread at M = {meta.n_minibatches} is "
+            f"{spread:.3f} (std of alpha at alpha = 1.5), {spread / max(best[6], 1e-12):.0f}x the p99 error."
+        )
+    else:
+        rec = f"No lossy setting kept the p99 alpha error <= {ALPHA_TOL} without NaNs."
+    default = (
+        "Default: keep lossless zstd. Lossless codecs gain little on heavy-tailed float32 SGN, but the "
+        "lake's purpose is the tails, lossy storage cannot be undone, and BitRound is stored as the "
+        "`numcodecs.bitround` codec that non-numcodecs Zarr readers cannot decode; offer the "
+        "recommended setting as an opt-in (`--keepbits`) for large sweeps where storage is the bottleneck."
+    )
+    C.write_report(
+        args,
+        "storage",
+        "Study 2: storage codecs and their effect on alpha",
+        [
+            f"Run: `{run}` ({meta.config.model}, b = {meta.config.batch_size}, M = {meta.n_minibatches}, "
+            f"{meta.committed} snapshots at iterations {list(meta.planned_iterations)}, "
+            f"{sum(t.numel for t in meta.tensors):,} parameters; collected in {collect_s:.0f} s), "
+            f"{raw / 1e6:.1f} MB of float32 SGN. alpha: Mohammadi (default K1 rule), "
+            f"over {rows[0][9]:,} parameter-snapshots. MB/s are of float32 SGN bytes, best of {args.repeat}.",
+            t.markdown(),
+            rec,
+            default,
+            "Timings on a 2-core machine shared with other engineers (+-30%); the lake is in the page "
+            "cache, so MB/s measure codec + Zarr cost, not disk.",
+        ],
+        {
+            "run": run,
+            "estimator_spread": spread,
+            "recommended": best[0] if best else None,
+            "codecs": [
+                {
+                    "codec": r[0],
+                    "lossy": r[1].lossy,
+                    "ratio": r[2],
+                    "write_mbs": r[3],
+                    "read_mbs": r[4],
+                    "median_dalpha": r[5],
+                    "p99_dalpha": r[6],
+                    "max_dalpha": r[7],
+                    "nan_new": r[8],
+                    "n": r[9],
+                }
+                for r in rows
+            ],
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

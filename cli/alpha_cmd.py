@@ -1,0 +1,179 @@
+"""``sgnlake alpha``: per-parameter tail index of every run and snapshot, stored in the lake."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import typer
+
+_HELP = """Estimate the tail index alpha of the SGN of every parameter, for every committed
+snapshot of every run (or of --runs), and store it in the lake under
+results/<run>/<key>/ (key = estimator and settings).
+
+Results are computed once: a second call with the same settings computes nothing, a run
+that gained snapshots gets only the new ones computed, --force recomputes everything.
+Reopen them lazily with sgnlake.analyze.open_lake(LAKE).alpha(RUN) or plain
+xarray.open_datatree(LAKE, engine="zarr").
+
+Runs on Dask: threads by default, a local cluster with --workers, an existing cluster
+with --scheduler. Prints one line per run (snapshots, parameters, median alpha and
+count of parameters without an estimate (dead: zero/constant SGN) at the last snapshot)."""
+
+
+def parse_settings(estimator: str, k1: str | None, hill_k: str | None) -> dict[str, Any]:
+    """Estimator settings from the command-line options (only those given)."""
+    from sgnlake.schema.errors import ConfigError
+
+    settings: dict[str, Any] = {}
+    if k1 is not None:
+        if estimator not in ("mohammadi", "mohammadi_inv"):
+            raise ConfigError(f"--k1 applies to the mohammadi estimator, not {estimator!r}: drop it")
+        settings["k1"] = int(k1) if k1.strip().isdigit() else k1.strip()
+    if hill_k is not None:
+        if estimator != "hill":
+            raise ConfigError(f"--hill-k applies to the hill estimator, not {estimator!r}: drop it")
+        try:
+            value: float = float(hill_k)
+        except ValueError:
+            raise ConfigError(
+                f"--hill-k {hill_k!r} is not a number: give a count (e.g. 10) or a fraction (e.g. 0.1)"
+            ) from None
+        settings["k"] = int(value) if value >= 1 and value == int(value) else value
+    return settings
+
+
+def _fmt(x: float, nd: int = 3) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
+
+
+def format_table(report: Any) -> str:
+    """The per-run table printed by ``sgnlake alpha``."""
+    header = ("run", "action", "snapshots", "new", "parameters", "last it", "median alpha", "dead", "seconds")
+    rows = [
+        (
+            r.run_id,
+            r.action,
+            str(r.snapshots),
+            str(r.computed),
+            str(r.params),
+            "-" if r.last_iteration is None else str(r.last_iteration),
+            _fmt(r.median_alpha_last),
+            str(r.dead_last),
+            _fmt(r.seconds, 1),
+        )
+        for r in report.runs
+    ]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    lines = [
+        "  ".join(
+            h.ljust(w) if i < 2 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths, strict=True))
+        )
+    ]
+    for row in rows:
+        lines.append(
+            "  ".join(
+                c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
+    return "\n".join(lines)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("alpha", help=_HELP)
+    def alpha(
+        lake: str = typer.Argument(..., help="Lake path or fsspec URL (s3://bucket/lake, ...)."),
+        runs: list[str] = typer.Option(
+            None,
+            "--runs",
+            "-r",
+            help="Run id or glob pattern (quote it: 'fcn-*'); repeatable. Default: every run.",
+        ),
+        estimator: str = typer.Option(
+            "mohammadi",
+            "--estimator",
+            "-e",
+            help="Per-parameter estimator: mohammadi (Mohammadi et al. 2015, the paper's), "
+            "hill (top-k order statistics of |SGN|), mcculloch (quantile fit; also stores "
+            "beta, scale, loc), mohammadi_inv (1/alpha) or gaussianity (p-values of four "
+            "normality tests).",
+        ),
+        k1: str = typer.Option(
+            None,
+            "--k1",
+            help="Mohammadi block size K1 for the M samples: paper (divisor of M closest to "
+            "sqrt(M), the paper's code), simsekli (largest divisor <= sqrt(M)), sqrt "
+            "(floor(sqrt(M)), first K1*floor(M/K1) samples) or an integer >= 2. Default: the "
+            "estimator's default. Part of the result key.",
+        ),
+        hill_k: str = typer.Option(
+            None,
+            "--hill-k",
+            help="Hill estimator: number of top order statistics (an integer) or a fraction "
+            "of the samples (e.g. 0.1). Default: the estimator's default.",
+        ),
+        force: bool = typer.Option(False, "--force", help="Recompute results that are already stored."),
+        workers: int = typer.Option(
+            None,
+            "--workers",
+            "-w",
+            min=0,
+            help="Start a local dask.distributed cluster with this many worker processes "
+            "(default: Dask's threaded scheduler in this process).",
+        ),
+        threads_per_worker: int = typer.Option(
+            1, "--threads-per-worker", min=1, help="Threads per local worker (with --workers)."
+        ),
+        memory_limit: str = typer.Option(
+            "auto", "--memory-limit", help="Memory limit per local worker, e.g. 4GiB (with --workers)."
+        ),
+        scheduler: str = typer.Option(
+            None,
+            "--scheduler",
+            help="Address of an existing Dask scheduler, e.g. tcp://HOST:8786; its workers need "
+            "sgnlake installed and access to the lake.",
+        ),
+        storage_option: list[str] = typer.Option(
+            None,
+            "--storage-option",
+            "-o",
+            help="fsspec storage option key=value for URL lakes (repeatable), e.g. "
+            "client_kwargs.endpoint_url=http://localhost:9000.",
+        ),
+        timeout: float = typer.Option(
+            30.0, "--timeout", min=0.1, help="Seconds to wait for the --scheduler to answer."
+        ),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar per run."),
+    ) -> None:
+        from sgnlake.schema.errors import SgnlakeError
+
+        from .app import fail
+
+        try:
+            from sgnlake.analyze.cluster import dask_client
+            from sgnlake.analyze.lake import open_lake
+            from sgnlake.analyze.results import check_estimator, result_key
+            from sgnlake.schema.store import parse_storage_options
+
+            check_estimator(estimator)
+            settings = parse_settings(estimator, k1, hill_k)
+            key = result_key(estimator, **settings)
+            opened = open_lake(lake, storage_options=parse_storage_options(storage_option))
+            ids = opened.select_runs(runs or None)
+            opened.writable_root()  # fail early on a read-only lake
+            typer.echo(f"{estimator} ({key}) for {len(ids)} run(s) in {lake}")
+            with dask_client(
+                workers=workers,
+                scheduler=scheduler,
+                threads_per_worker=threads_per_worker,
+                memory_limit=memory_limit,
+                echo=typer.echo,
+                timeout=timeout,
+            ):
+                report = opened.compute_alpha(
+                    ids, estimator=estimator, force=force, progress=progress, **settings
+                )
+        except SgnlakeError as e:
+            raise fail(str(e)) from None
+        typer.echo(format_table(report))
+        typer.echo(f"results stored in {lake.rstrip('/')}/results/<run>/{report.key}/")

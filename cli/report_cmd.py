@@ -1,0 +1,104 @@
+"""``sgnlake report``: figures and a self-contained HTML page for a lake.
+
+Exit codes: 0 report written, 1 written but some figures failed (listed on
+stderr and in the page), 2 usage errors (not a lake, unknown run or estimator).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("report")
+    def report(
+        lake: str = typer.Argument(..., help="Lake path or fsspec URL (s3://bucket/lake, ...)."),
+        out: Path = typer.Option(..., "--out", "-O", help="Output folder for index.html and the PNGs."),
+        runs: list[str] = typer.Option(
+            None,
+            "--runs",
+            "-r",
+            help="Run ids or glob patterns (repeatable or comma-separated); default all.",
+        ),
+        estimator: str = typer.Option(
+            "mohammadi", "--estimator", "-e", help="Tail-index estimator: mohammadi, hill or mcculloch."
+        ),
+        k1: str = typer.Option(
+            None,
+            "--k1",
+            help="Mohammadi block size K1: paper, simsekli, sqrt (the default) or an integer "
+            "(as for sgnlake alpha; stored results with the same settings are reused).",
+        ),
+        hill_k: str = typer.Option(
+            None, "--hill-k", help="Hill estimator: top order statistics, a count or a fraction (e.g. 0.1)."
+        ),
+        iterations: str = typer.Option(
+            None,
+            "--iterations",
+            "-i",
+            help="Snapshots for the distribution and SGN figures, e.g. 100,5000,last "
+            "(nearest committed one per run); default first, middle, last.",
+        ),
+        param: str = typer.Option(
+            None, "--param", help="Parameter whose SGN is drawn, TENSOR:INDEX (e.g. fc1.weight:123)."
+        ),
+        storage_option: list[str] = typer.Option(
+            None,
+            "--storage-option",
+            "-o",
+            help="fsspec storage option key=value (repeatable), e.g. anon=true.",
+        ),
+        store: bool = typer.Option(
+            True, "--store/--no-store", help="Store computed alpha in the lake so it is reused next time."
+        ),
+        force: bool = typer.Option(False, "--force", help="Recompute alpha even if it is stored."),
+        pooled: bool = typer.Option(
+            True, "--pooled/--no-pooled", help="Draw per-parameter vs pooled alpha (reads all SGN again)."
+        ),
+        dpi: int = typer.Option(100, "--dpi", min=30, max=400, help="Resolution of the PNGs."),
+    ) -> None:
+        """Write figures (paper Figs 1-16 where the lake allows) and OUT/index.html.
+
+        Alpha is reused from the lake when stored, else computed (and stored with
+        --store). Figures across runs (batch size, depth, width) are drawn only
+        when the selected runs vary that axis; the page says so otherwise.
+        """
+        from sgnlake.schema.errors import SgnlakeError
+
+        from .alpha_cmd import parse_settings
+        from .app import fail
+
+        try:
+            from sgnlake.analyze.report import build_report, parse_iterations
+            from sgnlake.analyze.results import check_estimator
+            from sgnlake.schema.store import parse_storage_options
+
+            check_estimator(estimator)
+            settings = parse_settings(estimator, k1, hill_k)
+            patterns = [p.strip() for item in runs or [] for p in item.split(",") if p.strip()] or None
+            rep = build_report(
+                lake,
+                out,
+                runs=patterns,
+                estimator=estimator,
+                settings=settings,
+                iterations=parse_iterations(iterations),
+                storage_options=parse_storage_options(storage_option),
+                dpi=dpi,
+                store=store,
+                force=force,
+                param=param,
+                pooled=pooled,
+                log=lambda msg: typer.echo(msg, err=True),
+            )
+        except SgnlakeError as e:
+            raise fail(str(e)) from None
+        for note in rep.notes:
+            typer.echo(f"note: {note}", err=True)
+        for err in rep.errors:
+            typer.echo(f"warning: figure failed: {err}", err=True)
+        typer.echo(f"report: {rep.index.resolve()} ({len(rep.figures)} figures)")
+        if rep.errors:
+            raise typer.Exit(1)

@@ -1,0 +1,115 @@
+"""The table of runs in a lake (``sgnlake ls``); reads metadata and store sizes only, no torch."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from sgnlake.schema.lake import open_lake_group, read_run_meta, run_ids
+from sgnlake.schema.meta import RunMeta
+from sgnlake.schema.names import run_path
+from zarr.core.sync import sync
+
+#: Bytes per value of the computed (uncompressed) SGN, grad and weight: float32.
+RAW_ITEMSIZE = 4
+
+
+def raw_bytes(meta: RunMeta, snapshots: int | None = None) -> int:
+    """Uncompressed float32 bytes of SGN + grad + weight of ``snapshots`` (default: committed) snapshots."""
+    n = meta.committed if snapshots is None else snapshots
+    per = sum((meta.n_minibatches + 2) * t.numel for t in meta.tensors)
+    return n * per * RAW_ITEMSIZE
+
+
+def run_row(meta: RunMeta, stored_bytes: int) -> dict[str, Any]:
+    """One ``ls`` row (JSON-ready) for a run."""
+    raw = raw_bytes(meta)
+    cfg = meta.config
+    return {
+        "run_id": meta.run_id,
+        "model": cfg.model,
+        "model_args": dict(cfg.model_args),
+        "dataset": cfg.dataset,
+        "n_examples": meta.n_examples,
+        "batch_size": cfg.batch_size,
+        "lr": cfg.lr,
+        "seed": cfg.seed,
+        "n_minibatches": meta.n_minibatches,
+        "committed": meta.committed,
+        "planned": len(meta.planned_iterations),
+        "status": meta.status,
+        "reason": meta.reason,
+        "engine": meta.engine,
+        "device": meta.device,
+        "storage": cfg.storage.to_dict(),
+        "stored_bytes": stored_bytes,
+        "uncompressed_bytes": raw,
+        "ratio": (raw / stored_bytes) if stored_bytes and raw else None,
+        "created": meta.created,
+        "updated": meta.updated,
+    }
+
+
+def list_runs(
+    location: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Describe every run of a lake.
+
+    Returns
+    -------
+    list of dict
+        One row per run (sorted by id): ``run_id``, ``model``, ``dataset``,
+        ``batch_size``, ``committed``, ``planned``, ``status``, ``stored_bytes``
+        (all keys under ``runs/<run_id>/`` in the store), ``uncompressed_bytes``
+        (float32 SGN + grad + weight of the committed snapshots), ``ratio``
+        (uncompressed / stored) and more.
+
+    Raises
+    ------
+    NotALakeError, SchemaVersionError
+        ``location`` is not a lake this sgnlake can read.
+    """
+    root = open_lake_group(os.fspath(location), mode="r", storage_options=storage_options)
+    rows = []
+    for rid in run_ids(root):
+        meta = read_run_meta(root[run_path(rid)])
+        size = int(sync(root.store.getsize_prefix(run_path(rid) + "/")))
+        rows.append(run_row(meta, size))
+    return rows
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """Plain-text table of :func:`list_runs` rows."""
+    head = ("run", "model", "dataset", "batch", "snapshots", "status", "size", "ratio")
+    body = [
+        (
+            r["run_id"],
+            r["model"],
+            r["dataset"],
+            str(r["batch_size"]),
+            f"{r['committed']}/{r['planned']}",
+            r["status"],
+            _human(r["stored_bytes"]),
+            f"{r['ratio']:.2f}" if r["ratio"] else "-",
+        )
+        for r in rows
+    ]
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
+    right = {3, 4, 6, 7}
+
+    def fmt(cells: tuple[str, ...]) -> str:
+        return "  ".join(
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    return "\n".join([fmt(head), *(fmt(b) for b in body)])

@@ -1,0 +1,427 @@
+"""``collect()``: train with plain SGD and write SGN snapshots into the lake."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sgnlake.schema.errors import ConfigError, DivergedError, LakeError, NotALakeError, RunExistsError
+from sgnlake.schema.lake import now, open_lake_group, read_run_meta, software_versions
+from sgnlake.schema.meta import RunConfig, RunMeta
+from sgnlake.schema.names import COMPLETE, FAILED, INTERRUPTED, RUN_ATTR, RUNNING, run_path
+from sgnlake.schema.store import is_url, local_path
+
+from . import checkpoint, rng
+from .config import Plan, make_plan, resolve_config, resolve_device
+from .data import Dataset, load_dataset
+from .engines import choose_engine, vmap_chunk
+from .models import build_model, tensor_table
+from .snapshot import compute_snapshot
+from .writer import RunWriter
+
+#: Config fields that may differ when resuming (they do not change what is computed).
+RESUME_MAY_DIFFER = ("device", "memory_budget_mb", "data_dir")
+
+
+def _probe_lake(location: str, storage_options: Mapping[str, Any] | None):
+    """The lake's root group opened read-only, or None when nothing is there yet."""
+    if not is_url(location):
+        p = local_path(location)
+        if not os.path.exists(p) or (os.path.isdir(p) and not os.listdir(p)):
+            return None
+        return open_lake_group(location, mode="r", storage_options=storage_options)
+    try:
+        return open_lake_group(location, mode="r", storage_options=storage_options)
+    except NotALakeError as e:
+        if str(e).startswith("no lake at"):
+            return None
+        raise
+
+
+def stored_run_meta(
+    location: str | os.PathLike[str], run_id: str, *, storage_options: Mapping[str, Any] | None = None
+) -> RunMeta | None:
+    """The metadata of run ``run_id`` in the lake at ``location``, or None if there is no such run."""
+    root = _probe_lake(os.fspath(location), storage_options)
+    if root is None or run_path(run_id) not in root:
+        return None
+    g = root[run_path(run_id)]
+    return read_run_meta(g) if RUN_ATTR in g.attrs else None
+
+
+def _config_differences(stored: RunConfig, given: RunConfig) -> list[str]:
+    a, b = stored.to_dict(), given.to_dict()
+    return [k for k in a if k not in RESUME_MAY_DIFFER and a.get(k) != b.get(k)]
+
+
+class _Training:
+    """The SGD loop state of one run (model, optimizer, data on the device)."""
+
+    def __init__(self, config: RunConfig, data: Dataset, plan: Plan, device: torch.device) -> None:
+        self.config, self.plan, self.device = config, plan, device
+        torch.manual_seed(config.seed)
+        np.random.seed(config.seed % 2**32)  # noqa: NPY002 - seed the global RNG user code may use
+        random.seed(config.seed)
+        model = build_model(
+            config.model, input_shape=data.input_shape, num_classes=data.num_classes, **config.model_args
+        )
+        self.model = model.to(device)
+        self.model.train()
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=0.0)
+        self.x, self.y = data.tensors(str(device))
+        self._order_epoch = -1
+        self._order: torch.Tensor | None = None
+        self._bad = torch.zeros((), dtype=torch.bool, device=device)
+        self._check_every = 1 if device.type == "cpu" else 50
+
+    def order(self, epoch: int) -> torch.Tensor:
+        """Example order of ``epoch`` (a permutation seeded from (seed, epoch), or the data order)."""
+        if epoch != self._order_epoch:
+            n = self.plan.n_examples
+            if self.config.shuffle:
+                o = torch.randperm(n, generator=rng.generator(self.config.seed, rng.TRAIN_ORDER, epoch))
+            else:
+                o = torch.arange(n)
+            self._order, self._order_epoch = o.to(self.device), epoch
+        assert self._order is not None
+        return self._order
+
+    def step(self, t: int) -> None:
+        """SGD update number ``t`` (from ``w_t`` to ``w_{t+1}``)."""
+        b = self.config.batch_size
+        epoch, pos = divmod(t, self.plan.steps_per_epoch)
+        idx = self.order(epoch)[pos * b : (pos + 1) * b]
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(self.model(self.x[idx]), self.y[idx])
+        loss.backward()
+        self.optimizer.step()
+        self._bad |= ~torch.isfinite(loss.detach())
+        if (t + 1) % self._check_every == 0:
+            self.check(t + 1)
+
+    def check(self, t: int) -> None:
+        """Raise :class:`DivergedError` if a training loss so far was not finite."""
+        if bool(self._bad):
+            raise DivergedError(
+                f"run {self.config.run_id!r} diverged: non-finite training loss before iteration {t} "
+                f"(lr {self.config.lr:g}): lower --lr"
+            )
+
+
+def collect(
+    location: str | os.PathLike[str],
+    config: RunConfig,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    storage_options: Mapping[str, Any] | None = None,
+    stop_after: int | None = None,
+    download: bool = False,
+    threads: int | None = None,
+    background: bool = True,
+) -> RunMeta:
+    """Train ``config`` with plain SGD and store its SGN snapshots in the lake at ``location``.
+
+    Everything is validated (config, data, model, lake, run id) before anything
+    is written. Snapshots are committed one at a time (see
+    :mod:`sgnlake.collect.writer`); a checkpoint is saved with each. Training
+    stops at the last planned snapshot (nothing after it would be recorded).
+
+    Parameters
+    ----------
+    location : str or path
+        Lake path or fsspec URL (created if absent).
+    config : RunConfig
+        The run. Missing model arguments take the model's defaults; with neither
+        ``epochs`` nor ``iterations`` the run trains one epoch.
+    resume : bool
+        Continue run ``config.run_id`` from its last committed snapshot (start
+        it if it does not exist). The stored config is used; ``config`` may
+        differ only in ``device``, ``memory_budget_mb`` and ``data_dir``.
+    progress : bool
+        Show a progress bar on stderr.
+    storage_options : mapping, optional
+        fsspec options for URL locations.
+    stop_after : int, optional
+        Stop after this many snapshots in this call (status ``interrupted``;
+        resume continues).
+    download : bool
+        Download a missing dataset with torchvision.
+    threads : int, optional
+        ``torch.set_num_threads`` for the duration of the call.
+    background : bool
+        Write and compress in a background thread, overlapped with the next
+        gradients (default); ``False`` writes synchronously.
+
+    Returns
+    -------
+    RunMeta
+        The run's final metadata (``status`` complete, or interrupted with ``stop_after``).
+
+    Raises
+    ------
+    ConfigError
+        Invalid config, model, data or schedule (nothing written).
+    RunExistsError
+        The run exists and ``resume`` is False (nothing written).
+    NotALakeError, SchemaVersionError
+        ``location`` holds something else, or a newer lake (nothing written).
+    DivergedError
+        Non-finite loss or gradients: the run is marked ``failed``, earlier snapshots kept.
+    LakeError
+        Writing failed: the run is marked ``failed`` when possible.
+    KeyboardInterrupt
+        Ctrl-C: the run is marked ``interrupted``; resume with ``resume=True``.
+    """
+    loc = os.fspath(location)
+    if stop_after is not None and stop_after < 1:
+        raise ConfigError(f"stop_after must be >= 1, got {stop_after}")
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {threads}")
+    # ---------------------------------------------------------------- validate, write nothing
+    root_ro = _probe_lake(loc, storage_options)
+    existing: RunMeta | None = None
+    if root_ro is not None and run_path(config.run_id) in root_ro:
+        g = root_ro[run_path(config.run_id)]
+        if RUN_ATTR in g.attrs:
+            existing = read_run_meta(g)
+    if existing is not None and not resume:
+        raise RunExistsError(
+            f"run {config.run_id!r} already exists in {loc}: pass --resume to continue it, or pick another --run-id"
+        )
+    if existing is not None:
+        diffs = _config_differences(existing.config, resolve_config(config))
+        if diffs:
+            k = diffs[0]
+            raise ConfigError(
+                f"cannot resume run {config.run_id!r} with a different {k} "
+                f"({existing.config.to_dict().get(k)!r} stored): drop the option or pick another --run-id"
+            )
+        given = resolve_config(config)
+        cfg = dataclasses.replace(
+            existing.config, **{k: getattr(given, k) for k in RESUME_MAY_DIFFER if k != "data_dir"}
+        )
+        if given.data_dir is not None:
+            cfg = dataclasses.replace(cfg, data_dir=given.data_dir)
+        if existing.status == COMPLETE:
+            return existing
+    else:
+        cfg = resolve_config(config)
+    device = resolve_device(cfg.device)
+    data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, n_train=cfg.n_train, download=download)
+    plan = make_plan(cfg, data.n)
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        train = _Training(cfg, data, plan, device)
+        tensors = tensor_table(train.model)
+        if cfg.tensors:
+            known = {t.name for t in tensors}
+            unknown = [n for n in cfg.tensors if n not in known]
+            if unknown:
+                raise ConfigError(
+                    f"model {cfg.model!r} has no tensor {unknown[0]!r}: use some of {', '.join(sorted(known))}"
+                )
+            tensors = tuple(t for t in tensors if t.name in cfg.tensors)
+        if existing is not None:
+            if existing.dataset_fingerprint and existing.dataset_fingerprint != data.fingerprint:
+                raise ConfigError(
+                    f"cannot resume run {cfg.run_id!r}: the training data differ from those it was "
+                    "collected with (dataset fingerprint): use the same files"
+                )
+            if tuple(existing.planned_iterations) != plan.iterations or existing.tensors != tensors:
+                raise ConfigError(
+                    f"cannot resume run {cfg.run_id!r}: its stored plan does not match its config"
+                )
+            engine = existing.engine or choose_engine(cfg.engine, cfg.model, device)
+        else:
+            engine = choose_engine(cfg.engine, cfg.model, device)
+        names = [t.name for t in tensors]
+        n_grad = sum(t.numel for t in tensors)
+        chunk = (
+            vmap_chunk(
+                train.model,
+                data.input_shape,
+                cfg.batch_size,
+                n_grad,
+                plan.n_minibatches,
+                cfg.memory_budget_mb,
+                device,
+            )
+            if engine == "vmap"
+            else 1
+        )
+        # ------------------------------------------------------------ write
+        root = open_lake_group(loc, mode="a", storage_options=storage_options)
+        info = {
+            "steps_per_epoch": plan.steps_per_epoch,
+            "optimizer": "SGD(momentum=0)",
+            "loss": "cross_entropy",
+            "vmap_chunk": chunk,
+            "threads": torch.get_num_threads(),
+            "train_last_batch": "partial (drop_last=False)",
+        }
+        if existing is None:
+            meta = RunMeta(
+                config=cfg,
+                tensors=tensors,
+                status=RUNNING,
+                n_examples=plan.n_examples,
+                n_minibatches=plan.n_minibatches,
+                remainder=plan.remainder,
+                planned_iterations=plan.iterations,
+                total_steps=plan.total_steps,
+                committed=0,
+                engine=engine,
+                device=str(device),
+                dataset_fingerprint=data.fingerprint,
+                software=software_versions(),
+                created=now(),
+                updated=now(),
+                extra=info,
+            )
+            writer = RunWriter.create(root, meta, background=background)
+        else:
+            writer = RunWriter.reopen(root, cfg.run_id, background=background)
+            resumes = list(writer.meta.extra.get("resumed", []))
+            resumes.append({"at_snapshot": writer.meta.committed, "time": now(), "device": str(device)})
+            writer.set_status(RUNNING, "", resumed=resumes, device_now=str(device))
+        try:
+            return _loop(writer, train, plan, cfg, names, engine, chunk, stop_after, progress)
+        finally:
+            writer.close()
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _loop(
+    writer: RunWriter,
+    train: _Training,
+    plan: Plan,
+    cfg: RunConfig,
+    names: list[str],
+    engine: str,
+    chunk: int,
+    stop_after: int | None,
+    progress: bool,
+) -> RunMeta:
+    from tqdm.auto import tqdm
+
+    its = plan.iterations
+    k = writer.meta.committed
+    t = 0
+    state = writer.read_checkpoint()
+    if state is not None:
+        st = checkpoint.load(state)
+        if int(st["snapshot"]) != k - 1 or int(st["step"]) != its[k - 1]:
+            raise LakeError(
+                f"checkpoint of run {cfg.run_id!r} does not match snapshot {k - 1}: start a new run id"
+            )
+        t = checkpoint.restore(st, train.model, train.optimizer)
+    k0 = k
+    compute_s = 0.0
+    bar = tqdm(
+        total=its[-1],
+        initial=t,
+        desc=cfg.run_id,
+        unit="step",
+        file=sys.stderr,
+        disable=not progress,
+        dynamic_ncols=True,
+        leave=True,
+    )
+
+    def postfix() -> None:
+        ratio = writer.bytes_raw / writer.bytes_stored if writer.bytes_stored else float("nan")
+        bar.set_postfix_str(
+            f"snapshots {writer.meta.committed}/{len(its)} {writer.bytes_stored / 1e6:.1f} MB x{ratio:.2f}",
+            refresh=False,
+        )
+
+    try:
+        try:
+            while k < len(its):
+                if its[k] == t:
+                    train.check(t)
+                    writer.acquire()
+                    try:
+                        t0 = time.perf_counter()
+                        snap = compute_snapshot(
+                            train.model,
+                            train.x,
+                            train.y,
+                            index=k,
+                            iteration=t,
+                            batch_size=cfg.batch_size,
+                            seed=cfg.seed,
+                            names=names,
+                            partition_kind=cfg.partition,
+                            engine=engine,
+                            chunk=chunk,
+                        )
+                        snap.checkpoint = checkpoint.capture(train.model, train.optimizer, step=t, snapshot=k)
+                        compute_s += time.perf_counter() - t0
+                    except BaseException:
+                        writer.release()
+                        raise
+                    writer.submit(snap)
+                    k += 1
+                    postfix()
+                    if stop_after is not None and k - k0 >= stop_after:
+                        break
+                    continue
+                train.step(t)
+                t += 1
+                bar.update(1)
+            writer.drain()
+        except DivergedError as e:
+            _finish_quietly(writer, FAILED, str(e))
+            raise
+        except KeyboardInterrupt:
+            _finish_quietly(
+                writer,
+                INTERRUPTED,
+                f"interrupted by the user at iteration {t}: resume with --resume --run-id {cfg.run_id}",
+            )
+            raise
+        except BaseException as e:
+            _finish_quietly(writer, FAILED, f"{type(e).__name__}: {e}".replace("\n", " "), drain=False)
+            raise
+        postfix()
+        timing = {
+            "compute_seconds": round(compute_s, 4),
+            "write_seconds": round(sum(writer.write_seconds), 4),
+            "snapshots_this_call": k - k0,
+        }
+        if k == len(its):
+            return writer.set_status(COMPLETE, "", last_call=timing)
+        return writer.set_status(
+            INTERRUPTED,
+            f"stopped after {k - k0} snapshots (stop_after): resume with --resume",
+            last_call=timing,
+        )
+    finally:
+        bar.close()
+
+
+def _finish_quietly(writer: RunWriter, status: str, reason: str, *, drain: bool = True) -> None:
+    """Commit what was queued (unless ``drain`` is False) and record ``status``; never raise."""
+    if drain:
+        try:
+            writer.drain()
+        except BaseException as e:  # noqa: BLE001 - the first error is what the caller raises
+            if status != FAILED:
+                status, reason = FAILED, f"{reason}; then writing failed: {e}"
+    try:
+        writer.set_status(status, reason)
+    except BaseException:  # noqa: BLE001, S110 - the lake may be unwritable; committed data stay valid
+        pass

@@ -1,0 +1,200 @@
+"""One SGN snapshot: per-minibatch gradients at fixed weights, full gradient, SGN.
+
+At training iteration ``t`` the ``n`` examples are cut into ``M = floor(n / b)``
+minibatches (a permutation seeded from ``(seed, t)``, or the data order); the
+remaining ``n - M*b`` are left out. With ``g_j`` the gradient of minibatch
+``j``'s mean loss, the full gradient is ``g = mean_j g_j`` (accumulated in
+float64) and the SGN is ``U_j = g_j - g`` (computed in float64, stored float32).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sgnlake.schema.errors import ConfigError, DivergedError
+from torch import nn
+
+from . import rng
+from .engines import loop_gradients, vmap_gradients
+
+#: Columns per float64 block when centring gradients (bounds temporary memory).
+_CENTRE_BYTES = 64 * 2**20
+
+
+@dataclass
+class Snapshot:
+    """The host-side result of one snapshot, ready to be written.
+
+    Attributes
+    ----------
+    index : int
+        Position along the ``iteration`` dimension (0-based snapshot number).
+    iteration : int
+        Training step ``t`` (weights after ``t`` SGD updates).
+    loss, accuracy : float
+        Mean loss and accuracy over the ``M*b`` examples used, at ``w_t``.
+    sgn : dict of str to numpy.ndarray
+        ``(M, numel)`` float32 SGN per tensor.
+    grad, weight : dict of str to numpy.ndarray
+        ``(numel,)`` float32 full gradient and weights per tensor.
+    checkpoint : bytes or None
+        Resume state at this snapshot (see :mod:`sgnlake.collect.checkpoint`).
+    """
+
+    index: int
+    iteration: int
+    loss: float
+    accuracy: float
+    sgn: dict[str, np.ndarray]
+    grad: dict[str, np.ndarray]
+    weight: dict[str, np.ndarray]
+    checkpoint: bytes | None = None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the float arrays (SGN + grad + weight)."""
+        return sum(a.nbytes for d in (self.sgn, self.grad, self.weight) for a in d.values())
+
+
+def n_minibatches(n: int, batch_size: int) -> tuple[int, int]:
+    """``(M, remainder)`` with ``M = floor(n / b)`` and ``remainder = n - M*b``."""
+    if batch_size > n:
+        raise ConfigError(f"--batch-size {batch_size} exceeds the {n} training examples: use a smaller batch")
+    m = n // batch_size
+    return m, n - m * batch_size
+
+
+def partition(n: int, batch_size: int, *, seed: int, iteration: int, kind: str = "permute") -> torch.Tensor:
+    """Example indices of the ``M`` minibatches of the snapshot at ``iteration``.
+
+    Parameters
+    ----------
+    n, batch_size : int
+        Number of examples and minibatch size ``b``.
+    seed, iteration : int
+        ``permute`` draws ``torch.randperm(n)`` from a CPU generator seeded from
+        ``(seed, iteration)`` (the global RNGs are not touched).
+    kind : {"permute", "fixed"}
+        ``fixed`` uses the data order (the paper's code).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(M, b)`` int64 indices on the CPU; the last ``n - M*b`` examples of the
+        order are left out.
+    """
+    m, _ = n_minibatches(n, batch_size)
+    if kind == "fixed":
+        order = torch.arange(n)
+    elif kind == "permute":
+        order = torch.randperm(n, generator=rng.generator(seed, rng.PARTITION, iteration))
+    else:
+        raise ConfigError(f"unknown partition {kind!r}: use permute or fixed")
+    return order[: m * batch_size].view(m, batch_size)
+
+
+def centre(grads: torch.Tensor) -> torch.Tensor:
+    """Turn ``(M, P)`` float32 gradients into SGN in place; return the float64 mean ``(P,)``.
+
+    The mean is accumulated in float64 and ``g_j - g`` is formed in float64
+    before rounding to float32, so the stored SGN sums to ~0 over minibatches.
+    """
+    m, p = grads.shape
+    mean = grads.sum(0, dtype=torch.float64) / m
+    step = max(1, _CENTRE_BYTES // max(1, 8 * m))
+    for s in range(0, p, step):
+        e = min(p, s + step)
+        grads[:, s:e] = (grads[:, s:e].to(torch.float64) - mean[s:e]).to(torch.float32)
+    return mean
+
+
+def _host(t: torch.Tensor, *, copy: bool = False) -> np.ndarray:
+    """A host numpy array of ``t``; ``copy`` when ``t`` may change later (weights)."""
+    return t.detach().to("cpu", copy=copy).numpy()
+
+
+def compute_snapshot(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    index: int,
+    iteration: int,
+    batch_size: int,
+    seed: int,
+    names: Sequence[str] | None = None,
+    partition_kind: str = "permute",
+    engine: str = "loop",
+    chunk: int = 1,
+) -> Snapshot:
+    """Compute one snapshot at the model's current weights.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model; its weights, ``.grad``, mode and every global RNG state are
+        left as they were.
+    x, y : torch.Tensor
+        All training inputs and labels on the compute device.
+    index, iteration : int
+        Snapshot number and training step ``t``.
+    batch_size, seed : int
+        Minibatch size ``b`` and run seed (partition generator).
+    names : sequence of str, optional
+        Tensors to compute (default: all parameters).
+    partition_kind : {"permute", "fixed"}
+        See :func:`partition`.
+    engine : {"loop", "vmap"}
+        Per-minibatch gradient engine; ``chunk`` minibatches per vmap call.
+
+    Returns
+    -------
+    Snapshot
+
+    Raises
+    ------
+    DivergedError
+        A loss or gradient is not finite.
+    """
+    if names is None:
+        names = [n for n, _ in model.named_parameters()]
+    batches = partition(x.shape[0], batch_size, seed=seed, iteration=iteration, kind=partition_kind)
+    batches = batches.to(x.device)
+    was_training = model.training
+    with rng.preserved_rng():
+        model.train()
+        try:
+            if engine == "vmap":
+                res = vmap_gradients(model, names, x, y, batches, chunk)
+            elif engine == "loop":
+                res = loop_gradients(model, names, x, y, batches)
+            else:
+                raise ConfigError(f"unknown engine {engine!r}: use loop or vmap")
+        finally:
+            model.train(was_training)
+    m = batches.shape[0]
+    loss = float(res.losses.to(torch.float64).mean())
+    if not np.isfinite(loss):
+        raise DivergedError(f"non-finite loss at iteration {iteration}: lower --lr")
+    params = dict(model.named_parameters())
+    sgn, grad, weight = {}, {}, {}
+    for n in names:
+        g = res.grads[n]
+        if not bool(torch.isfinite(g).all()):
+            raise DivergedError(f"non-finite gradient of {n} at iteration {iteration}: lower --lr")
+        mean = centre(g)
+        sgn[n] = _host(g)
+        grad[n] = _host(mean.to(torch.float32))
+        weight[n] = _host(params[n].reshape(-1).to(torch.float32), copy=True)
+    return Snapshot(
+        index=index,
+        iteration=iteration,
+        loss=loss,
+        accuracy=float(res.correct) / (m * batch_size),
+        sgn=sgn,
+        grad=grad,
+        weight=weight,
+    )

@@ -1,0 +1,408 @@
+"""Writing a run into the lake: group and arrays, the commit protocol, a background writer.
+
+Commit protocol for snapshot ``k`` (readers trust ``RunMeta.committed``):
+
+1. write the chunks of index ``k`` of every array through an in-memory view
+   whose metadata says ``k + 1`` snapshots, while the stored metadata still says
+   ``k`` (so a plain Zarr reader cannot see the new chunks yet);
+2. write the resume checkpoint of snapshot ``k`` under ``checkpoints/<run_id>/``;
+3. grow every array's stored metadata to ``k + 1``;
+4. set ``RunMeta.committed = k + 1`` (and ``updated``) in the run attributes;
+5. delete older checkpoints.
+
+A crash at any point leaves at most one uncommitted snapshot, which
+:meth:`RunWriter.reopen` truncates. This module does not import torch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+import numpy as np
+import zarr
+from sgnlake.schema.codecs import array_kwargs
+from sgnlake.schema.errors import LakeError, RunExistsError, ValidationError
+from sgnlake.schema.lake import now, read_run_meta
+from sgnlake.schema.meta import RunMeta
+from sgnlake.schema.names import (
+    ACCURACY,
+    GRAD,
+    ITERATION,
+    LOSS,
+    MINIBATCH,
+    PARAM,
+    RUN_ATTR,
+    RUNNING,
+    SGN,
+    TENSOR_ATTR,
+    WEIGHT,
+    checkpoint_path,
+    run_path,
+)
+from sgnlake.schema.validate import validate_run
+from zarr.core.array import AsyncArray
+from zarr.core.sync import sync
+
+#: Name of the uint8 array holding a checkpoint inside ``checkpoints/<run_id>/<snapshot group>/``.
+CHECKPOINT_ARRAY = "state"
+#: Attribute of a checkpoint array: snapshot, iteration, sha256.
+CHECKPOINT_ATTR = "sgnlake_checkpoint"
+
+
+class SnapshotLike(Protocol):
+    """What the writer needs from a snapshot (see :class:`sgnlake.collect.snapshot.Snapshot`)."""
+
+    index: int
+    iteration: int
+    loss: float
+    accuracy: float
+    sgn: dict[str, np.ndarray]
+    grad: dict[str, np.ndarray]
+    weight: dict[str, np.ndarray]
+    checkpoint: bytes | None
+
+
+def checkpoint_name(index: int) -> str:
+    """Group name of the checkpoint taken with snapshot ``index``."""
+    return f"s{index:06d}"
+
+
+async def _gather(*coros: Any) -> list[Any]:
+    """Await ``coros`` concurrently (inside zarr's event loop)."""
+    return list(await asyncio.gather(*coros))
+
+
+def _one_line(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}".replace("\n", " ")
+
+
+class RunWriter:
+    """Writes the snapshots of one run, optionally in a background thread.
+
+    Use :meth:`create` for a new run and :meth:`reopen` to resume one. In the
+    background mode at most ``slots`` snapshots are in host memory: call
+    :meth:`acquire` before computing a snapshot and :meth:`submit` it when done
+    (or :meth:`release` if computing it failed). Errors in the writer thread are
+    raised by the next :meth:`acquire`, :meth:`submit` or :meth:`drain` as
+    :class:`~sgnlake.schema.errors.LakeError`.
+    """
+
+    def __init__(self, root: zarr.Group, meta: RunMeta, *, background: bool = True, slots: int = 2) -> None:
+        self.root = root
+        self.meta = meta
+        self.group = root[run_path(meta.run_id)]
+        self._arrays: dict[str, zarr.Array] = {}
+        for name in (ITERATION, LOSS, ACCURACY):
+            self._arrays[name] = self.group[name]
+        for t in meta.tensors:
+            tg = self.group[t.name]
+            for a in (SGN, GRAD, WEIGHT):
+                self._arrays[f"{t.name}/{a}"] = tg[a]
+        self.bytes_stored = 0
+        self.bytes_raw = 0
+        self.write_seconds: list[float] = []
+        self._lock = threading.Lock()
+        self._error: BaseException | None = None
+        self._error_index = -1
+        self._background = background
+        self._slots = threading.Semaphore(slots)
+        self._queue: queue.Queue[SnapshotLike | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        if background:
+            self._thread = threading.Thread(
+                target=self._run, name=f"sgnlake-writer-{meta.run_id}", daemon=True
+            )
+            self._thread.start()
+
+    # ------------------------------------------------------------------ creation
+
+    @classmethod
+    def create(cls, root: zarr.Group, meta: RunMeta, **kwargs: Any) -> RunWriter:
+        """Create the run group, its arrays and attributes, and return a writer.
+
+        The run attributes are written last, so a crash while creating leaves a
+        group that is not (yet) a run and is replaced by the next attempt.
+
+        Raises
+        ------
+        RunExistsError
+            A run with this id exists.
+        """
+        rid = meta.run_id
+        path = run_path(rid)
+        if path in root:
+            node = root[path]
+            if isinstance(node, zarr.Group) and RUN_ATTR in node.attrs:
+                raise RunExistsError(
+                    f"run {rid!r} already exists: pass --resume to continue it, or pick another --run-id"
+                )
+            del root[path]
+        if checkpoint_path(rid) in root:
+            del root[checkpoint_path(rid)]
+        g = root.require_group(path)
+        m, spec = meta.n_minibatches, meta.config.storage
+        kw = array_kwargs(spec)
+        g.create_array(
+            ITERATION, shape=(0,), chunks=(1,), dtype="int64", fill_value=-1, dimension_names=[ITERATION]
+        )
+        for name in (LOSS, ACCURACY):
+            g.create_array(
+                name, shape=(0,), chunks=(1,), dtype="float64", fill_value=np.nan, dimension_names=[ITERATION]
+            )
+        for t in meta.tensors:
+            tg = g.create_group(t.name, attributes={TENSOR_ATTR: t.to_dict()})
+            pc = min(spec.param_chunk, t.numel)
+            tg.create_array(
+                SGN,
+                shape=(0, m, t.numel),
+                chunks=(1, m, pc),
+                dimension_names=[ITERATION, MINIBATCH, PARAM],
+                **kw,
+            )
+            for name in (GRAD, WEIGHT):
+                tg.create_array(
+                    name, shape=(0, t.numel), chunks=(1, pc), dimension_names=[ITERATION, PARAM], **kw
+                )
+        root.require_group(checkpoint_path(rid))
+        g.update_attributes({RUN_ATTR: meta.to_dict()})
+        return cls(root, meta, **kwargs)
+
+    @classmethod
+    def reopen(cls, root: zarr.Group, run_id: str, **kwargs: Any) -> RunWriter:
+        """Open an existing run for resuming: drop everything beyond ``committed``.
+
+        Arrays longer than ``committed`` are shrunk (their extra chunks deleted),
+        chunks written through a view but never committed are deleted, and
+        checkpoints other than the last committed one are removed.
+
+        Raises
+        ------
+        ValidationError
+            The run's arrays do not match its attributes.
+        """
+        g = root[run_path(run_id)]
+        meta = read_run_meta(g)
+        problems = validate_run(g, meta)
+        if problems:
+            raise ValidationError(f"cannot resume: {problems[0]}")
+        writer = cls(root, meta, **kwargs)
+        writer.truncate()
+        return writer
+
+    def truncate(self) -> None:
+        """Shrink every array to ``committed`` snapshots and delete stray chunks and checkpoints."""
+        k = self.meta.committed
+        store = self.root.store
+        for arr in self._arrays.values():
+            n = arr.shape[0]
+            if n > k:
+                arr.resize((k, *arr.shape[1:]))
+            stray = [f"{arr.path}/{key}" for key in self._chunk_keys(arr, n)]
+            sync(_gather(*(store.delete(s) for s in stray)))
+        keep = checkpoint_name(k - 1) if k else None
+        cg = self.root.require_group(checkpoint_path(self.meta.run_id))
+        for name, _ in list(cg.groups()):
+            if name != keep:
+                del cg[name]
+
+    # ------------------------------------------------------------------ reading back
+
+    def read_checkpoint(self) -> bytes | None:
+        """Bytes of the checkpoint of the last committed snapshot (None when nothing is committed).
+
+        Raises
+        ------
+        LakeError
+            The checkpoint is missing or its digest does not match.
+        """
+        k = self.meta.committed
+        if k == 0:
+            return None
+        path = f"{checkpoint_path(self.meta.run_id)}/{checkpoint_name(k - 1)}/{CHECKPOINT_ARRAY}"
+        try:
+            arr = self.root[path]
+        except KeyError:
+            raise LakeError(
+                f"run {self.meta.run_id!r} has no checkpoint for snapshot {k - 1}: it cannot be resumed, "
+                "start a new run id"
+            ) from None
+        data = np.asarray(arr[:], dtype=np.uint8).tobytes()
+        info = arr.attrs.get(CHECKPOINT_ATTR, {})
+        if info.get("sha256") != "sha256:" + hashlib.sha256(data).hexdigest():
+            raise LakeError(f"checkpoint {path} is corrupt (sha256 mismatch): start a new run id")
+        return data
+
+    # ------------------------------------------------------------------ writing
+
+    @staticmethod
+    def _chunk_keys(arr: zarr.Array, index: int) -> Iterator[str]:
+        """Keys (relative to the array) of the chunks of snapshot ``index``."""
+        md = arr.metadata
+        grids = [range(math.ceil(s / c)) for s, c in zip(arr.shape[1:], md.chunks[1:], strict=True)]
+        for rest in np.ndindex(*(len(r) for r in grids)) if grids else [()]:
+            yield md.encode_chunk_key((index, *rest))
+
+    def _values(self, snap: SnapshotLike) -> dict[str, Any]:
+        vals: dict[str, Any] = {
+            ITERATION: np.int64(snap.iteration),
+            LOSS: np.float64(snap.loss),
+            ACCURACY: np.float64(snap.accuracy),
+        }
+        for t in self.meta.tensors:
+            vals[f"{t.name}/{SGN}"] = snap.sgn[t.name]
+            vals[f"{t.name}/{GRAD}"] = snap.grad[t.name]
+            vals[f"{t.name}/{WEIGHT}"] = snap.weight[t.name]
+        return vals
+
+    def commit(self, snap: SnapshotLike) -> None:
+        """Write and commit snapshot ``snap`` (synchronously, in the calling thread)."""
+        t0 = time.perf_counter()
+        k = snap.index
+        if k != self.meta.committed:
+            raise LakeError(f"snapshot {k} submitted but {self.meta.committed} are committed")
+        vals = self._values(snap)
+        views = []
+        for name, arr in self._arrays.items():
+            aa = arr._async_array
+            view = AsyncArray(
+                metadata=aa.metadata.update_shape((k + 1, *aa.metadata.shape[1:])),
+                store_path=aa.store_path,
+                config=aa.config,
+            )
+            views.append(view.setitem(k, vals[name]))
+        sync(_gather(*views))
+        if snap.checkpoint is not None:
+            self._write_checkpoint(k, snap.iteration, snap.checkpoint)
+        sync(_gather(*(a._async_array.resize((k + 1, *a.shape[1:])) for a in self._arrays.values())))
+        with self._lock:
+            self.meta = self.meta.replace(committed=k + 1, updated=now(), status=RUNNING, reason="")
+            self.group.update_attributes({RUN_ATTR: self.meta.to_dict()})
+        if k >= 1:
+            cg = self.root[checkpoint_path(self.meta.run_id)]
+            for name, _ in list(cg.groups()):
+                if name != checkpoint_name(k):
+                    del cg[name]
+        self.bytes_raw += sum(np.asarray(v).nbytes for n, v in vals.items() if "/" in n)
+        self.bytes_stored += self._stored_bytes(k)
+        self.write_seconds.append(time.perf_counter() - t0)
+
+    def _stored_bytes(self, k: int) -> int:
+        store = self.root.store
+        keys = [f"{a.path}/{key}" for a in self._arrays.values() for key in self._chunk_keys(a, k)]
+
+        async def size(key: str) -> int:
+            try:
+                return await store.getsize(key)
+            except (FileNotFoundError, KeyError):
+                return 0  # a chunk equal to the fill value is not stored
+
+        return int(sum(sync(_gather(*(size(key) for key in keys)))))
+
+    def _write_checkpoint(self, k: int, iteration: int, data: bytes) -> None:
+        cg = self.root.require_group(checkpoint_path(self.meta.run_id))
+        name = checkpoint_name(k)
+        if name in cg:
+            del cg[name]
+        sg = cg.create_group(name)
+        buf = np.frombuffer(data, dtype=np.uint8)
+        arr = sg.create_array(
+            CHECKPOINT_ARRAY,
+            shape=buf.shape,
+            chunks=(max(1, buf.size),),
+            dtype="uint8",
+            dimension_names=["byte"],
+            fill_value=0,
+            compressors=None,
+            attributes={
+                CHECKPOINT_ATTR: {
+                    "snapshot": int(k),
+                    "iteration": int(iteration),
+                    "sha256": "sha256:" + hashlib.sha256(data).hexdigest(),
+                    "format": "torch.save",
+                }
+            },
+        )
+        arr[:] = buf
+
+    # ------------------------------------------------------------------ background thread
+
+    def _run(self) -> None:
+        while True:
+            snap = self._queue.get()
+            try:
+                if snap is None:
+                    return
+                if self._error is None:
+                    try:
+                        self.commit(snap)
+                    except BaseException as e:  # noqa: BLE001 - handed to the main thread
+                        self._error, self._error_index = e, snap.index
+            finally:
+                if snap is not None:
+                    self._slots.release()
+                self._queue.task_done()
+
+    def check(self) -> None:
+        """Raise the writer thread's error, if any, as a one-line :class:`LakeError`."""
+        if self._error is not None:
+            raise LakeError(
+                f"writing snapshot {self._error_index} of run {self.meta.run_id!r} failed: "
+                f"{_one_line(self._error)}"
+            ) from self._error
+
+    def acquire(self) -> None:
+        """Wait for a free slot before computing the next snapshot."""
+        if not self._background:
+            return
+        while not self._slots.acquire(timeout=0.2):
+            self.check()
+        if self._error is not None:
+            self._slots.release()
+            self.check()
+
+    def release(self) -> None:
+        """Give back a slot taken by :meth:`acquire` when no snapshot is submitted."""
+        if self._background:
+            self._slots.release()
+
+    def submit(self, snap: SnapshotLike) -> None:
+        """Queue ``snap`` for writing (or write it now when not in background mode)."""
+        if not self._background:
+            self.commit(snap)
+            return
+        self.check()
+        self._queue.put(snap)
+
+    def drain(self) -> None:
+        """Wait until every submitted snapshot is committed; raise a writer error."""
+        if self._background:
+            self._queue.join()
+        self.check()
+
+    @property
+    def failed(self) -> bool:
+        """True when the writer thread has failed."""
+        return self._error is not None
+
+    def set_status(self, status: str, reason: str = "", **extra: Any) -> RunMeta:
+        """Record ``status`` (and ``reason``, extra entries) in the run attributes."""
+        with self._lock:
+            ex = dict(self.meta.extra)
+            ex.update(extra)
+            self.meta = self.meta.replace(status=status, reason=reason, updated=now(), extra=ex)
+            self.group.update_attributes({RUN_ATTR: self.meta.to_dict()})
+            return self.meta
+
+    def close(self) -> None:
+        """Stop the writer thread (after what was queued)."""
+        if self._thread is not None and self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        self._thread = None

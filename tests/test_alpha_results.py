@@ -1,0 +1,342 @@
+"""Stored alpha results: values against brute-force numpy on plain Zarr reads, reuse, growth, crashes."""
+
+from __future__ import annotations
+
+import shutil
+
+import dask
+import dask.threaded
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+import zarr
+from lake_fixtures import (
+    RunSpec,
+    grow_run,
+    mohammadi_oracle,
+    plain_attrs,
+    read_sgn_plain,
+    write_lake,
+)
+from sgnlake.analyze import dask_client, open_lake
+from sgnlake.analyze import results as results_mod
+from sgnlake.schema.errors import ConfigError, LakeError
+
+TENSORS = ("fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias")
+DEAD = {"fc1.weight": [3, 5], "fc2.bias": [1]}
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> str:
+    return write_lake(
+        str(tmp_path_factory.mktemp("template") / "lake"),
+        [RunSpec("a", committed=3, dead=DEAD), RunSpec("b", seed=1, batch_size=100)],
+    )
+
+
+@pytest.fixture
+def lake_path(template, tmp_path) -> str:
+    """A fresh copy of the template lake for each test (tests write results into it)."""
+    return shutil.copytree(template, tmp_path / "lake").as_posix()
+
+
+class CountingScheduler:
+    """Dask's threaded scheduler, counting the graphs it runs."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return dask.threaded.get(*args, **kwargs)
+
+
+def _raise(*args, **kwargs):
+    raise AssertionError("nothing should be computed")
+
+
+def _oracle(path: str, run: str, tensor: str, k1: int) -> np.ndarray:
+    x, _ = read_sgn_plain(path, run, tensor)
+    return mohammadi_oracle(x, k1, axis=1)
+
+
+def _key(estimator: str = "mohammadi", **settings) -> str:
+    return results_mod.result_key(estimator, **settings)
+
+
+def test_stored_alpha_equals_brute_force_and_kernel(lake_path):
+    from sgnlake.analyze import kernels
+
+    lake = open_lake(lake_path)
+    report = lake.compute_alpha(k1=5, progress=False)
+    key = _key(k1=5)
+    assert [r.action for r in report.runs] == ["computed", "computed"]
+    assert [r.snapshots for r in report.runs] == [3, 4] and report.runs[0].params == 131
+    raw = zarr.open_group(lake_path, mode="r")
+    for run in ("a", "b"):
+        for t in TENSORS:
+            x, its = read_sgn_plain(lake_path, run, t)
+            expected = mohammadi_oracle(x, 5, axis=1)
+            np.testing.assert_allclose(kernels.mohammadi(np.moveaxis(x, 1, -1), 5), expected, rtol=1e-10)
+            stored = raw[f"results/{run}/{key}/{t}/alpha"][:]
+            np.testing.assert_allclose(stored, expected, rtol=1e-10)
+            got = lake.alpha(run, k1=5, tensor=t)
+            assert got.attrs["n_stored"] == len(its)
+            np.testing.assert_allclose(got.values, expected, rtol=1e-10)
+        np.testing.assert_array_equal(raw[f"results/{run}/{key}/iteration"][:], its)
+    # dead parameters are NaN, counted at the last snapshot
+    a = lake.alpha("a", k1=5)
+    assert np.isnan(a.sel(param=a["tensor"] == "fc1.weight").values[:, [3, 5]]).all()
+    assert report.runs[0].dead_last == 3 and report.runs[1].dead_last == 0
+    last = a.isel(iteration=-1).values
+    assert report.runs[0].median_alpha_last == pytest.approx(np.nanmedian(last))
+    meta = plain_attrs(lake_path, f"results/a/{key}")["sgnlake_result"]
+    assert meta["estimator"] == "mohammadi" and meta["n_iterations"] == 3 and meta["run_id"] == "a"
+    assert meta["settings"] == {"k1": 5} and meta["created"]
+
+
+@pytest.mark.parametrize(("rule", "k1"), [("paper", 5), ("sqrt", 6), ("simsekli", 5)])
+def test_k1_rules_follow_the_published_choices(lake_path, rule, k1):
+    # M = 40: divisors <= 20 closest to sqrt(40) = 6.32 -> 5 (paper); largest divisor <= 6 -> 5
+    # (Simsekli); floor(sqrt(40)) = 6 (sqrt, first 36 samples)
+    lake = open_lake(lake_path)
+    got = lake.alpha("b", k1=rule, tensor="fc1.weight").values
+    np.testing.assert_allclose(got, _oracle(lake_path, "b", "fc1.weight", k1), rtol=1e-10)
+
+
+def test_lazy_alpha_stores_nothing(lake_path):
+    lake = open_lake(lake_path)
+    a = lake.alpha("a", k1=5)
+    assert a.attrs["n_stored"] == 0 and a.chunks is not None
+    assert a.dims == ("iteration", "param") and a.shape == (3, 131)
+    expected = np.concatenate([_oracle(lake_path, "a", t, 5) for t in TENSORS], axis=1)
+    np.testing.assert_allclose(a.values, expected, rtol=1e-10)
+    assert "results" not in zarr.open_group(lake_path, mode="r")
+
+
+def test_alpha_coords_and_tensor_selection(lake_path):
+    lake = open_lake(lake_path)
+    lake.compute_alpha(runs="a", k1=5, progress=False)
+    a = lake.alpha("a", k1=5)
+    assert list(a["param"].values) == list(range(131))
+    assert list(pd.unique(a["tensor"].values)) == list(TENSORS)
+    assert list(a["module"].values[[0, 96, 104, 128]]) == ["fc1", "fc1", "fc2", "fc2"]
+    assert list(a["kind"].values[[0, 96]]) == ["weight", "bias"]
+    assert list(a["index"].values[96:104]) == list(range(8))
+    one = lake.alpha("a", k1=5, tensor="fc2.weight")
+    assert one.shape == (3, 24) and set(one["tensor"].values) == {"fc2.weight"}
+    np.testing.assert_array_equal(one.values, a.values[:, 104:128])
+
+
+def test_second_call_computes_nothing_and_force_recomputes(lake_path):
+    lake = open_lake(lake_path)
+    lake.compute_alpha(k1=5, progress=False)
+    key = _key(k1=5)
+    created = plain_attrs(lake_path, f"results/a/{key}")["sgnlake_result"]["created"]
+    with dask.config.set(scheduler=_raise):
+        again = lake.compute_alpha(k1=5, progress=False)
+    assert [r.action for r in again.runs] == ["up-to-date", "up-to-date"] and again.computed == 0
+    assert plain_attrs(lake_path, f"results/a/{key}")["sgnlake_result"]["created"] == created
+    counter = CountingScheduler()
+    with dask.config.set(scheduler=counter):
+        forced = lake.compute_alpha(runs=["a"], k1=5, force=True, progress=False)
+    assert counter.calls >= 1 and forced.runs[0].action == "computed" and forced.computed == 3
+    np.testing.assert_allclose(
+        lake.alpha("a", k1=5, tensor="fc1.bias").values, _oracle(lake_path, "a", "fc1.bias", 5), rtol=1e-10
+    )
+    # other settings are another result, computed separately
+    other = lake.compute_alpha(runs="a", k1=4, progress=False)
+    assert other.runs[0].action == "computed" and other.key != key
+    assert set(lake.stored_results()["key"]) == {key, other.key}
+
+
+def test_grown_run_gets_only_new_snapshots(lake_path):
+    lake = open_lake(lake_path)
+    lake.compute_alpha(runs="b", k1=5, progress=False)
+    key = _key(k1=5)
+    before = zarr.open_group(lake_path, mode="r")[f"results/b/{key}/fc1.weight/alpha"][:]
+    grow_run(lake_path, "b", [400, 500])
+    lazy = open_lake(lake_path).alpha("b", k1=5)  # stored prefix + lazily computed rest
+    assert lazy.attrs["n_stored"] == 4 and list(lazy["iteration"].values) == [0, 100, 200, 300, 400, 500]
+    np.testing.assert_allclose(
+        lazy.sel(param=lazy["tensor"] == "fc1.weight").values, _oracle(lake_path, "b", "fc1.weight", 5)
+    )
+    rep = lake.compute_alpha(runs="b", k1=5, progress=False)
+    assert rep.runs[0].action == "appended" and rep.runs[0].computed == 2 and rep.runs[0].snapshots == 6
+    raw = zarr.open_group(lake_path, mode="r")[f"results/b/{key}"]
+    np.testing.assert_array_equal(raw["iteration"][:], [0, 100, 200, 300, 400, 500])
+    after = raw["fc1.weight/alpha"][:]
+    np.testing.assert_array_equal(after[:4], before)
+    np.testing.assert_allclose(after, _oracle(lake_path, "b", "fc1.weight", 5), rtol=1e-10)
+    assert raw.attrs["sgnlake_result"]["n_iterations"] == 6
+
+
+def test_crashed_computation_is_never_taken_as_finished(lake_path, monkeypatch):
+    lake = open_lake(lake_path)
+
+    def crash(obj, progress):
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(results_mod, "run_graph", crash)
+    with pytest.raises(RuntimeError):
+        lake.compute_alpha(runs="a", k1=5, progress=False)
+    table = lake.stored_results()
+    assert list(table["finished"]) == [False] and "sgnlake_result" not in plain_attrs(
+        lake_path, f"results/a/{_key(k1=5)}"
+    )
+    assert lake.alpha("a", k1=5).attrs["n_stored"] == 0  # not mistaken for a stored result
+    monkeypatch.undo()
+    rep = lake.compute_alpha(runs="a", k1=5, progress=False)
+    assert rep.runs[0].action == "computed" and bool(lake.stored_results()["finished"].all())
+    # a crash while appending removes the finished marker too
+    lake.compute_alpha(runs="b", k1=5, progress=False)
+    grow_run(lake_path, "b", [400])
+    monkeypatch.setattr(results_mod, "run_graph", crash)
+    with pytest.raises(RuntimeError):
+        lake.compute_alpha(runs="b", k1=5, progress=False)
+    assert "sgnlake_result" not in plain_attrs(lake_path, f"results/b/{_key(k1=5)}")
+
+
+def test_results_readable_by_plain_xarray(lake_path):
+    lake = open_lake(lake_path)
+    lake.compute_alpha(k1=5, progress=False)
+    lake.compute_alpha(estimator="mcculloch", progress=False)
+    key = _key(k1=5)
+    dt = xr.open_datatree(lake_path, engine="zarr", consolidated=False)
+    node = dt[f"results/a/{key}/fc1.weight"]
+    assert node["alpha"].dims == ("iteration", "param")
+    np.testing.assert_array_equal(node["iteration"].values, [0, 100, 200])
+    np.testing.assert_allclose(node["alpha"].values, _oracle(lake_path, "a", "fc1.weight", 5), rtol=1e-10)
+    ds = xr.open_zarr(lake_path, group=f"results/b/{key}/fc2.bias", consolidated=False)
+    np.testing.assert_allclose(ds["alpha"].values, _oracle(lake_path, "b", "fc2.bias", 5), rtol=1e-10)
+    mc = dt[f"results/a/{_key('mcculloch')}/fc2.weight"]
+    assert {"alpha", "beta", "scale", "loc"} <= set(mc.data_vars)
+
+
+def test_mcculloch_outputs_equal_kernel(lake_path):
+    from sgnlake.analyze import kernels
+
+    lake = open_lake(lake_path)
+    lake.compute_alpha(runs="b", estimator="mcculloch", progress=False)
+    ds = lake.result("b", estimator="mcculloch", tensor="fc1.weight")
+    assert ds.attrs["n_stored"] == 4
+    x, _ = read_sgn_plain(lake_path, "b", "fc1.weight")
+    expected = kernels.mcculloch(np.moveaxis(x, 1, -1))
+    for i, name in enumerate(kernels.STABLE_PARAMS):
+        np.testing.assert_allclose(ds[name].values, expected[..., i], rtol=1e-10, equal_nan=True)
+    np.testing.assert_allclose(
+        lake.alpha("b", estimator="mcculloch", tensor="fc1.weight").values, expected[..., 0], rtol=1e-10
+    )
+
+
+def test_hill_equals_order_statistics_oracle(lake_path):
+    lake = open_lake(lake_path)
+    lake.compute_alpha(runs="a", estimator="hill", k=8, progress=False)
+    got = lake.alpha("a", estimator="hill", k=8, tensor="fc1.weight")
+    assert got.attrs["n_stored"] == 3
+    x, _ = read_sgn_plain(lake_path, "a", "fc1.weight")
+    s = -np.sort(-np.abs(np.moveaxis(x.astype(np.float64), 1, -1)), axis=-1)  # descending
+    with np.errstate(divide="ignore", invalid="ignore"):
+        expected = 1.0 / (np.log(s[..., :8]).mean(axis=-1) - np.log(s[..., 8]))
+    expected[np.all(x == 0, axis=1)] = np.nan
+    np.testing.assert_allclose(got.values, expected, rtol=1e-10, equal_nan=True)
+
+
+def test_summary_matches_pandas(lake_path):
+    lake = open_lake(lake_path)
+    lake.compute_alpha(k1=5, progress=False)
+    from sgnlake.analyze.summary import SUMMARY_COLUMNS
+
+    for by in ("module", "tensor", "model"):
+        s = lake.summary(by=by, k1=5)
+        assert list(s.columns) == list(SUMMARY_COLUMNS)
+        for run in ("a", "b"):
+            a = lake.alpha(run, k1=5).load()
+            long = a.to_dataframe(name="alpha").reset_index()
+            long["g"] = "all" if by == "model" else long[by]
+            fin = long[long["alpha"].notna()]
+            grp = fin.groupby(["iteration", "g"])["alpha"]
+            got = s[s["run_id"] == run].set_index(["iteration", "group"])
+            assert len(got) == len(long.groupby(["iteration", "g"]))
+            np.testing.assert_allclose(got.loc[grp.median().index, "median"], grp.median())
+            np.testing.assert_allclose(got.loc[grp.mean().index, "mean"], grp.mean())
+            inv = (1.0 / fin["alpha"]).groupby([fin["iteration"], fin["g"]]).mean()
+            np.testing.assert_allclose(got.loc[inv.index, "mean_inv"], inv)
+            np.testing.assert_allclose(got.loc[inv.index, "alpha_from_mean_inv"], 1.0 / inv)
+            counts = long.groupby(["iteration", "g"])["alpha"]
+            assert (got.loc[counts.size().index, "n_nan"] == counts.apply(lambda v: v.isna().sum())).all()
+            assert (got.loc[grp.size().index, "n"] == grp.size()).all()
+            assert (got.loc[grp.size().index, "n_gt2"] == grp.apply(lambda v: (v > 2).sum())).all()
+            assert set(got["batch_size"]) == {50 if run == "a" else 100}
+    per_module = lake.summary(runs="a", k1=5, iterations=[100])
+    assert list(per_module["group"]) == ["fc1", "fc2"] and set(per_module["iteration"]) == {100}
+    assert list(per_module["n_nan"]) == [2, 1] and list(per_module["n_params"]) == [104, 27]
+    with pytest.raises(ConfigError):
+        lake.summary(by="layer")
+
+
+def test_local_cluster_gives_the_threaded_numbers(lake_path):
+    lake = open_lake(lake_path)
+    threaded = lake.alpha("b", k1=5).values
+    with dask_client(workers=2, processes=False, echo=None) as client:
+        assert client is not None
+        rep = lake.compute_alpha(runs="b", k1=5, progress=False)
+        stored = lake.alpha("b", k1=5).values
+    assert rep.runs[0].action == "computed"
+    np.testing.assert_array_equal(stored, threaded)
+
+
+def test_read_only_bad_estimator_bad_settings(lake_path, monkeypatch):
+    ro = open_lake(lake_path, read_only=True)
+    with pytest.raises(LakeError, match="read-only") as e:
+        ro.compute_alpha(k1=5, progress=False)
+    assert "\n" not in str(e.value)
+    lake = open_lake(lake_path)
+    with pytest.raises(ConfigError, match="unknown estimator"):
+        lake.compute_alpha(estimator="nope")
+    with pytest.raises(ConfigError):
+        lake.compute_alpha(k1="golden", progress=False)
+    # a store that refuses writes (read-only mount, bucket without write permission)
+    from zarr.storage import LocalStore
+
+    async def refuse(self, key, value, *args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(LocalStore, "set", refuse)
+    with pytest.raises(LakeError, match="read-only") as e:
+        open_lake(lake_path).compute_alpha(k1=5, progress=False)
+    assert "\n" not in str(e.value)
+
+
+def test_really_collected_lake(collected_lake, tmp_path):
+    """A lake written by the real collector (tiny FCN, M = 10): stored alpha equals the brute force."""
+    src, meta = collected_lake
+    path = shutil.copytree(src, tmp_path / "lake").as_posix()
+    lake = open_lake(path)
+    rep = lake.compute_alpha(k1=2, progress=False)
+    assert rep.runs[0].action == "computed" and rep.runs[0].snapshots == meta.committed
+    a = lake.alpha("tiny", k1=2)
+    assert a.attrs["n_stored"] == meta.committed
+    assert a.sizes["param"] == sum(t.numel for t in meta.tensors)
+    for t in meta.tensors:
+        x, its = read_sgn_plain(path, "tiny", t.name)
+        assert x.shape == (meta.committed, meta.n_minibatches, t.numel)
+        np.testing.assert_allclose(
+            a.sel(param=a["tensor"] == t.name).values, mohammadi_oracle(x, 2), rtol=1e-9, equal_nan=True
+        )
+        np.testing.assert_array_equal(a["iteration"].values, its)
+    s = lake.summary(by="module", k1=2)
+    assert set(s["group"]) == {t.module for t in meta.tensors} and set(s["batch_size"]) == {20}
+
+
+def test_run_collected_again_under_same_id_is_recomputed(lake_path):
+    lake = open_lake(lake_path)
+    lake.compute_alpha(runs="a", k1=5, progress=False)
+    g = zarr.open_group(lake_path, mode="r+")["runs/a"]
+    doc = dict(g.attrs["sgnlake_run"])
+    doc["created"] = "2030-01-01T00:00:00+00:00"  # same id and iterations, a new run
+    g.attrs["sgnlake_run"] = doc
+    assert lake.compute_alpha(runs="a", k1=5, progress=False).runs[0].action == "computed"
+    meta = plain_attrs(lake_path, f"results/a/{_key(k1=5)}")["sgnlake_result"]
+    assert meta["run_created"] == "2030-01-01T00:00:00+00:00"

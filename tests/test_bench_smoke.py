@@ -1,0 +1,130 @@
+"""Smoke runs of every benchmark script in ``bench/`` so they cannot rot.
+
+All six scripts run once, concurrently, with ``--smoke`` (tiny sizes), each
+writing its markdown table and its headline numbers (``--json``) into a
+temporary folder. Each test then checks one script's output: the table was
+written, and the correctness checks the script makes along the way hold (the
+SGN of the paper's way equals the lake's, the vectorised McCulloch fit equals
+scipy's, lossless codecs leave alpha unchanged, the memory-limited cluster
+finished with the numpy answer, ...). The timings themselves are not checked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+STUDIES = ("collector", "storage", "alpha_throughput", "fits", "out_of_core", "scaling")
+TIMEOUT_S = 240
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, str, Path, dict]]:
+    """Run every study with --smoke at once; map study -> (exit code, output, results dir, metrics)."""
+    base = tmp_path_factory.mktemp("bench_smoke")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    procs = {}
+    for study in STUDIES:
+        out = base / study
+        out.mkdir()
+        cmd = [
+            sys.executable,
+            str(REPO / "bench" / f"{study}.py"),
+            "--smoke",
+            "--results-dir",
+            str(out),
+            "--workdir",
+            str(out / "work"),
+            "--json",
+            str(out / "metrics.json"),
+        ]
+        log = (out / "log.txt").open("w")
+        procs[study] = (subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT), log, out)
+    deadline = time.monotonic() + TIMEOUT_S
+    results = {}
+    for study, (proc, log, out) in procs.items():
+        try:
+            rc = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rc = proc.wait()
+        log.close()
+        text = (out / "log.txt").read_text()
+        mpath = out / "metrics.json"
+        metrics = json.loads(mpath.read_text()) if mpath.exists() else {}
+        results[study] = (rc, text, out, metrics)
+    return results
+
+
+def _ok(smoke_runs: dict, study: str) -> tuple[str, dict]:
+    rc, text, out, metrics = smoke_runs[study]
+    assert rc == 0, f"bench/{study}.py --smoke failed (exit {rc}):\n{text[-3000:]}"
+    md = (out / f"{study}.md").read_text()
+    assert md.startswith("# Study"), md[:200]
+    assert "|---|" in md, "no markdown table written"
+    assert "Smoke run" in md
+    assert not (out / "work").exists() or not any((out / "work").iterdir()), "scratch lakes left behind"
+    return md, metrics
+
+
+def test_collector_smoke(smoke_runs: dict) -> None:
+    _md, m = _ok(smoke_runs, "collector")
+    rows = m["rows"]
+    assert {(r["engine"]) for r in rows} == {"loop", "vmap"}
+    for r in rows:
+        # the paper's way (np.save per minibatch gradient, reload, subtract the mean) and the
+        # collector's lake must hold the same SGN for the same partition and weights
+        assert r["sgn_rel_diff_vs_paper"] < 1e-5, r
+        assert r["bare_s"] > 0 and all(v > 0 for v in r["ratios"].values())
+
+
+def test_storage_smoke(smoke_runs: dict) -> None:
+    _md, m = _ok(smoke_runs, "storage")
+    rows = {r["codec"]: r for r in m["codecs"]}
+    lossless = [r for r in rows.values() if not r["lossy"]]
+    lossy = [r for r in rows.values() if r["lossy"]]
+    assert lossless and lossy
+    for r in lossless:  # lossless storage cannot change alpha
+        assert r["max_dalpha"] == 0 and r["nan_new"] == 0, r
+        assert r["ratio"] > 0.9
+    float16 = next(r for r in lossy if "float16" in r["codec"])
+    assert float16["ratio"] > 1.5  # half the bytes before compression
+
+
+def test_alpha_throughput_smoke(smoke_runs: dict) -> None:
+    _md, m = _ok(smoke_runs, "alpha_throughput")
+    assert m["param_snapshots"] > 0
+    mode = m["modes"]["threads"]
+    assert mode["ratio"] > 0 and mode["alpha_s"][0] > 0
+
+
+def test_fits_smoke(smoke_runs: dict) -> None:
+    _md, m = _ok(smoke_runs, "fits")
+    r = m["M100"]
+    # the vectorised McCulloch fit reproduces scipy's _fitstart parameter by parameter
+    assert r["max_alpha_diff_vs_scipy"] < 1e-9
+    assert r["max_beta_diff_vs_scipy"] < 1e-9
+    assert r["max_rel_scale_diff_vs_scipy"] < 1e-9
+    assert r["median_err_vectorised"] < 0.5
+
+
+def test_out_of_core_smoke(smoke_runs: dict) -> None:
+    _md, m = _ok(smoke_runs, "out_of_core")
+    assert m["finished"], m["error"]
+    assert m["restarts"] == 0
+    assert m["max_err_vs_numpy"] < 1e-9
+    labels = [v["label"] for v in m["peak_rss"].values()]
+    assert any("worker" in lab for lab in labels), labels  # worker processes were sampled
+
+
+def test_scaling_smoke(smoke_runs: dict) -> None:
+    _md, m = _ok(smoke_runs, "scaling")
+    assert len(m["alpha_s"]) == 2 and all(s > 0 for s in m["alpha_s"])
+    assert m["sizes_bytes"][1] == 2 * m["sizes_bytes"][0]

@@ -1,0 +1,93 @@
+"""The model registry: architectures as specified, tensor table, argument checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from sgnlake.collect import models
+from sgnlake.collect.models import MODELS, build_model, n_parameters, register_model, tensor_table
+from sgnlake.schema.errors import ConfigError
+from torch import nn
+
+
+def test_lenet_has_37106_parameters_in_the_paper_layout():
+    m = build_model("lenet")
+    assert n_parameters(m) == 37_106
+    table = {t.name: t for t in tensor_table(m)}
+    assert {n: t.shape for n, t in table.items()} == {
+        "conv1.weight": (6, 1, 5, 5),
+        "conv1.bias": (6,),
+        "conv2.weight": (16, 6, 5, 5),
+        "conv2.bias": (16,),
+        "fc1.weight": (84, 400),
+        "fc1.bias": (84,),
+        "fc2.weight": (10, 84),
+        "fc2.bias": (10,),
+    }
+    assert table["conv2.weight"].module_type == "Conv2d" and table["conv2.weight"].kind == "weight"
+    assert table["fc1.bias"].module == "fc1" and table["fc1.bias"].kind == "bias"
+    assert table["fc1.bias"].module_type == "Linear"
+    assert m(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+
+
+def test_lenet_on_cifar_shapes():
+    m = build_model("lenet", input_shape=(3, 32, 32))
+    assert m.conv1.in_channels == 3 and m.fc1.in_features == 16 * 6 * 6
+    assert m(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_fcn_matches_the_papers_code():
+    m = build_model("fcn", depth=4, width=16)
+    table = tensor_table(m)
+    assert [t.name for t in table] == ["fc1.weight", "fc2.weight", "fc3.weight", "fc4.weight"]
+    assert [t.shape for t in table] == [(16, 784), (16, 16), (16, 16), (10, 16)]
+    # ReLU between layers, none after the last; input flattened
+    x = torch.randn(5, 1, 28, 28)
+    h = x.flatten(1)
+    for i, lin in enumerate([m.fc1, m.fc2, m.fc3, m.fc4]):
+        h = h @ lin.weight.T
+        if i < 3:
+            h = torch.relu(h)
+    torch.testing.assert_close(m(x), h)
+    with_bias = build_model("fcn", depth=2, width=8, bias=True)
+    assert [t.name for t in tensor_table(with_bias)] == ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "needle"),
+    [
+        ("nope", {}, "unknown model 'nope'"),
+        ("fcn", {"depth": 1}, "depth must be an integer >= 2"),
+        ("fcn", {"width": 0}, "width must be"),
+        ("fcn", {"colour": 3}, "no argument 'colour'"),
+        ("lenet", {"depth": 3}, "no argument 'depth'"),
+    ],
+)
+def test_bad_models_are_one_line_config_errors(name, args, needle):
+    with pytest.raises(ConfigError) as e:
+        build_model(name, **args)
+    assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_new_model_is_one_decorated_function(monkeypatch):
+    monkeypatch.setattr(models, "MODELS", dict(MODELS))
+
+    @register_model("linear", cpu_engine="vmap")
+    def linear(*, input_shape, num_classes, scale: float = 1.0) -> nn.Module:
+        """A linear classifier."""
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, num_classes, bias=False))
+
+    spec = models.model_spec("linear")
+    assert spec.cpu_engine == "vmap" and spec.description == "A linear classifier."
+    assert spec.arg_defaults() == {"scale": 1.0}
+    m = build_model("linear")
+    assert [t.module_type for t in tensor_table(m)] == ["Linear"]
+    assert [t.name for t in tensor_table(m)] == ["1.weight"]
+
+
+def test_model_init_is_seeded():
+    torch.manual_seed(3)
+    a = build_model("fcn", depth=2, width=8)
+    torch.manual_seed(3)
+    b = build_model("fcn", depth=2, width=8)
+    assert torch.equal(a.fc1.weight, b.fc1.weight)

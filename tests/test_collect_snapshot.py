@@ -1,0 +1,153 @@
+"""Snapshots against a brute-force autograd loop; RNG, mode and trajectory untouched."""
+# ruff: noqa: NPY002 - this module checks the global legacy numpy RNG on purpose
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from sgnlake.collect.data import load_dataset
+from sgnlake.collect.engines import choose_engine
+from sgnlake.collect.models import build_model
+from sgnlake.collect.snapshot import compute_snapshot, n_minibatches, partition
+from sgnlake.schema.errors import ConfigError
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def brute_force(model, x, y, batches):
+    """Per-minibatch gradients with one torch.autograd.grad call each; float64 mean and SGN."""
+    names, params = zip(*model.named_parameters(), strict=True)
+    per = {n: [] for n in names}
+    for idx in batches:
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        for n, g in zip(names, torch.autograd.grad(loss, params), strict=True):
+            per[n].append(g.reshape(-1).double())
+    out = {}
+    for n, gs in per.items():
+        G = torch.stack(gs)
+        out[n] = (G - G.mean(0), G.mean(0))
+    return out
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_dataset("mnist5k", n_train=130).tensors()
+
+
+@pytest.mark.parametrize("engine", ["loop", "vmap"])
+@pytest.mark.parametrize(
+    ("model_name", "args"), [("fcn", {"depth": 3, "width": 8, "bias": True}), ("lenet", {})]
+)
+def test_sgn_and_full_gradient_match_brute_force(data, engine, model_name, args):
+    x, y = data
+    torch.manual_seed(0)
+    model = build_model(model_name, **args)
+    b = 20
+    snap = compute_snapshot(model, x, y, index=0, iteration=7, batch_size=b, seed=3, engine=engine, chunk=4)
+    batches = partition(130, b, seed=3, iteration=7)
+    assert batches.shape == (6, 20)  # M = floor(130 / 20), remainder 10 left out
+    ref = brute_force(model, x, y, batches)
+    assert set(snap.sgn) == {n for n, _ in model.named_parameters()}
+    for name, (u, g) in ref.items():
+        scale = float(u.abs().max())
+        assert snap.sgn[name].shape == (6, model.get_parameter(name).numel())
+        np.testing.assert_allclose(snap.sgn[name], u.numpy(), rtol=0, atol=2e-6 * scale + 1e-9)
+        np.testing.assert_allclose(snap.grad[name], g.numpy(), rtol=1e-5, atol=2e-6 * scale + 1e-9)
+        np.testing.assert_array_equal(
+            snap.weight[name], model.get_parameter(name).detach().reshape(-1).numpy()
+        )
+        # SGN sums to ~0 over the minibatches
+        assert np.abs(snap.sgn[name].astype(np.float64).sum(0)).max() <= 1e-6 * max(scale, 1e-12) * 6
+    # loss and accuracy over the M*b examples used
+    idx = batches.reshape(-1)
+    with torch.no_grad():
+        logits = model(x[idx])
+    assert snap.loss == pytest.approx(float(F.cross_entropy(logits, y[idx])), rel=1e-6)
+    assert snap.accuracy == pytest.approx(float((logits.argmax(1) == y[idx]).double().mean()))
+
+
+def test_partitions():
+    assert n_minibatches(130, 20) == (6, 10)
+    with pytest.raises(ConfigError, match="exceeds"):
+        n_minibatches(10, 20)
+    fixed = partition(130, 20, seed=0, iteration=5, kind="fixed")
+    np.testing.assert_array_equal(fixed.reshape(-1).numpy(), np.arange(120))
+    a = partition(130, 20, seed=0, iteration=5)
+    assert torch.equal(a, partition(130, 20, seed=0, iteration=5))
+    assert not torch.equal(a, partition(130, 20, seed=0, iteration=6))
+    assert not torch.equal(a, partition(130, 20, seed=1, iteration=5))
+    assert len(set(a.reshape(-1).tolist())) == 120  # disjoint minibatches
+
+
+def test_snapshot_leaves_rng_mode_grads_and_weights_alone(data):
+    x, y = data
+    torch.manual_seed(0)
+    model = build_model("fcn", depth=2, width=8)
+    model.eval()
+    model.fc1.weight.grad = torch.full_like(model.fc1.weight, 7.0)
+    before = [p.detach().clone() for p in model.parameters()]
+    torch.manual_seed(11)
+    np.random.seed(11)
+    random.seed(11)
+    for engine in ("loop", "vmap"):
+        compute_snapshot(model, x, y, index=0, iteration=1, batch_size=20, seed=0, engine=engine, chunk=3)
+    assert not model.training
+    assert torch.equal(model.fc1.weight.grad, torch.full_like(model.fc1.weight, 7.0))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    torch.manual_seed(11)
+    t = torch.rand(3)
+    np.random.seed(11)
+    n = np.random.rand(3)
+    random.seed(11)
+    r = random.random()
+    torch.manual_seed(11)
+    np.random.seed(11)
+    random.seed(11)
+    compute_snapshot(model, x, y, index=0, iteration=1, batch_size=20, seed=0, engine="loop")
+    assert torch.equal(torch.rand(3), t) and np.array_equal(np.random.rand(3), n) and random.random() == r
+
+
+def test_auto_engine_choice():
+    assert choose_engine("auto", "fcn", "cpu") == "vmap"
+    assert choose_engine("auto", "lenet", "cpu") == "loop"
+    assert choose_engine("auto", "lenet", "cuda") == "vmap"
+    assert choose_engine("loop", "fcn", "cuda") == "loop"
+
+
+def test_trajectory_is_the_same_with_and_without_snapshots(tmp_path, tiny_config, run_arrays):
+    """Weights and losses at step N: every-step snapshots == one snapshot == a plain SGD loop."""
+    from sgnlake.collect import collect
+    from sgnlake.schema.meta import Schedule
+
+    lake = tmp_path / "lake"
+    common = {"iterations": 12, "shuffle": False, "partition": "fixed"}
+    collect(lake, tiny_config("every", schedule=Schedule(every=1), **common), progress=False)
+    collect(
+        lake,
+        tiny_config("once", schedule=Schedule(kind="at", every=None, at=(12,)), **common),
+        progress=False,
+    )
+    a, b = run_arrays(lake, "every"), run_arrays(lake, "once")
+    # independent oracle: plain SGD over the data in order (no shuffling), b=20, n=200
+    x, y = load_dataset("mnist5k", n_train=200).tensors()
+    torch.manual_seed(0)
+    model = build_model("fcn", depth=2, width=8)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for t in range(12):
+        idx = slice((t % 10) * 20, (t % 10 + 1) * 20)
+        opt.zero_grad()
+        F.cross_entropy(model(x[idx]), y[idx]).backward()
+        opt.step()
+    for name in ("fc1.weight", "fc2.weight"):
+        w = model.get_parameter(name).detach().reshape(-1).numpy()
+        np.testing.assert_array_equal(a[f"{name}/weight"][-1], w)
+        np.testing.assert_array_equal(b[f"{name}/weight"][0], w)
+        np.testing.assert_array_equal(a[f"{name}/sgn"][-1], b[f"{name}/sgn"][0])
+    with torch.no_grad():
+        oracle_loss = float(F.cross_entropy(model(x), y))
+    assert a["loss"][-1] == b["loss"][0] == pytest.approx(oracle_loss, rel=1e-6)
+    np.testing.assert_array_equal(a["iteration"], np.arange(1, 13))

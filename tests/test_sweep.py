@@ -1,0 +1,360 @@
+"""Sweeps: grid configs, run ids, presets, the dry-run size estimate, and resumable running.
+
+Oracles: ``itertools.product`` over the literal grid lists, parameter counts from
+the models' published definitions (written out here), the schedule by brute
+force, and the lake read back with plain Zarr (shapes x itemsizes of the
+committed part, file mtimes, ``updated`` attributes, SGN of an uninterrupted run).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from sgnlake.schema import ConfigError, RunConfig
+
+pytest.importorskip("torch")
+
+from sgnlake.collect import sweep as sw  # noqa: E402
+
+TINY = """
+name = "tiny"
+
+[base]
+model = "fcn"
+model_args = { width = 8 }
+n_train = 200
+lr = 0.1
+iterations = 30
+engine = "loop"
+device = "cpu"
+schedule = { kind = "every", every = 10 }
+storage = { param_chunk = 1024 }
+
+[grid]
+model_args.depth = [2, 3]
+batch_size = [20, 50]
+"""
+
+
+def tiny_spec(extra: str = "") -> sw.SweepSpec:
+    return sw.loads_spec(TINY + extra, name="tiny")
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run the ``sgnlake`` entry point in-process; return (exit code, stdout, stderr)."""
+    from sgnlake.cli.app import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    out = capsys.readouterr()
+    code = e.value.code if isinstance(e.value.code, int) else (0 if e.value.code is None else 1)
+    return code, out.out, out.err
+
+
+# ----------------------------------------------------------------------------- parsing
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[base\nmodel = 'fcn'", "invalid TOML"),
+        ("colour = 'red'\n[base]\nmodel = 'fcn'", "unknown key 'colour'"),
+        ("[base]\nmodel = 'fcn'\nlearning_rate = 0.1", "unknown field 'learning_rate'"),
+        ("[base]\nmodel = 'fcn'\n[base.schedule]\nevry = 5", "unknown field 'schedule.evry'"),
+        ("[base]\nmodel = 'fcn'\n[grid]\nbatch_size = 50", "must be a list"),
+        ("[base]\nmodel = 'fcn'\n[grid]\nbatch_size = []", "empty list"),
+        ("[base]\nmodel = 'fcn'\n[grid]\nstorage.level = 3", "must be a list"),
+        ("[base]\nmodel = 'fcn'\nlr = 'fast'\n[grid]\nbatch_size = [50]", "'lr' must be float"),
+        ("run_id = 'x-{colour}'\n[base]\nmodel = 'fcn'", "template field {colour}"),
+        ("[base]\nrun_id = 'a'\nmodel = 'fcn'", "put run_id at the top"),
+    ],
+)
+def test_bad_config_is_one_line_config_error(text: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        sw.expand(sw.loads_spec(text, name="bad"))
+    msg = str(e.value)
+    assert needle in msg
+    assert "\n" not in msg
+
+
+def test_grid_is_the_product_of_the_lists() -> None:
+    spec = sw.loads_spec(
+        textwrap.dedent(
+            """
+            [base]
+            model = "fcn"
+            iterations = 10
+            model_args = { bias = true }
+            [grid]
+            batch_size = [10, 20, 30]
+            model_args.depth = [2, 4]
+            schedule.every = [2, 5]
+            """
+        )
+    )
+    configs = sw.expand(spec)
+    expect = set(itertools.product([10, 20, 30], [2, 4], [2, 5]))
+    got = {(c.batch_size, c.model_args["depth"], c.schedule.every) for c in configs}
+    assert got == expect and len(configs) == len(expect)
+    assert all(c.model_args["bias"] is True and c.iterations == 10 for c in configs)
+    assert len({c.run_id for c in configs}) == len(configs)
+
+
+def test_empty_grid_is_one_run() -> None:
+    configs = sw.expand(sw.loads_spec("[base]\nmodel = 'lenet'\nbatch_size = 50\nseed = 3"))
+    assert [c.run_id for c in configs] == ["lenet-s3"]
+
+
+def test_bad_model_argument_is_reported_before_running() -> None:
+    spec = sw.loads_spec(TINY.replace("width = 8", "widht = 8"))
+    with pytest.raises(ConfigError, match="widht"):
+        sw.plan(sw.expand(spec))
+
+
+# ----------------------------------------------------------------------------- run ids
+
+
+def test_derived_run_ids_are_readable_and_stable() -> None:
+    ids = [c.run_id for c in sw.expand(sw.load_preset("paper-fcn"))]
+    assert "fcn-d3-w32-b50-s0" in ids
+    assert ids == [c.run_id for c in sw.expand(sw.load_preset("paper-fcn"))]
+    # reordering axes and values in the file does not rename any run
+    a = sw.loads_spec(
+        "[base]\nmodel='fcn'\n[grid]\nbatch_size=[50,100]\nmodel_args.width=[16,32]\nmodel_args.depth=[2,3]"
+    )
+    b = sw.loads_spec(
+        "[base]\nmodel='fcn'\n[grid]\nmodel_args.depth=[3,2]\nmodel_args.width=[32,16]\nbatch_size=[100,50]"
+    )
+
+    def by_config(spec: sw.SweepSpec) -> dict[tuple, str]:
+        return {
+            (c.batch_size, c.model_args["width"], c.model_args["depth"]): c.run_id for c in sw.expand(spec)
+        }
+
+    assert by_config(a) == by_config(b)
+    assert by_config(a)[(50, 16, 3)] == "fcn-d3-w16-b50-s0"
+
+
+def test_run_id_template_and_collisions() -> None:
+    ok = sw.loads_spec('run_id = "t-{depth}-{batch_size}-{lr}-{schedule.every}"\n' + TINY)
+    assert sorted(c.run_id for c in sw.expand(ok)) == sorted(
+        f"t-{d}-{b}-0.1-10" for d, b in itertools.product([2, 3], [20, 50])
+    )
+    clash = sw.loads_spec('run_id = "t-{depth}"\n' + TINY)
+    with pytest.raises(ConfigError, match="both get run id 't-2'"):
+        sw.expand(clash)
+
+
+def test_overrides_keep_grid_axes_and_ids() -> None:
+    spec = sw.with_overrides(tiny_spec(), ["batch_size=20", "lr=0.05", "grid.seed=[0, 1]"])
+    configs = sw.expand(spec)
+    assert {c.run_id for c in configs} == {f"fcn-d{d}-b20-s{s}" for d in (2, 3) for s in (0, 1)}
+    assert all(c.lr == 0.05 for c in configs)
+    with pytest.raises(ConfigError, match="unknown field 'colour'"):
+        sw.with_overrides(tiny_spec(), ["colour=1"])
+
+
+# ----------------------------------------------------------------------------- presets
+
+
+def test_presets_ship_and_follow_the_paper() -> None:
+    names = sw.preset_names()
+    assert {"paper-fcn", "paper-lenet", "paper-fcn-small", "paper-lenet-small"} <= set(names)
+    for name in names:
+        assert sw.plan(sw.expand(sw.load_preset(name)))
+    fcn = sw.expand(sw.load_preset("paper-fcn"))
+    axes = {(c.model_args["depth"], c.model_args["width"], c.batch_size) for c in fcn}
+    assert axes == set(itertools.product([2, 3, 4, 5], [16, 32, 64], [40, 50, 100, 150, 200, 300]))
+    for c in fcn:
+        assert (c.model, c.dataset, c.lr, c.iterations) == ("fcn", "mnist", 0.1, 12000)
+        assert c.model_args["bias"] is False and c.shuffle is False and c.partition == "fixed"
+        assert (c.schedule.kind, c.schedule.every, c.schedule.per_epoch) == ("every", 100, True)
+    lenet = sw.expand(sw.load_preset("paper-lenet"))
+    assert sorted(c.batch_size for c in lenet) == [50, 150, 200]
+    assert all(
+        (c.model, c.dataset, c.lr, c.epochs, c.schedule.every) == ("lenet", "mnist", 0.1, 10, 100)
+        for c in lenet
+    )
+    for name in ("paper-fcn-small", "paper-lenet-small"):
+        assert all(c.dataset == "mnist5k" for c in sw.expand(sw.load_preset(name)))
+        assert "Measured:" in sw.preset_text(name)
+
+
+def test_cli_lists_and_shows_presets(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, _ = run_cli(["sweep", "--list-presets"], capsys)
+    assert code == 0 and "paper-lenet-small" in out
+    code, out, _ = run_cli(["sweep", "--show-preset", "paper-lenet"], capsys)
+    assert code == 0
+    copy = tmp_path / "copy.toml"
+    copy.write_text(out)
+    assert [c.run_id for c in sw.expand(sw.load_spec(copy))] == [
+        c.run_id for c in sw.expand(sw.load_preset("paper-lenet"))
+    ]
+    code, _, err = run_cli(["sweep", str(tmp_path / "lake"), "--preset", "nope"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "unknown preset 'nope'" in err
+
+
+# ----------------------------------------------------------------------------- planning
+
+
+def paper_counts(model: str, depth: int = 3, width: int = 32, bias: bool = False) -> int:
+    """Parameters from the published definitions (oracle for the built models)."""
+    if model == "lenet":  # conv1 1->6 5x5 (pad 2), conv2 6->16 5x5, 400->84, 84->10, biases
+        return (6 * 25 + 6) + (16 * 6 * 25 + 16) + (400 * 84 + 84) + (84 * 10 + 10)
+    dims = [784] + [width] * (depth - 1) + [10]
+    return sum(a * b + (b if bias else 0) for a, b in itertools.pairwise(dims))
+
+
+def test_plan_counts_and_schedule_match_the_definitions() -> None:
+    for p in sw.plan(sw.expand(sw.load_preset("paper-fcn"))):
+        c = p.config
+        assert p.n_params == paper_counts("fcn", c.model_args["depth"], c.model_args["width"])
+        assert p.n_minibatches == 60000 // c.batch_size
+        spe = math.ceil(60000 / c.batch_size)
+        # every 100th step of each epoch: the position in the epoch (1..spe) is a multiple of 100
+        assert list(p.iterations) == [t for t in range(1, 12001) if ((t - 1) % spe + 1) % 100 == 0]
+    (lp,) = sw.plan(sw.expand(sw.loads_spec("[base]\nmodel='lenet'\nbatch_size=50\nepochs=2")))
+    assert lp.n_params == paper_counts("lenet") == 37106
+    assert lp.total_steps == 2 * 5000 // 50
+    withbias = RunConfig(run_id="x", model="fcn", model_args={"depth": 4, "width": 16, "bias": True})
+    assert sum(n for _, n in sw.model_tensors(withbias)) == paper_counts("fcn", 4, 16, True)
+    sub = sw.plan_run(RunConfig(run_id="y", model="fcn", tensors=("fc2.weight",), iterations=100))
+    assert sub.tensors == (("fc2.weight", 32 * 32),)
+
+
+def test_dry_run_prints_runs_and_total_in_gb(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(["sweep", "--preset", "paper-fcn", "--dry-run"], capsys)
+    assert code == 0
+    assert "fcn-d5-w64-b40-s0" in out and out.count("-s0 ") == 72
+    total = sum(p.total_bytes for p in sw.plan(sw.expand(sw.load_preset("paper-fcn"))))
+    assert f"{total / 1e9:.3f} GB uncompressed" in out
+    for option in ("--keepbits", "--dtype float16", "--tensors", "--n-train", "--every"):
+        assert option in out
+    code, out, _ = run_cli(["sweep", "--preset", "paper-fcn", "--dry-run", "--dtype", "float16"], capsys)
+    run_arrays = 72 * 120 * (8 + 8 + 8)  # iteration int64, loss and accuracy float64 stay full size
+    assert f"{((total - run_arrays) / 2 + run_arrays) / 1e9:.3f} GB uncompressed" in out
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def uncompressed_committed(lake: Path, run_id: str) -> int:
+    """Sum over the run's arrays of (committed snapshots x other dims) x itemsize, via plain zarr."""
+    g = zarr.open_group(lake / "runs" / run_id, mode="r")
+    k = g.attrs["sgnlake_run"]["committed"]
+    total = 0
+    stack = [g]
+    while stack:
+        node = stack.pop()
+        for _, child in node.members():
+            if isinstance(child, zarr.Group):
+                stack.append(child)
+            else:
+                total += k * math.prod(child.shape[1:]) * child.dtype.itemsize
+    return total
+
+
+def lake_state(lake: Path) -> dict[str, float]:
+    return {str(p): p.stat().st_mtime_ns for p in lake.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[sw.RunPlan], sw.SweepSummary]:
+    lake = tmp_path_factory.mktemp("sweep") / "lake"
+    plans = sw.plan(sw.expand(tiny_spec()))
+    summary = sw.run_sweep(lake, plans, progress=False, echo=None)
+    return lake, plans, summary
+
+
+def test_sweep_runs_every_run_and_estimate_is_within_10_percent(swept) -> None:
+    lake, plans, summary = swept
+    assert summary.n_done == 4 and summary.n_failed == 0
+    assert summary.bytes_written > 0
+    for p in plans:
+        actual = uncompressed_committed(lake, p.run_id)
+        assert abs(p.total_bytes - actual) <= 0.10 * actual, (p.run_id, p.total_bytes, actual)
+        meta = zarr.open_group(lake / "runs" / p.run_id, mode="r").attrs["sgnlake_run"]
+        assert meta["status"] == "complete" and meta["planned_iterations"] == list(p.iterations)
+        assert meta["n_minibatches"] == p.n_minibatches
+
+
+def test_rerun_of_a_finished_sweep_writes_nothing(swept) -> None:
+    lake, plans, _ = swept
+    before = lake_state(lake)
+    updated = {
+        p.run_id: zarr.open_group(lake / "runs" / p.run_id).attrs["sgnlake_run"]["updated"] for p in plans
+    }
+    lines: list[str] = []
+    summary = sw.run_sweep(lake, plans, progress=False, echo=lines.append)
+    assert summary.ids("skipped") == [p.run_id for p in plans]
+    assert summary.bytes_written == 0 and summary.n_done == 0
+    assert lake_state(lake) == before
+    for p in plans:
+        assert zarr.open_group(lake / "runs" / p.run_id).attrs["sgnlake_run"]["updated"] == updated[p.run_id]
+    assert "4 skipped" in summary.format()
+
+
+def test_interrupted_run_resumes_and_matches_an_uninterrupted_one(swept, tmp_path: Path) -> None:
+    from sgnlake.collect import collect
+
+    ref_lake, plans, _ = swept
+    lake = tmp_path / "lake"
+    first = plans[0]
+    meta = collect(lake, first.config, progress=False, stop_after=1)
+    assert meta.status == "interrupted" and meta.committed == 1
+    summary = sw.run_sweep(lake, plans[:2], progress=False, echo=None)
+    assert summary.ids("resumed") == [first.run_id]
+    assert summary.ids("done") == [plans[1].run_id]
+    for p in plans[:2]:
+        got = zarr.open_group(lake / "runs" / p.run_id, mode="r")
+        ref = zarr.open_group(ref_lake / "runs" / p.run_id, mode="r")
+        assert got.attrs["sgnlake_run"]["status"] == "complete"
+        np.testing.assert_array_equal(got["iteration"][:], ref["iteration"][:])
+        for t, _ in p.tensors:
+            np.testing.assert_array_equal(got[t]["sgn"][:], ref[t]["sgn"][:])
+            np.testing.assert_array_equal(got[t]["weight"][:], ref[t]["weight"][:])
+
+
+def test_failed_and_conflicting_runs_are_reported_and_the_rest_continue(swept, tmp_path: Path) -> None:
+    ref_lake, plans, _ = swept
+    d = plans[0].config.to_dict()
+    d.update(run_id="needs-files", dataset="mnist", data_dir=str(tmp_path / "empty"))
+    bad = sw.plan_run(RunConfig.from_dict(d))
+    other = sw.plan(sw.expand(sw.with_overrides(tiny_spec(), ["lr=0.05"])))[0]  # same id, other lr
+    before = lake_state(ref_lake)
+    summary = sw.run_sweep(ref_lake, [bad, other, plans[1]], progress=False, echo=None)
+    assert summary.ids("failed") == [bad.run_id, other.run_id]
+    assert summary.ids("skipped") == [plans[1].run_id]
+    msgs = {o.run_id: o.message for o in summary.outcomes}
+    assert "not found" in msgs[bad.run_id] and "\n" not in msgs[bad.run_id]
+    assert "lr is 0.1 in the lake, 0.05 in the sweep" in msgs[other.run_id]
+    assert "failed needs-files" in summary.format()
+    after = lake_state(ref_lake)
+    assert {k: v for k, v in after.items() if "needs-files" not in k} == before
+
+
+def test_cli_sweep_with_two_jobs(tmp_path: Path, capsys: pytest.CaptureFixture[str], swept) -> None:
+    ref_lake, plans, _ = swept
+    cfg = tmp_path / "grid.toml"
+    cfg.write_text(TINY.replace("model_args.depth = [2, 3]", "model_args.depth = [2]"))
+    lake = tmp_path / "lake"
+    code, out, err = run_cli(
+        ["sweep", str(lake), "--config", str(cfg), "--jobs", "2", "--no-progress"], capsys
+    )
+    assert code == 0, err
+    assert "2 done (0 resumed), 0 skipped" in out and "in 2 processes" in out
+    for rid in ("fcn-d2-b20-s0", "fcn-d2-b50-s0"):
+        got = zarr.open_group(lake / "runs" / rid, mode="r")
+        ref = zarr.open_group(ref_lake / "runs" / rid, mode="r")
+        assert got.attrs["sgnlake_run"]["status"] == "complete"
+        np.testing.assert_allclose(got["fc1.weight/sgn"][:], ref["fc1.weight/sgn"][:], rtol=1e-4, atol=1e-6)
+    code, out, _ = run_cli(["sweep", str(lake), "--config", str(cfg), "--dry-run"], capsys)
+    assert code == 0 and "2 of these runs complete" in out
+    assert os.path.isdir(lake / "runs")
