@@ -310,6 +310,45 @@ def _mohammadi_kernel(x: np.ndarray, k1: int, k2: int, inverse: bool) -> np.ndar
     return kernels.mohammadi_finalize(kernels.mohammadi_chunk(x, k1, k2), k1, inverse=inverse)
 
 
+def _mohammadi_block(block: np.ndarray, k1: int, k2: int, inverse: bool, axis: int) -> np.ndarray:
+    """Mohammadi along ``axis`` of one block, the axis kept with length 1 (no copy of the block)."""
+    return np.expand_dims(_mohammadi_kernel(np.moveaxis(block, axis, -1), k1, k2, inverse), axis)
+
+
+def _mohammadi_blocks(arr: Any, k1: int, k2: int, inverse: bool, axis: int) -> Any:
+    """Mohammadi along the last axis of ``arr`` (one chunk along it), each block in its stored layout.
+
+    ``apply_ufunc(dask="parallelized")`` would hand every block to the kernel through
+    ``dask.array.apply_gufunc``, which concatenates the core-dim chunks (here one) into a new
+    C-ordered array: a transposing copy of each stored ``(1, M, P)`` chunk to ``(1, P, M)``, after
+    which the kernel's reductions run along a short contiguous axis; together ~2x the CPU of the
+    kernel on the stored layout (bench/alpha_throughput.py). Here xarray's core-last view is
+    moved back to the input's order (``axis``: the core dim's position there), the kernel gets
+    a view of each block, and its output keeps a length-1 axis (no concatenation) that is
+    dropped afterwards.
+    """
+    if isinstance(arr, np.ndarray):
+        return _mohammadi_kernel(arr, k1, k2, inverse)
+    import dask.array as dsa
+
+    x = dsa.moveaxis(arr, -1, axis)
+    chunks = list(x.chunks)
+    chunks[axis] = (1,) * len(chunks[axis])
+    out = x.map_blocks(
+        _mohammadi_block,
+        k1=k1,
+        k2=k2,
+        inverse=inverse,
+        axis=axis,
+        chunks=tuple(chunks),
+        dtype=np.float64,
+        meta=np.empty((0,) * x.ndim, dtype=np.float64),
+    )
+    index: list[Any] = [slice(None)] * x.ndim
+    index[axis] = 0
+    return out[tuple(index)]
+
+
 def _pooled_kernel(x: np.ndarray, k1: str | int, ncore: int) -> np.ndarray:
     return np.asarray(kernels.pooled(x, k1, axis=tuple(range(-ncore, 0))), dtype=np.float64)
 
@@ -395,12 +434,11 @@ def estimate(
             )
         else:
             out = xr.apply_ufunc(
-                _mohammadi_kernel,
+                _mohammadi_blocks,
                 da,
                 input_core_dims=core,
-                dask="parallelized",
-                output_dtypes=[np.float64],
-                kwargs={"k1": k1, "k2": k2, "inverse": inverse},
+                dask="allowed",
+                kwargs={"k1": k1, "k2": k2, "inverse": inverse, "axis": da.get_axis_num(d)},
             )
     else:
         if estimator == "hill":

@@ -19,7 +19,7 @@ import pandas as pd
 import xarray as xr
 import zarr
 from dask.base import tokenize
-from sgnlake.schema.errors import LakeError, RunNotFoundError, SgnlakeError
+from sgnlake.schema.errors import CorruptChunkError, LakeError, RunNotFoundError, SgnlakeError
 from sgnlake.schema.lake import open_lake_group, read_run_meta, run_group, run_ids
 from sgnlake.schema.meta import RunMeta, TensorInfo
 from sgnlake.schema.names import (
@@ -74,6 +74,7 @@ def open_lake(
     storage_options: Mapping[str, Any] | None = None,
     *,
     read_only: bool = False,
+    skip_corrupt: bool = False,
 ) -> Lake:
     """Open a lake lazily (reads its root metadata only).
 
@@ -85,6 +86,10 @@ def open_lake(
         fsspec options (credentials, ``client_kwargs.endpoint_url``, ...).
     read_only : bool
         Refuse to store derived results (:meth:`Lake.compute_alpha` raises).
+    skip_corrupt : bool
+        Read chunks that cannot be decoded as NaN and list them in
+        :attr:`Lake.corrupt_chunks`, instead of raising
+        :class:`~sgnlake.schema.errors.CorruptChunkError` naming the chunk.
 
     Returns
     -------
@@ -99,7 +104,58 @@ def open_lake(
     """
     loc = os.fspath(location)
     root = open_lake_group(loc, mode="r", storage_options=storage_options)
-    return Lake(loc, root, storage_options=storage_options, read_only=read_only)
+    return Lake(loc, root, storage_options=storage_options, read_only=read_only, skip_corrupt=skip_corrupt)
+
+
+class ChunkReader:
+    """A Zarr array seen through Dask one chunk at a time, naming any chunk that cannot be decoded.
+
+    ``da.from_array`` calls :meth:`__getitem__` with exactly one chunk's region.
+    A decoding error becomes a one-line :class:`CorruptChunkError` naming run,
+    tensor, array, iteration and chunk key; with ``skip`` the chunk reads as NaN
+    and its key is appended to ``sink``.
+    """
+
+    def __init__(
+        self,
+        arr: zarr.Array,
+        run: str,
+        tensor: str,
+        name: str,
+        iterations: np.ndarray,
+        skip: bool,
+        sink: list[str],
+    ) -> None:
+        self.arr, self.run, self.tensor, self.name = arr, run, tensor, name
+        self.iterations, self.skip, self.sink = iterations, skip, sink
+        self.shape, self.dtype, self.ndim = arr.shape, arr.dtype, arr.ndim
+
+    def __getitem__(self, sel: Any) -> np.ndarray:
+        try:
+            return np.asarray(self.arr[sel])
+        except Exception as e:
+            if isinstance(e, SgnlakeError):
+                raise
+            where, key = self._where(sel)
+            if self.skip:
+                self.sink.append(key)
+                shape = tuple(len(range(*s.indices(n))) for s, n in zip(sel, self.shape, strict=False))
+                return np.full(shape, np.nan, dtype=self.dtype)
+            first = str(e).splitlines()[0] if str(e) else ""
+            raise CorruptChunkError(
+                f"{where} cannot be decoded ({type(e).__name__}: {first}): run 'sgnlake check' on the "
+                "lake, or pass --skip-corrupt (skip_corrupt=True) to read it as NaN"
+            ) from None
+
+    def _where(self, sel: Any) -> tuple[str, str]:
+        sel = sel if isinstance(sel, tuple) else (sel,)
+        starts = [s.start or 0 if isinstance(s, slice) else int(s) for s in sel]
+        starts += [0] * (self.ndim - len(starts))
+        coords = tuple(st // c for st, c in zip(starts, self.arr.chunks, strict=True))
+        key = f"{self.arr.path}/{self.arr.metadata.encode_chunk_key(coords)}"
+        it = starts[0]
+        label = f", iteration {int(self.iterations[it])}" if it < len(self.iterations) else ""
+        return f"run {self.run!r}, tensor {self.tensor!r}, array {self.name!r}{label}, chunk {key}", key
 
 
 def _is_glob(pattern: str) -> bool:
@@ -126,10 +182,17 @@ class Lake:
         *,
         storage_options: Mapping[str, Any] | None = None,
         read_only: bool = False,
+        skip_corrupt: bool = False,
     ) -> None:
         self.location = location
         self.storage_options = dict(storage_options or {})
         self.read_only = read_only
+        #: Read a chunk that cannot be decoded as NaN (recorded in :attr:`corrupt_chunks`)
+        #: instead of raising :class:`~sgnlake.schema.errors.CorruptChunkError`.
+        self.skip_corrupt = skip_corrupt
+        #: Chunks read as NaN because they could not be decoded (``skip_corrupt``; filled
+        #: by reads in this process, i.e. Dask's threaded scheduler, not by remote workers).
+        self.corrupt_chunks: list[str] = []
         self._root = root
         self._meta: dict[str, RunMeta] = {}
         self._iterations: dict[str, np.ndarray] = {}
@@ -312,7 +375,12 @@ class Lake:
         arr = self._group(run)[info.name][name]
         n = meta.committed
         token = tokenize(self.location, run, tensor, name, arr.shape, arr.chunks, n, meta.created)
-        x = da.from_array(arr, chunks=arr.chunks, name=f"{name}-{token}", asarray=True, lock=False)
+        if self.skip_corrupt:
+            token = tokenize(token, "skip-corrupt")
+        reader = ChunkReader(
+            arr, run, tensor, name, self.iterations(run), self.skip_corrupt, self.corrupt_chunks
+        )
+        x = da.from_array(reader, chunks=arr.chunks, name=f"{name}-{token}", asarray=True, lock=False)
         return x[:n]
 
     def _tensor_attrs(self, run: str, info: TensorInfo) -> dict[str, Any]:

@@ -29,6 +29,7 @@ import xarray as xr
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 from scipy import stats as sps
 
@@ -169,12 +170,41 @@ def _ref_alpha2(ax: Axes) -> None:
     ax.axhline(2.0, label="α = 2 (Gaussian)", **_REF_KW)
 
 
+#: Alpha axes of line plots stop here; points above are counted in a note. A
+#: single huge estimate (small or pooled samples of light-tailed noise give
+#: 1/alpha near 0) would otherwise flatten every other line.
+ALPHA_AXIS_CAP = 4.0
+
+
+def _cap_alpha_axis(ax: Axes, cap: float = ALPHA_AXIS_CAP) -> str:
+    """Limit the alpha axis to ``cap`` when a line goes above it; return a note ("" if none)."""
+    ys = [
+        np.asarray(ln.get_ydata(), dtype=np.float64)
+        for ln in ax.lines
+        if not ln.get_label().startswith("α = 2")
+    ]
+    y = np.concatenate(ys) if ys else np.zeros(0)
+    above = y[y > cap]  # +inf included
+    if not above.size:
+        return ""
+    fin = y[np.isfinite(y) & (y <= cap)]
+    lo = min(0.0, float(fin.min())) if fin.size else 0.0
+    ax.set_ylim(lo if lo < 0 else 0.0, cap)
+    return f"{above.size} point(s) above α = {cap:g} not shown (max {above.max():.3g})"
+
+
 #: Legend texts of the per-iteration statistics.
 STAT_LABELS = {
     "median": "median over parameters",
     "mean": "mean over parameters",
     "alpha_from_mean_inv": "1 / mean(1/α) over parameters",
 }
+
+
+def _capped_note(ax: Axes) -> None:
+    note = _cap_alpha_axis(ax)
+    if note:
+        ax.text(0.99, 0.01, note, transform=ax.transAxes, ha="right", va="bottom", fontsize=7)
 
 
 def plot_alpha_over_iterations(
@@ -230,6 +260,9 @@ def plot_alpha_over_iterations(
         if not ok.all():
             note = f"; {secondary} infinite at {int((~ok).sum())} snapshot(s)"
     _ref_alpha2(ax)
+    capped = _cap_alpha_axis(ax)
+    if capped:
+        note += f"; {capped}"
     if len(s):
         n = int(s["n_params"].max())
         nan = s["n_nan"].to_numpy()
@@ -337,6 +370,7 @@ def plot_alpha_lines(
         else:
             ax.plot(xs, ys, marker=marker, ms=3, color=colors[h], label=label)
     _ref_alpha2(ax)
+    _capped_note(ax)
     ax.set_title(title)
     ax.set_xlabel(xlabel or (ITERATION_LABEL if x == "iteration" else x))
     ax.set_ylabel(ylabel or f"{y} {ALPHA_LABEL}")
@@ -790,7 +824,8 @@ def plot_param_vs_pooled(
     Pooled means all coordinates (and minibatches) of a tensor taken as one
     sample (Simsekli et al. 2019); the per-parameter estimate treats each
     coordinate as its own distribution (the paper's approach). Each group gets
-    one colour: solid line = per-parameter ``center``, dashed line = pooled.
+    one colour: solid line = per-parameter ``center``, dashed line = pooled;
+    the legend lists the colours and the two line styles once.
 
     Parameters
     ----------
@@ -825,10 +860,18 @@ def plot_param_vs_pooled(
             ax.plot(
                 p["iteration"], p["alpha"], color=colors[g], ls="--", marker="s", ms=3, label=f"{g}: pooled"
             )
-    _ref_alpha2(ax)
+    ref = ax.axhline(2.0, **_REF_KW)
+    _capped_note(ax)
+    # legend: one colour per group, then the two line styles (the lines keep full labels)
+    handles = [Line2D([], [], color=colors[g], lw=2, label=str(g)) for g in order]
+    handles += [
+        Line2D([], [], color="0.2", marker="o", ms=3, label=f"per-parameter {center}"),
+        Line2D([], [], color="0.2", ls="--", marker="s", ms=3, label="pooled"),
+        Line2D([], [], color=ref.get_color(), ls=":", label="α = 2 (Gaussian)"),
+    ]
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax.set_title(title)
     ax.set_xlabel(ITERATION_LABEL)
     ax.set_ylabel(ALPHA_LABEL)
-    ax.legend(fontsize=7, ncol=2 if len(order) > 4 else 1)
     ax.grid(alpha=0.3)
     return ax

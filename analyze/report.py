@@ -173,6 +173,22 @@ def parse_iterations(text: str | None) -> list[int] | None:
     return out or None
 
 
+def parse_param(text: str | None) -> tuple[str, int] | None:
+    """Parse ``--param TENSOR:INDEX`` (``fc1.weight:123``; INDEX is the C-order flat index).
+
+    Raises
+    ------
+    ConfigError
+        Not of the form ``TENSOR:INDEX`` with a non-negative integer index.
+    """
+    if text is None:
+        return None
+    name, _, idx = text.rpartition(":")
+    if not name or not idx.strip().isdigit():
+        raise ConfigError(f"bad --param {text!r}: use TENSOR:INDEX, e.g. fc1.weight:123")
+    return name.strip(), int(idx)
+
+
 def _fmt(v: Any, digits: int = 4) -> str:
     """Table/caption text of a value: ``digits`` significant digits, ``inf``, ``–`` for missing."""
     if v is None:
@@ -305,7 +321,7 @@ class _Builder:
         dpi: int,
         store: bool,
         force: bool,
-        param: str | None,
+        param: tuple[str, int] | None,
         pooled: bool,
         log: Callable[[str], None],
     ) -> None:
@@ -497,31 +513,31 @@ class _Builder:
                 f"(the pooled estimate is Mohammadi's), not for {self.estimator}."
             )
 
-    def _chosen_param(self, d: _RunData) -> tuple[str, int]:
+    def _chosen_param(self, d: _RunData) -> tuple[str, int, str]:
+        """The (tensor, flat index) whose SGN is drawn, and how it was chosen."""
         tab = d.tensors
-        if self.param:
-            name, _, idx = self.param.rpartition(":")
-            if not name or not idx.isdigit():
-                raise ConfigError(f"bad --param {self.param!r}: use TENSOR:INDEX, e.g. fc1.weight:123")
-            if name not in tab.index:
-                raise ConfigError(f"run {d.run} has no tensor {name!r} (tensors: {', '.join(tab.index)})")
-            if int(idx) >= tab.loc[name, "numel"]:
-                raise ConfigError(
-                    f"--param index {idx} out of range: {name} has {tab.loc[name, 'numel']} parameters"
-                )
-            return name, int(idx)
+        if self.param is not None:
+            name, idx = self.param
+            if name in tab.index and idx < int(tab.loc[name, "numel"]):
+                return name, idx, "chosen with --param"
+            sizes = ", ".join(f"{n} ({int(tab.loc[n, 'numel'])})" for n in tab.index)
+            self.report.notes.append(
+                f"run {d.run}: --param {name}:{idx} does not exist in this run (tensors: {sizes}); "
+                "the default parameter is drawn instead"
+            )
         weights = [n for n in tab.index if tab.loc[n, "kind"] == "weight"] or list(tab.index)
         name = max(weights, key=lambda n: tab.loc[n, "numel"])
         a = d.alpha.sel(iteration=d.chosen[-1]).values[d.alpha["tensor"].values == name]
         fin = np.isfinite(a)
+        how = "the one whose α at the last chosen snapshot is closest to the tensor's median"
         if not fin.any():
-            return name, 0
+            return name, 0, "the tensor has no finite α at the last chosen snapshot"
         med = np.median(a[fin])
         dist = np.where(fin, np.abs(a - med), np.inf)
-        return name, int(np.argmin(dist))
+        return name, int(np.argmin(dist)), how
 
     def sgn_figures(self, d: _RunData, common: str) -> None:
-        name, idx = self._chosen_param(d)
+        name, idx, how = self._chosen_param(d)
         sec = f"run:{d.run}"
         base = f"runs/{d.run}"
         sgn = self.lake.sgn(d.run, name, iterations=d.chosen, params=[idx])
@@ -533,8 +549,8 @@ class _Builder:
             plots.plot_sgn_gaussian_panels(axes[:, j], x[j], title=f"{name}[{idx}] @ t={t}")
         self._save(
             fig, f"{base}/fig03_sgn_gaussian.png",
-            f"Paper Figs 3-5. SGN of one parameter ({name}, flat index {idx}: the one whose α at the last "
-            f"chosen snapshot is closest to the tensor's median) at iterations {', '.join(map(str, d.chosen))} "
+            f"Paper Figs 3-5. SGN of one parameter ({name}, flat index {idx}: {how}) "
+            f"at iterations {', '.join(map(str, d.chosen))} "
             f"(columns). Upper: histogram with the fitted Gaussian; centre: the same histogram as dots on a "
             f"log density scale; lower: QQ-plot against the Gaussian. Its α at these snapshots: "
             f"{', '.join(_fmt(v, 3) for v in a_par)} (inf: an estimate of 1/α ≤ 0). {common}",
@@ -576,7 +592,7 @@ class _Builder:
                 a = _pooled_alpha_value(x, self.settings["k1"])
                 rows.append({"iteration": int(t), "group": name, "alpha": a})
         pooled = pd.DataFrame(rows, columns=["iteration", "group", "alpha"])
-        fig, ax = plots.new_figure(size=(7.5, 4.6))
+        fig, ax = plots.new_figure(size=(8.5, 4.6))
         plots.plot_param_vs_pooled(ax, d.by_tensor, pooled, title=f"{d.run}: per-parameter vs pooled α")
         sub = f" Pooled samples were subsampled for {', '.join(subsampled)} (seeded)." if subsampled else ""
         self._save(
@@ -680,9 +696,11 @@ class _Builder:
                     )  # fmt: skip
                 self._save(
                     fig, f"fig06_depth_width_{k + 1}.png",
-                    f"Paper Figs 6-7. Median per-parameter α at each run's last snapshot against "
-                    f"{' and '.join(panels)} (lines per {'width' if panels[0] == 'depth' else 'depth'}), "
-                    f"runs of {label} ({len(sub)} runs; seeds averaged). Estimator {est}.",
+                    f"Paper Figs 6-7. Median per-parameter α at each run's last snapshot (iterations "
+                    f"{', '.join(sorted({str(v) for v in sub['last_iteration']}))}) against "
+                    + " and ".join(f"{a} (lines per {'width' if a == 'depth' else 'depth'})" for a in panels)
+                    + f", runs of {label} ({len(sub)} runs; seeds averaged, ± one standard deviation). "
+                    f"Estimator {est}.",
                     sec, f"α against depth/width: {label}",
                 )  # fmt: skip
 
@@ -901,7 +919,8 @@ def build_report(
     param : str, optional
         ``TENSOR:INDEX`` of the parameter whose SGN is drawn (Figs 3-5, 8-9);
         default, per run, the parameter of its largest weight tensor whose α at
-        the last chosen snapshot is closest to the tensor's median.
+        the last chosen snapshot is closest to the tensor's median (also used,
+        with a note, in runs that lack the given parameter).
     pooled : bool
         Draw the per-parameter vs pooled figure (reads every SGN snapshot again).
     log : callable, optional
@@ -920,6 +939,7 @@ def build_report(
             print(msg, file=sys.stderr)
 
     settings = resolve_report_estimator(estimator, settings or {})
+    chosen_param = parse_param(param)
     location = getattr(lake, "location", None)
     if isinstance(lake, str | os.PathLike):
         location = os.fspath(lake)
@@ -928,7 +948,7 @@ def build_report(
     out.mkdir(parents=True, exist_ok=True)
     b = _Builder(
         lake, out, estimator=estimator, settings=settings, iterations=iterations, dpi=dpi,
-        store=store, force=force, param=param, pooled=pooled, log=log,
+        store=store, force=force, param=chosen_param, pooled=pooled, log=log,
     )  # fmt: skip
     ids = lake.select_runs(runs)
     runs_df = lake.runs

@@ -16,6 +16,7 @@ its result was stored gets only the new snapshots computed and appended.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -381,20 +382,21 @@ def _current_client() -> Any:
 
 
 def run_graph(obj: Any, progress: bool) -> None:
-    """Compute a Dask collection on the active client or scheduler, optionally with a progress bar."""
+    """Compute a Dask collection on the active client or scheduler, with an optional progress bar on stderr."""
     client = _current_client()
     if client is not None and dask.config.get("scheduler", None) in (None, "dask.distributed"):
         futures = client.compute(obj)
         if progress:
             from distributed import progress as dprogress
 
-            dprogress(futures)
+            with contextlib.redirect_stdout(sys.stderr):  # keep stdout for results
+                dprogress(futures, notebook=False)
         client.gather(futures)
         return
     if progress:
         from dask.diagnostics import ProgressBar
 
-        with ProgressBar(dt=0.1):
+        with ProgressBar(dt=0.1, out=sys.stderr):
             dask.compute(obj)
     else:
         dask.compute(obj)

@@ -1,3 +1,6 @@
+"""``python -m sgnlake.cli``: the same as the ``sgnlake`` command."""
+
 from .app import main
 
-main()
+if __name__ == "__main__":
+    main()

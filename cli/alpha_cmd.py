@@ -144,6 +144,12 @@ def register(app: typer.Typer) -> None:
             30.0, "--timeout", min=0.1, help="Seconds to wait for the --scheduler to answer."
         ),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar per run."),
+        skip_corrupt: bool = typer.Option(
+            False,
+            "--skip-corrupt",
+            help="Read SGN chunks that cannot be decoded as NaN (their parameters get no alpha) and "
+            "count them, instead of stopping with an error naming the chunk.",
+        ),
     ) -> None:
         from sgnlake.schema.errors import SgnlakeError
 
@@ -158,7 +164,9 @@ def register(app: typer.Typer) -> None:
             check_estimator(estimator)
             settings = parse_settings(estimator, k1, hill_k)
             key = result_key(estimator, **settings)
-            opened = open_lake(lake, storage_options=parse_storage_options(storage_option))
+            opened = open_lake(
+                lake, storage_options=parse_storage_options(storage_option), skip_corrupt=skip_corrupt
+            )
             ids = opened.select_runs(runs or None)
             opened.writable_root()  # fail early on a read-only lake
             typer.echo(f"{estimator} ({key}) for {len(ids)} run(s) in {lake}")
@@ -176,4 +184,12 @@ def register(app: typer.Typer) -> None:
         except SgnlakeError as e:
             raise fail(str(e)) from None
         typer.echo(format_table(report))
+        if opened.corrupt_chunks:
+            keys = sorted(set(opened.corrupt_chunks))
+            more = f" (+{len(keys) - 1} more)" if len(keys) > 1 else ""
+            typer.echo(
+                f"warning: skipped {len(keys)} corrupt chunk(s), read as NaN (--skip-corrupt): "
+                f"{keys[0]}{more}; run 'sgnlake check {lake}'",
+                err=True,
+            )
         typer.echo(f"results stored in {lake.rstrip('/')}/results/<run>/{report.key}/")

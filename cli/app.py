@@ -12,7 +12,6 @@ import importlib
 import sys
 
 import typer
-
 from sgnlake.schema.errors import SgnlakeError
 
 app = typer.Typer(
@@ -61,16 +60,41 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+try:  # typer >= 0.24 vendors click as typer._click
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+except ImportError:  # pragma: no cover - older typer uses click itself
+    from click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``sgnlake`` console script."""
+    """Entry point of the ``sgnlake`` console script.
+
+    Usage errors (unknown option, bad option value, missing argument) are printed
+    as one line ``error: ... (see 'sgnlake CMD --help')`` with exit code 2, like
+    every :class:`~sgnlake.schema.errors.SgnlakeError`.
+    """
     try:
-        app(args=argv, standalone_mode=True)
+        code = app(args=argv, prog_name="sgnlake", standalone_mode=False)
+    except NoArgsIsHelpError as e:  # `sgnlake` or a group alone: the help text, as click prints it
+        typer.echo(e.ctx.get_help() if e.ctx is not None else e.format_message(), err=True)
+        sys.exit(2)
+    except UsageError as e:
+        where = e.ctx.command_path if e.ctx is not None else "sgnlake"
+        typer.echo(f"error: {e.format_message()} (see '{where} --help')", err=True)
+        sys.exit(2)
+    except ClickException as e:
+        typer.echo(f"error: {e.format_message()}", err=True)
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(1)
     except SgnlakeError as e:
         typer.echo(f"error: {e}", err=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

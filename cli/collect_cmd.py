@@ -232,7 +232,10 @@ def register(app: typer.Typer) -> None:
             None, "--stop-after", help="Stop after N snapshots (status interrupted; continue with --resume)."
         ),
         threads: int | None = typer.Option(
-            None, "--threads", help="torch CPU threads (torch.set_num_threads). Default: torch's choice."
+            None,
+            "--threads",
+            help="torch CPU threads (torch.set_num_threads). Default on CPU: one fewer than the available "
+            "CPUs, leaving one for the background writer.",
         ),
         storage_option: list[str] | None = typer.Option(
             None, "--storage-option", help="fsspec storage option key=value for URL lakes (repeatable)."

@@ -76,6 +76,8 @@ def register(app: typer.Typer) -> None:
             from sgnlake.schema.store import parse_storage_options
 
             check_estimator(estimator)
+            if out.exists() and not out.is_dir():
+                raise fail(f"--out {out} is a file, not a folder: choose a folder for the report")
             settings = parse_settings(estimator, k1, hill_k)
             patterns = [p.strip() for item in runs or [] for p in item.split(",") if p.strip()] or None
             rep = build_report(

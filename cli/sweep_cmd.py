@@ -60,6 +60,12 @@ def register(app: typer.Typer) -> None:
         storage_option: list[str] = typer.Option(
             None, "--storage-option", "-o", help="fsspec storage option key=value (repeatable)."
         ),
+        threads: int = typer.Option(
+            None,
+            "--threads",
+            min=1,
+            help="Torch threads per CPU run (default: cores / --jobs - 1, at least 1; the writer thread needs a core).",
+        ),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     ) -> None:
         """Run every run of a grid into LAKE: complete runs are skipped, interrupted ones resume.
@@ -130,6 +136,7 @@ def register(app: typer.Typer) -> None:
             jobs=jobs,
             progress=progress and sys.stderr.isatty(),
             storage_options=parse_storage_options(storage_option),
+            threads=threads,
             echo=typer.echo,
         )
         typer.echo(summary.format())

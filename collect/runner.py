@@ -57,6 +57,27 @@ def stored_run_meta(
     return read_run_meta(g) if RUN_ATTR in g.attrs else None
 
 
+def available_cpus() -> int:
+    """CPUs this process may run on (affinity-aware where the OS tells)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def default_threads(device: torch.device, background: bool = True) -> int | None:
+    """torch CPU threads :func:`collect` uses when none are asked for.
+
+    On the CPU with the background writer: one CPU fewer than available (at
+    most torch's default), leaving one for compression and writes. On a shared
+    2-core machine torch at 2 threads was 5-20x slower than at 1 (measured in
+    ``bench/collect_snapshot.py``; oversubscription). Otherwise torch's default (None).
+    """
+    if device.type != "cpu" or not background:
+        return None
+    return max(1, min(torch.get_num_threads(), available_cpus() - 1))
+
+
 def _config_differences(stored: RunConfig, given: RunConfig) -> list[str]:
     a, b = stored.to_dict(), given.to_dict()
     return [k for k in a if k not in RESUME_MAY_DIFFER and a.get(k) != b.get(k)]
@@ -156,7 +177,8 @@ def collect(
     download : bool
         Download a missing dataset with torchvision.
     threads : int, optional
-        ``torch.set_num_threads`` for the duration of the call.
+        ``torch.set_num_threads`` for the duration of the call. Default on the
+        CPU: one fewer than the available CPUs (see :func:`default_threads`).
     background : bool
         Write and compress in a background thread, overlapped with the next
         gradients (default); ``False`` writes synchronously.
@@ -219,6 +241,8 @@ def collect(
     data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, n_train=cfg.n_train, download=download)
     plan = make_plan(cfg, data.n)
     old_threads = torch.get_num_threads()
+    if threads is None:
+        threads = default_threads(device, background)
     if threads is not None:
         torch.set_num_threads(threads)
     try:

@@ -609,41 +609,6 @@ def _model_tensors(config: RunConfig) -> tuple[tuple[str, int], ...]:
     return tuple((name, int(p.numel())) for name, p in model.named_parameters())
 
 
-def formula_tensors(
-    model: str, args: Mapping[str, Any], input_shape: tuple[int, int, int] = (1, 28, 28)
-) -> tuple[tuple[str, int], ...]:
-    """Parameter counts of the built-in models from their definition (no torch).
-
-    FCN: ``depth`` linear layers ``in->w``, ``depth-2`` times ``w->w``, ``w->10``
-    (biases when ``bias``). LeNet: conv 6 and 16 filters (5x5), max-pool 2,
-    linear ``16*5*5 -> 84 -> 10``.
-    """
-    c, h, w = input_shape
-    if model == "fcn":
-        depth = int(args.get("depth", 3))
-        width = int(args.get("width", 32))
-        bias = bool(args.get("bias", True))
-        dims = [c * h * w] + [width] * (depth - 1) + [10]
-        out: list[tuple[str, int]] = []
-        for i in range(depth):
-            out.append((f"fc{i + 1}.weight", dims[i] * dims[i + 1]))
-            if bias:
-                out.append((f"fc{i + 1}.bias", dims[i + 1]))
-        return tuple(out)
-    if model == "lenet":
-        return (
-            ("conv1.weight", 6 * c * 25),
-            ("conv1.bias", 6),
-            ("conv2.weight", 16 * 6 * 25),
-            ("conv2.bias", 16),
-            ("fc1.weight", 400 * 84),
-            ("fc1.bias", 84),
-            ("fc2.weight", 84 * 10),
-            ("fc2.bias", 10),
-        )
-    raise ConfigError(f"unknown model {model!r}: use fcn or lenet")
-
-
 def plan_run(config: RunConfig) -> RunPlan:
     """Resolve a run's size and schedule without running it (and without reading its data).
 
@@ -694,27 +659,26 @@ def fmt_bytes(n: float) -> str:
     return f"{int(n)} B"
 
 
-#: Typical on-disk ratios (uncompressed / stored) on heavy-tailed SGN, measured in design.md.
 def expected_ratio(storage: StorageSpec) -> tuple[float, float]:
     """Range of the expected compression ratio (uncompressed / on disk) for a storage spec.
 
-    From measurements on SGN (design.md): lossless zstd ~1.07x, blosc-zstd with
-    shuffle ~1.15x, BitRound keepbits 10 ~1.5-1.75x, keepbits 7 ~2.5x; ``float16``
-    halves the uncompressed size already (counted in the bytes), then compresses
-    like float32.
+    Measured on the small presets (mnist5k, zstd level 3; LeNet b=150 and FCN
+    d3-w32 b=100): lossless 1.24x and 1.52x (FCN inputs include always-blank
+    border pixels, whose weights get exactly zero SGN); BitRound keepbits 10
+    1.85x / 2.19x; keepbits 7 2.41x / 2.79x; ``float16`` 1.24x / 1.49x on top
+    of its halved size. Heavy-tailed SGN without zeros compresses less
+    (design.md: zstd 1.07x), so the low ends are rounded down.
     """
     if storage.codec == "none":
         return (1.0, 1.0)
-    if storage.keepbits is None:
-        return (1.04, 1.15)
     kb = storage.keepbits
+    if kb is None or kb > 15:
+        return (1.1, 1.55)
     if kb <= 7:
-        return (2.2, 2.8)
+        return (2.3, 2.8)
     if kb <= 10:
-        return (1.5, 1.75)
-    if kb <= 15:
-        return (1.2, 1.4)
-    return (1.05, 1.2)
+        return (1.8, 2.2)
+    return (1.3, 1.8)
 
 
 def format_plan(plans: Sequence[RunPlan], *, max_rows: int | None = None) -> str:
@@ -762,8 +726,9 @@ def format_plan(plans: Sequence[RunPlan], *, max_rows: int | None = None) -> str
         "  params: --tensors fc3.weight,fc3.bias stores only those tensors (size linear in their parameters)"
     )
     lines.append(
-        "  codec: lossless zstd saves only ~4-15% on SGN; lossy --keepbits 10 ~1.5-1.75x, "
-        "--keepbits 7 ~2.5x, --dtype float16 2x (recorded per run; check alpha before relying on it)"
+        "  codec: lossless zstd gives 1.1-1.55x on SGN; lossy --keepbits 10 ~1.8-2.2x, "
+        "--keepbits 7 ~2.3-2.8x, --dtype float16 2x uncompressed and ~2.5-3x on disk "
+        "(recorded per run; check alpha before relying on it)"
     )
     return "\n".join(lines)
 
@@ -982,10 +947,14 @@ def _run_one(
     )
 
 
-def _worker_init(threads: int) -> None:
-    import torch
+def default_threads(jobs: int) -> int:
+    """Torch threads per CPU run: the cores per job minus one for the collector's writer thread, >= 1.
 
-    torch.set_num_threads(threads)
+    Oversubscribing the cores is what hurts: on the 2-core development machine
+    (shared, load ~10-15) the LeNet preset took 27 min with torch's default of
+    2 threads and 1.2 min with 1 thread (busy-waiting OpenMP threads).
+    """
+    return max(1, (os.cpu_count() or 1) // max(1, jobs) - 1)
 
 
 def run_sweep(
@@ -996,6 +965,7 @@ def run_sweep(
     progress: bool = True,
     storage_options: Mapping[str, Any] | None = None,
     collect_kwargs: Mapping[str, Any] | None = None,
+    threads: int | None = None,
     echo: Callable[[str], None] | None = print,
 ) -> SweepSummary:
     """Run (or skip, or resume) every planned run into one lake.
@@ -1023,6 +993,8 @@ def run_sweep(
         fsspec options for URL lakes.
     collect_kwargs : mapping, optional
         Extra keyword arguments for :func:`sgnlake.collect.collect`.
+    threads : int, optional
+        Torch threads per CPU run; default :func:`default_threads`.
     echo : callable or None
         Receives one line per run as it finishes.
 
@@ -1062,10 +1034,15 @@ def run_sweep(
     if todo:
         open_lake_group(loc, mode="a", storage_options=storage_options)  # create once, before workers
     kwargs = dict(collect_kwargs or {})
-    if jobs > 1 and todo and _uses_gpu([p.config for p, _ in todo]):
+    gpu = bool(todo) and _uses_gpu([p.config for p, _ in todo])
+    if jobs > 1 and gpu:
         say("runs use a GPU: running them one after another (--jobs ignored)")
         jobs = 1
     jobs = max(1, min(jobs, len(todo)))
+    if threads is not None:
+        kwargs["threads"] = threads
+    elif not gpu:
+        kwargs["threads"] = default_threads(jobs)
 
     def record(o: RunOutcome) -> None:
         summary.outcomes.append(o)
@@ -1080,17 +1057,14 @@ def run_sweep(
             if o.action == INTERRUPTED:
                 break
     else:
-        threads = max(1, (os.cpu_count() or 1) // jobs)
         ordered = sorted(todo, key=lambda t: -t[0].cost)  # longest first balances the workers
         ctx = multiprocessing.get_context("spawn")
-        with cf.ProcessPoolExecutor(
-            max_workers=jobs, mp_context=ctx, initializer=_worker_init, initargs=(threads,)
-        ) as pool:
+        with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
             futures = {
                 pool.submit(_run_one, loc, p.config.to_dict(), resume, False, storage_options, kwargs): p
                 for p, resume in ordered
             }
-            say(f"running {len(futures)} runs in {jobs} processes ({threads} torch threads each)")
+            say(f"running {len(futures)} runs in {jobs} processes ({kwargs['threads']} torch threads each)")
             try:
                 for fut in cf.as_completed(futures):
                     try:
@@ -1100,12 +1074,16 @@ def run_sweep(
                             raise
                         record(RunOutcome(futures[fut].run_id, FAILED, message=f"worker died: {e}"))
             except KeyboardInterrupt:
-                for fut in futures:
-                    fut.cancel()
+                # the workers got the Ctrl-C too: their runs are marked interrupted in the lake
                 pool.shutdown(wait=True, cancel_futures=True)
-                for p in futures.values():
-                    if p.run_id not in {o.run_id for o in summary.outcomes}:
-                        summary.outcomes.append(RunOutcome(p.run_id, INTERRUPTED))
+                seen = {o.run_id for o in summary.outcomes}
+                for fut, p in futures.items():
+                    if p.run_id in seen:
+                        continue
+                    outcome = RunOutcome(p.run_id, INTERRUPTED)
+                    if fut.done() and not fut.cancelled() and fut.exception() is None:
+                        outcome = fut.result()
+                    summary.outcomes.append(outcome)
     summary.seconds = time.perf_counter() - t0
     order = {p.run_id: i for i, p in enumerate(plans)}
     summary.outcomes.sort(key=lambda o: order.get(o.run_id, len(order)))

@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import math
+import os
 import queue
+import socket
 import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
 import numpy as np
@@ -33,13 +37,13 @@ from sgnlake.schema.lake import now, read_run_meta
 from sgnlake.schema.meta import RunMeta
 from sgnlake.schema.names import (
     ACCURACY,
+    CLAIM_ATTR,
     GRAD,
     ITERATION,
     LOSS,
     MINIBATCH,
     PARAM,
     RUN_ATTR,
-    RUNNING,
     SGN,
     TENSOR_ATTR,
     WEIGHT,
@@ -48,6 +52,7 @@ from sgnlake.schema.names import (
 )
 from sgnlake.schema.validate import validate_run
 from zarr.core.array import AsyncArray
+from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 #: Name of the uint8 array holding a checkpoint inside ``checkpoints/<run_id>/<snapshot group>/``.
@@ -67,6 +72,66 @@ class SnapshotLike(Protocol):
     grad: dict[str, np.ndarray]
     weight: dict[str, np.ndarray]
     checkpoint: bytes | None
+
+
+def _claim_alive(claim: Mapping[str, Any]) -> bool:
+    """Whether the collector that wrote ``claim`` may still be running (unknown on other hosts: True)."""
+    if claim.get("host") != socket.gethostname():
+        return True
+    if claim.get("pid") == os.getpid():  # an earlier, failed attempt of this process
+        return False
+    try:
+        os.kill(int(claim.get("pid", -1)), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError, OverflowError):
+        return True
+    return True
+
+
+def claim_run(root: zarr.Group, run_id: str) -> None:
+    """Atomically create the group of run ``run_id``, or raise if another collector holds it.
+
+    The group's ``zarr.json`` is written with ``set_if_not_exists`` (an exclusive
+    create on local disks) holding a unique claim token, then read back: only
+    the collector whose token is there proceeds. A group left by a creation that
+    crashed on this host (its process is gone), or one without a claim, is
+    removed and claimed again.
+
+    Raises
+    ------
+    RunExistsError
+        The run exists, or another collector is creating it.
+    """
+    path = run_path(run_id)
+    sp = root.store_path / path / "zarr.json"
+    proto = default_buffer_prototype()
+    token = uuid.uuid4().hex
+    claim = {"token": token, "host": socket.gethostname(), "pid": os.getpid(), "time": now()}
+    doc = {"zarr_format": 3, "node_type": "group", "attributes": {CLAIM_ATTR: claim}}
+    for _ in range(3):
+        sync(sp.set_if_not_exists(proto.buffer.from_bytes(json.dumps(doc).encode())))
+        raw = sync(sp.get(prototype=proto))
+        try:
+            attrs = json.loads(raw.to_bytes()).get("attributes", {}) if raw is not None else {}
+        except ValueError:
+            attrs = {}
+        held = attrs.get(CLAIM_ATTR) if isinstance(attrs.get(CLAIM_ATTR), Mapping) else None
+        if held is not None and held.get("token") == token:
+            return
+        if RUN_ATTR in attrs:
+            raise RunExistsError(
+                f"run {run_id!r} already exists: pass --resume to continue it, or pick another --run-id"
+            )
+        if held is not None and _claim_alive(held):
+            raise RunExistsError(
+                f"run {run_id!r} is being created by another collector (pid {held.get('pid')} on "
+                f"{held.get('host')} since {held.get('time')}): wait for it and pass --resume, or pick "
+                f"another --run-id (if no collector is running, delete {path} in the lake)"
+            )
+        if path in root:  # a crashed creation: remove it and claim again
+            del root[path]
+    raise RunExistsError(f"run {run_id!r} is being created by another collector: pick another --run-id")
 
 
 def checkpoint_name(index: int) -> str:
@@ -127,8 +192,10 @@ class RunWriter:
     def create(cls, root: zarr.Group, meta: RunMeta, **kwargs: Any) -> RunWriter:
         """Create the run group, its arrays and attributes, and return a writer.
 
-        The run attributes are written last, so a crash while creating leaves a
-        group that is not (yet) a run and is replaced by the next attempt.
+        The run group is first claimed atomically (:func:`claim_run`), so of two
+        collectors creating the same run id only one proceeds. The run attributes
+        are written last, so a crash while creating leaves a group that is not
+        (yet) a run; the next attempt on this host replaces it.
 
         Raises
         ------
@@ -137,16 +204,10 @@ class RunWriter:
         """
         rid = meta.run_id
         path = run_path(rid)
-        if path in root:
-            node = root[path]
-            if isinstance(node, zarr.Group) and RUN_ATTR in node.attrs:
-                raise RunExistsError(
-                    f"run {rid!r} already exists: pass --resume to continue it, or pick another --run-id"
-                )
-            del root[path]
+        claim_run(root, rid)
         if checkpoint_path(rid) in root:
             del root[checkpoint_path(rid)]
-        g = root.require_group(path)
+        g = root[path]
         m, spec = meta.n_minibatches, meta.config.storage
         kw = array_kwargs(spec)
         g.create_array(
@@ -282,7 +343,8 @@ class RunWriter:
             self._write_checkpoint(k, snap.iteration, snap.checkpoint)
         sync(_gather(*(a._async_array.resize((k + 1, *a.shape[1:])) for a in self._arrays.values())))
         with self._lock:
-            self.meta = self.meta.replace(committed=k + 1, updated=now(), status=RUNNING, reason="")
+            # keep status and reason: a failure recorded while this commit was in flight must stay
+            self.meta = self.meta.replace(committed=k + 1, updated=now())
             self.group.update_attributes({RUN_ATTR: self.meta.to_dict()})
         if k >= 1:
             cg = self.root[checkpoint_path(self.meta.run_id)]

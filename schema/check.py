@@ -37,6 +37,7 @@ from .lake import lake_meta, open_lake_group, read_run_meta
 from .meta import ResultMeta, RunMeta, TensorInfo
 from .names import (
     CHECKPOINTS_GROUP,
+    CLAIM_ATTR,
     COMPLETE,
     FAILED,
     INTERRUPTED,
@@ -44,6 +45,7 @@ from .names import (
     RESULT_ATTR,
     RESULTS_GROUP,
     RUN_ARRAYS,
+    RUN_ATTR,
     RUNNING,
     RUNS_GROUP,
     TENSOR_ARRAYS,
@@ -449,11 +451,18 @@ def _check_run(
     try:
         meta = read_run_meta(group)
     except SgnlakeError as e:
-        if "sgnlake_run" not in group.attrs:
+        if RUN_ATTR not in group.attrs:
+            claim = group.attrs.get(CLAIM_ATTR)
+            who = (
+                f" by pid {claim.get('pid')} on {claim.get('host')} since {claim.get('time')}"
+                if isinstance(claim, Mapping)
+                else ""
+            )
             report.add(
                 WARNING,
-                f"run {name!r}: group has no run attributes (a collector is creating it, or one "
-                "crashed while creating it: remove runs/" + name + " if no collector is running)",
+                f"run {name!r}: group has no run attributes: a collector is creating it{who}, or "
+                f"crashed while creating it (not a run; the next 'sgnlake collect' of this run id on "
+                f"that host replaces it)",
                 run=name,
             )
         else:
@@ -476,7 +485,7 @@ def _check_run(
             run=name,
         )
 
-    resume = f"sgnlake collect --resume --run-id {name} LAKE"
+    resume = f"sgnlake collect {report.location} --run-id {name} --resume"
     if meta.status == COMPLETE and meta.committed != len(meta.planned_iterations):
         report.add(
             PROBLEM,

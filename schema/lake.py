@@ -10,7 +10,7 @@ from typing import Any
 import zarr
 import zarr.errors
 
-from .errors import NotALakeError, RunNotFoundError, ValidationError
+from .errors import LakeError, NotALakeError, RunNotFoundError, ValidationError
 from .meta import LakeMeta, RunMeta
 from .names import LAKE_ATTR, RUN_ATTR, RUNS_GROUP, check_run_id, run_path
 from .store import is_url, local_path, open_store
@@ -72,15 +72,21 @@ def open_lake_group(
             raise NotALakeError(
                 f"no lake at {loc}: check the path, or create one with 'sgnlake collect'"
             ) from None
-        root = zarr.open_group(
-            store, mode="a", zarr_format=3, attributes={LAKE_ATTR: LakeMeta(created=now()).to_dict()}
-        )
-        root.require_group(RUNS_GROUP)
+        try:
+            root = zarr.open_group(
+                store, mode="a", zarr_format=3, attributes={LAKE_ATTR: LakeMeta(created=now()).to_dict()}
+            )
+            root.require_group(RUNS_GROUP)
+        except Exception as e:  # e.g. a missing bucket, no permission, no credentials
+            raise LakeError(
+                f"cannot create a lake at {loc} ({_first_line(e)}): {_access_hint(loc)}"
+            ) from None
         return root
-    except Exception as e:  # e.g. a zarr v2 store or a broken zarr.json
-        raise NotALakeError(
-            f"{loc} is not an sgnlake lake ({type(e).__name__}: {e}): check the path"
-        ) from None
+    except Exception as e:
+        if _is_access_error(e):
+            raise LakeError(f"cannot read {loc} ({_first_line(e)}): {_access_hint(loc)}") from None
+        # e.g. a zarr v2 store or a broken zarr.json
+        raise NotALakeError(f"{loc} is not an sgnlake lake ({_first_line(e)}): check the path") from None
     if LAKE_ATTR not in root.attrs:
         if create and not list(root.keys()):
             root.attrs[LAKE_ATTR] = LakeMeta(created=now()).to_dict()
@@ -91,6 +97,27 @@ def open_lake_group(
     if create and RUNS_GROUP not in root:
         root.require_group(RUNS_GROUP)
     return root
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+
+
+def _is_access_error(e: BaseException) -> bool:
+    name = type(e).__name__
+    return isinstance(e, PermissionError) or any(
+        key in name for key in ("Credentials", "AccessDenied", "Forbidden", "NoSuchBucket", "ClientError")
+    )
+
+
+def _access_hint(loc: str) -> str:
+    if is_url(loc):
+        return (
+            "check that the bucket exists and the credentials (environment or --storage-option key=...,"
+            " secret=..., client_kwargs.endpoint_url=...) allow access"
+        )
+    return "check that the folder is writable"
 
 
 def lake_meta(root: zarr.Group) -> LakeMeta:

@@ -18,6 +18,10 @@ RUN_ATTR = "sgnlake_run"
 TENSOR_ATTR = "sgnlake_tensor"
 #: Attribute on derived-result arrays holding :class:`~sgnlake.schema.meta.ResultMeta`.
 RESULT_ATTR = "sgnlake_result"
+#: Run group attribute naming the collector that created the group (``token``, ``host``,
+#: ``pid``, ``time``); written atomically with the group before anything else of the run,
+#: so that of two collectors creating one run id only one proceeds.
+CLAIM_ATTR = "sgnlake_claim"
 
 RUNS_GROUP = "runs"
 #: Derived results (alpha, tests), outside the run tree so that their own

@@ -65,5 +65,17 @@ def open_store(
     """
     loc = os.fspath(location)
     if is_url(loc):
-        return FsspecStore.from_url(loc, storage_options=dict(storage_options or {}), read_only=read_only)
+        options = dict(storage_options or {})
+        # Object-store listings are cached per filesystem instance by fsspec; a lake
+        # is written by other processes, so readers must see fresh listings.
+        options.setdefault("use_listings_cache", False)
+        try:
+            return FsspecStore.from_url(loc, storage_options=options, read_only=read_only)
+        except (ImportError, ValueError, TypeError) as e:
+            # unknown scheme, backend not installed (s3fs, gcsfs), or a bad storage option
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise LakeError(
+                f"cannot open {loc} ({msg}): check the URL scheme, install its fsspec backend "
+                "(e.g. pip install s3fs), and the --storage-option values"
+            ) from None
     return LocalStore(local_path(loc), read_only=read_only)

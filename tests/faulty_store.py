@@ -16,11 +16,10 @@ from __future__ import annotations
 import errno
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from zarr.abc.store import ByteRequest
 from zarr.core.buffer import Buffer
 from zarr.storage import WrapperStore
 
@@ -66,7 +65,8 @@ class FaultState:
 
 
 class FaultyStore(WrapperStore[Any]):
-    """Delegate to ``store``; raise on writes (``set``, ``set_if_not_exists``, ``delete``) per ``state``."""
+    """Delegate to ``store``; raise on writes (``set``, ``set_if_not_exists``, ``delete``,
+    ``delete_dir``) per ``state``."""
 
     def __init__(self, store: Any, state: FaultState | None = None) -> None:
         super().__init__(store)
@@ -75,11 +75,13 @@ class FaultyStore(WrapperStore[Any]):
     def _with_store(self, store: Any) -> FaultyStore:
         return type(self)(store, self.state)
 
-    async def set(self, key: str, value: Buffer, byte_range: ByteRequest | None = None) -> None:
+    async def set(self, key: str, value: Buffer) -> None:
         self.state.check(key)
-        if byte_range is None:
-            return await self._store.set(key, value)
-        return await self._store.set(key, value, byte_range)  # pragma: no cover - not used by zarr 3.1
+        return await self._store.set(key, value)
+
+    async def _set_many(self, values: Iterable[tuple[str, Buffer]]) -> None:
+        for key, value in values:  # WrapperStore hands these to the inner store directly
+            await self.set(key, value)
 
     async def set_if_not_exists(self, key: str, value: Buffer) -> None:
         self.state.check(key)
@@ -88,6 +90,10 @@ class FaultyStore(WrapperStore[Any]):
     async def delete(self, key: str) -> None:
         self.state.check(key)
         return await self._store.delete(key)
+
+    async def delete_dir(self, prefix: str) -> None:
+        self.state.check(prefix)
+        return await self._store.delete_dir(prefix)
 
     def __repr__(self) -> str:
         return f"FaultyStore({self._store!r}, fail_after={self.state.fail_after}, match={self.state.match!r})"

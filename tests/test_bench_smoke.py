@@ -46,7 +46,11 @@ def smoke_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int,
             str(out / "metrics.json"),
         ]
         log = (out / "log.txt").open("w")
-        procs[study] = (subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT), log, out)
+        procs[study] = (
+            subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT),
+            log,
+            out,
+        )
     deadline = time.monotonic() + TIMEOUT_S
     results = {}
     for study, (proc, log, out) in procs.items():
@@ -92,10 +96,12 @@ def test_storage_smoke(smoke_runs: dict) -> None:
     lossy = [r for r in rows.values() if r["lossy"]]
     assert lossless and lossy
     for r in lossless:  # lossless storage cannot change alpha
-        assert r["max_dalpha"] == 0 and r["nan_new"] == 0, r
+        assert r["max_dalpha_all"] == 0 and r["nan_new"] == 0 and r["inf_new"] == 0, r
         assert r["ratio"] > 0.9
     float16 = next(r for r in lossy if "float16" in r["codec"])
     assert float16["ratio"] > 1.5  # half the bytes before compression
+    bitround = next(r for r in lossy if "BitRound" in r["codec"])
+    assert bitround["p99_dinv_all"] < 0.05  # 8 mantissa bits barely move 1/alpha
 
 
 def test_alpha_throughput_smoke(smoke_runs: dict) -> None:
@@ -119,7 +125,7 @@ def test_out_of_core_smoke(smoke_runs: dict) -> None:
     _md, m = _ok(smoke_runs, "out_of_core")
     assert m["finished"], m["error"]
     assert m["restarts"] == 0
-    assert m["max_err_vs_numpy"] < 1e-9
+    assert m["max_err_vs_numpy"] < 1e-6  # same kernel, other reduction order
     labels = [v["label"] for v in m["peak_rss"].values()]
     assert any("worker" in lab for lab in labels), labels  # worker processes were sampled
 

@@ -201,7 +201,9 @@ def test_results_are_checked(lake: Path) -> None:
     _write_result(lake, "r1", "alpha-bad-n", [0, 100], n_attr=3)
     _write_result(lake, "gone", "alpha", [0])
     chunk = next(
-        p for p in (lake / "results" / "r1" / "alpha-good" / "fc1.bias" / "alpha" / "c").rglob("*") if p.is_file()
+        p
+        for p in (lake / "results" / "r1" / "alpha-good" / "fc1.bias" / "alpha" / "c").rglob("*")
+        if p.is_file()
     )
     chunk.write_bytes(b"\x00\x01")
     rep = check_lake(lake)
@@ -237,3 +239,26 @@ def test_usage_errors_exit_2(lake: Path, tmp_path: Path, capsys) -> None:
     assert code == 2 and "key=value" in err
     code, out, err = run_cli(["check", str(lake), "--workers", "0"], capsys)
     assert code == 2 and "Traceback" not in err
+
+
+def test_alpha_names_a_corrupt_chunk_or_skips_it(lake: Path, capsys) -> None:
+    """The analysis meets the chunk check reports: one line naming it, or NaN with --skip-corrupt."""
+    chunk = _sgn_chunk(lake, "r1", "fc1.weight", 2)
+    chunk.write_bytes(b"garbage!" * 4)
+    it2 = int(np.asarray(zarr.open_group(str(lake), mode="r")["runs/r1/iteration"][2]))
+    code, out, err = run_cli(["alpha", str(lake), "--runs", "r1", "--no-progress"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    rel = chunk.relative_to(lake).as_posix()
+    assert f"run 'r1', tensor 'fc1.weight', array 'sgn', iteration {it2}, chunk {rel}" in err, err
+    code, out, err = run_cli(["alpha", str(lake), "--runs", "r1", "--no-progress", "--skip-corrupt"], capsys)
+    assert code == 0, err
+    assert "skipped 1 corrupt chunk(s)" in err and rel in err
+    from sgnlake.analyze import open_lake
+
+    alpha = open_lake(lake).alpha("r1", tensor="fc1.weight").values  # (iteration, param)
+    per_chunk = zarr.open_group(str(lake), mode="r")["runs/r1/fc1.weight/sgn"].chunks[2]
+    block = int(chunk.name)
+    bad = slice(block * per_chunk, (block + 1) * per_chunk)
+    assert np.isnan(alpha[2, bad]).all()
+    # elsewhere every parameter has an estimate (possibly inf: 1/alpha <= 0 happens at M = 40)
+    assert not np.isnan(np.delete(alpha[2], np.r_[bad])).any() and not np.isnan(alpha[[0, 1, 3]]).any()

@@ -134,10 +134,11 @@ def _wait(pred, timeout: float, what: str, procs: list[subprocess.Popen]) -> Non
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:
-    """Stop processes this fixture started: workers first, then the scheduler."""
+    """Stop processes this fixture started (SIGTERM all, then wait; SIGKILL after 10 s)."""
     for p in procs:
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
+    for p in procs:
         try:
             p.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -168,35 +169,17 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             lambda: sched_file.exists() and sched_file.stat().st_size > 0, 30, "scheduler start", [scheduler]
         )
         address = json.loads(sched_file.read_text())["address"]
+        worker = [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1"]
+        worker += ["--no-nanny", "--no-dashboard", "--preload", "sgnlake_worker_audit"]
         for i in range(2):
-            workers.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "distributed.cli.dask_worker",
-                        address,
-                        "--nthreads",
-                        "1",
-                        "--no-nanny",
-                        "--no-dashboard",
-                        "--name",
-                        f"w{i}",
-                        "--preload",
-                        "sgnlake_worker_audit",
-                    ],
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )  # fmt: skip
-            )
+            cmd = [*worker, "--name", f"w{i}"]
+            workers.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT))
         with Client(address, timeout=30) as client:
             client.wait_for_workers(2, timeout=30)
         yield Cluster(address=address, audit_dir=base)
     finally:
-        t0 = time.monotonic()
-        _stop([*workers, scheduler])
-        print(f"cluster stopped in {time.monotonic() - t0:.1f} s")
+        _stop(workers)  # workers first: a worker whose scheduler is gone keeps trying to reconnect
+        _stop([scheduler])
         log.close()
 
 

@@ -152,3 +152,18 @@ def test_collect_ls_existing_and_resume(tmp_path, capsys):
 def test_ls_of_a_non_lake_is_one_line(tmp_path, capsys):
     code, _, err = run_cli(capsys, "ls", str(tmp_path / "nothing"))
     assert code == 2 and err.startswith("error: no lake at") and err.count("\n") == 1
+
+
+def test_ctrl_c_prints_how_to_resume(tmp_path, capsys, monkeypatch):
+    from sgnlake.collect import runner
+
+    def interrupted(self, t):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner._Training, "step", interrupted)
+    lake = str(tmp_path / "lake")
+    code, _, err = run_cli(capsys, "collect", lake, *TINY_ARGS, "--include-start", "--run-id", "c")
+    assert code == 130
+    assert f"sgnlake collect {lake} --run-id c --resume" in err
+    meta = read_run_meta(zarr.open_group(lake, path="runs/c", mode="r"))
+    assert meta.status == "interrupted" and meta.committed == 1

@@ -298,14 +298,19 @@ def test_param_vs_pooled_same_color_solid_and_dashed(alpha_da):
             "alpha": np.linspace(1, 2, 10),
         }
     )
+    pooled.loc[7, "alpha"] = 250.0  # one huge pooled estimate must not flatten the other lines
     fig, ax = plots.new_figure()
     plots.plot_param_vs_pooled(ax, st, pooled)
-    lines = _legend_lines(ax)
+    lines = {ln.get_label(): ln for ln in ax.lines}
     per, poo = lines["fc2: per-parameter median"], lines["fc2: pooled"]
     assert per.get_color() == poo.get_color() and poo.get_linestyle() == "--"
-    np.testing.assert_allclose(poo.get_ydata(), np.linspace(1, 2, 10)[5:])
+    np.testing.assert_allclose(poo.get_ydata(), pooled["alpha"].to_numpy()[5:])
     np.testing.assert_allclose(per.get_ydata(), st[st.group == "fc2"]["median"])
     assert len([k for k in lines if k.startswith("fc")]) == 4
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["fc1", "fc2", "per-parameter median", "pooled", "α = 2 (Gaussian)"]
+    assert ax.get_ylim()[1] == plots.ALPHA_AXIS_CAP
+    assert "1 point(s) above α = 4 not shown (max 250)" in ax.texts[0].get_text()
 
 
 def test_save_figure_writes_png(tmp_path, alpha_da):

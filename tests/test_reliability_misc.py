@@ -13,14 +13,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
 from faulty_store import FaultState, patch_open_store
-from sgnlake.schema import DivergedError, LakeError, RunConfig, Schedule, validate_lake
+from sgnlake.schema import LakeError, RunConfig, Schedule, validate_lake
 from sgnlake.schema.check import check_lake
 from test_reliability_kill import CONFIG, N_SNAPSHOTS, RUN, assert_same_arrays, plain_arrays
 
@@ -54,13 +53,19 @@ elif hook in ("sigint-write", "pause"):
         if pattern.search(key):
             hits[0] += 1
             if hits[0] == spec["nth"]:
-                if hook == "pause":  # hold the claim open: a second collector starts meanwhile
+                if hook == "pause":  # hold the claim open until the test releases it
                     open(spec["flag"], "w").close()
-                    time.sleep(spec["seconds"])
+                    deadline = time.time() + 120
+                    while not os.path.exists(spec["release"]) and time.time() < deadline:
+                        time.sleep(0.02)
                 else:  # Ctrl-C arrives while a chunk is being written (zarr's IO thread)
                     os.kill(os.getpid(), signal.SIGINT)
         await real_set(self, key, value)
     zarr.storage.LocalStore.set = set_
+if hook == "wait":  # start only once another child has signalled (imports are done by now)
+    deadline = time.time() + 120
+    while not os.path.exists(spec["flag"]) and time.time() < deadline:
+        time.sleep(0.02)
 from sgnlake.cli.app import main
 main(spec["argv"])
 """
@@ -134,8 +139,11 @@ def test_diverging_run_fails_and_keeps_earlier_snapshots(tmp_path: Path, capsys)
 
     lake = tmp_path / "lake"
     argv = ["collect", str(lake), "--run-id", "boom", *CLI_ARGS]
-    argv[argv.index("--lr") + 1] = "50"
+    # this tiny ReLU net does not diverge at lr 50 or even 1e4 (dead units, finite loss);
+    # lr 1e20 with biases overflows the logits at step 1, after the snapshot at iteration 0
+    argv[argv.index("--lr") + 1] = "1e20"
     argv[argv.index("--every") + 1] = "1"
+    argv.append("--bias")
     with pytest.raises(SystemExit) as e:
         main(argv)
     err = capsys.readouterr().err
@@ -152,22 +160,30 @@ def test_diverging_run_fails_and_keeps_earlier_snapshots(tmp_path: Path, capsys)
     # the committed snapshots of a failed run are analysable
     rep = lk.compute_alpha("boom", progress=False)
     assert rep.runs[0].snapshots == meta.committed
-    assert lk.alpha("boom", "fc1.weight").shape[0] == meta.committed
+    assert lk.alpha("boom", tensor="fc1.weight").shape[0] == meta.committed
 
 
-def test_diverging_in_process_raises_diverged(tmp_path: Path) -> None:
+def test_crash_in_training_marks_failed_even_with_a_commit_in_flight(tmp_path: Path) -> None:
+    """lr 1e300 overflows float32 in the first SGD step (a RuntimeError from torch) while the
+    background writer still commits snapshot 0: the run must end ``failed``, not ``running``."""
     from sgnlake.collect import collect
 
     cfg = RunConfig.from_dict(
         {
             **CONFIG.to_dict(),
             "run_id": "boom",
-            "lr": 50.0,
-            "schedule": Schedule(kind="every", every=1).to_dict(),
+            "lr": 1e300,
+            "schedule": Schedule(kind="every", every=1, include_start=True).to_dict(),
         }
     )
-    with pytest.raises(DivergedError):
-        collect(tmp_path / "lake", cfg, progress=False, threads=1)
+    lake = tmp_path / "lake"
+    with pytest.raises(Exception) as e:
+        collect(lake, cfg, progress=False, threads=1)
+    assert "overflow" in str(e.value)
+    meta = json.loads((lake / "runs" / "boom" / "zarr.json").read_text())["attributes"]["sgnlake_run"]
+    assert meta["status"] == "failed" and "overflow" in meta["reason"]
+    assert meta["committed"] == 1
+    assert_lake_clean(lake)
 
 
 def test_analysis_counts_nonfinite_samples_as_missing(tmp_path: Path) -> None:
@@ -184,7 +200,7 @@ def test_analysis_counts_nonfinite_samples_as_missing(tmp_path: Path) -> None:
     sgn[1] = block
     lk = open_lake(path)
     rep = lk.compute_alpha("r", progress=False)
-    alpha = lk.alpha("r", "fc1.bias").values
+    alpha = lk.alpha("r", tensor="fc1.bias").values
     assert np.isnan(alpha[1, [2, 5]]).all()
     assert np.isfinite(np.delete(alpha[1], [2, 5])).all() and np.isfinite(alpha[0]).all()
     assert rep.runs[0].dead_last == 2
@@ -195,46 +211,35 @@ def test_analysis_counts_nonfinite_samples_as_missing(tmp_path: Path) -> None:
 
 def test_concurrent_collectors(tmp_path: Path, reference) -> None:
     """Two collectors write different runs into one new lake at once; a third claiming a run id
-    that is being created is refused with one clear line and writes nothing."""
+    whose creation is in progress is refused with one clear line and leaves the first run intact."""
     lake = tmp_path / "lake"
-    flag = tmp_path / "claimed"
-    # A creates run 'same' and pauses just before writing its run attributes
+    flag, release = tmp_path / "claimed", tmp_path / "release"
+    b_argv = ["collect", str(lake), "--run-id", "same", *CLI_ARGS]
+    b_argv[b_argv.index("--seed") + 1] = "4"
+    # B waits (imports done) until A has created run 'same' but not yet written its run attributes
+    b = cli_child(b_argv, hook="wait", flag=str(flag))
     a = cli_child(
         ["collect", str(lake), "--run-id", "same", *CLI_ARGS],
         hook="pause",
         pattern=r"runs/same/zarr\.json$",
         nth=2,  # 1: the group is created; 2: the run attributes
         flag=str(flag),
-        seconds=6,
+        release=str(release),
     )
     c = cli_child(["collect", str(lake), "--run-id", "other", *CLI_ARGS])
-    deadline = time.time() + 120
-    while not flag.exists():
-        assert a.poll() is None, a.communicate()
-        assert time.time() < deadline
-        time.sleep(0.05)
-    b_argv = ["collect", str(lake), "--run-id", "same", *CLI_ARGS]
-    b_argv[b_argv.index("--seed") + 1] = "4"
-    b = cli_child(b_argv)
-    outs = {name: (p.communicate(timeout=240), p.returncode) for name, p in (("a", a), ("b", b), ("c", c))}
-    (_, a_err), a_rc = outs["a"]
-    (_, b_err), b_rc = outs["b"]
-    (_, c_err), c_rc = outs["c"]
-    assert a_rc == 0 and c_rc == 0, (a_err, c_err)
-    assert b_rc == 2, b_err
-    assert (
-        b_err.startswith("error: ")
-        and b_err.count("\n") == 1
-        and "same" in b_err
-        and "Traceback" not in b_err
-    )
+    try:
+        (_, b_err) = b.communicate(timeout=240)
+    finally:
+        release.touch()  # A goes on writing its run attributes only once B is done
+    (_, a_err), (_, c_err) = a.communicate(timeout=240), c.communicate(timeout=240)
+    assert a.returncode == 0 and c.returncode == 0, (a_err, c_err)
+    assert b.returncode == 2, b_err
+    assert b_err.startswith("error: ") and b_err.count("\n") == 1 and "'same'" in b_err, b_err
     assert_lake_clean(lake)
     for run in ("same", "other"):
-        g = zarr.open_group(str(lake), mode="r")[f"runs/{run}"]
-        meta = g.attrs["sgnlake_run"]
+        meta = zarr.open_group(str(lake), mode="r")[f"runs/{run}"].attrs["sgnlake_run"]
         assert meta["status"] == "complete" and meta["config"]["seed"] == 3
-        got = {k: v for k, v in plain_run(lake, run).items()}
-        assert_same_arrays(got, reference, N_SNAPSHOTS)
+        assert_same_arrays(plain_run(lake, run), reference, N_SNAPSHOTS)
 
 
 def plain_run(lake: Path, run: str) -> dict[str, np.ndarray]:
@@ -283,3 +288,21 @@ def test_disk_full_stops_the_run_with_committed_data_intact(
     done = collect(lake, CONFIG, resume=True, progress=False, threads=1)
     assert done.status == "complete"
     assert_same_arrays(plain_arrays(lake), reference, N_SNAPSHOTS)
+
+
+def test_faulty_store_fails_after_n_writes(tmp_path: Path) -> None:
+    """The fault injector itself: N matching writes succeed, the next raise ENOSPC, reads still work."""
+    import errno
+
+    from faulty_store import FaultyStore
+    from zarr.storage import LocalStore
+
+    state = FaultState(match=r"/c/", fail_after=2)
+    store = FaultyStore(LocalStore(str(tmp_path / "z")), state)
+    arr = zarr.create_array(store, shape=(4,), chunks=(1,), dtype="int32", fill_value=-1)
+    arr[0] = 10
+    arr[1] = 11
+    with pytest.raises(OSError) as e:
+        arr[2] = 12
+    assert e.value.errno == errno.ENOSPC and state.failures == 1 and state.writes == 2
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "z"), mode="r")[:], [10, 11, -1, -1])

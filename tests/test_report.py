@@ -14,7 +14,13 @@ import pytest
 import zarr
 from lake_fixtures import RunSpec, mohammadi_oracle, read_sgn_plain, write_lake
 from sgnlake.analyze.kernels import DEFAULT_K1, choose_k1
-from sgnlake.analyze.report import _varying_contexts, build_report, parse_iterations, pick_iterations
+from sgnlake.analyze.report import (
+    _varying_contexts,
+    build_report,
+    parse_iterations,
+    parse_param,
+    pick_iterations,
+)
 from sgnlake.cli.app import app
 from sgnlake.schema.errors import ConfigError
 from typer.testing import CliRunner
@@ -217,16 +223,22 @@ def test_pick_and_parse_iterations():
     assert parse_iterations("first") == [0] and parse_iterations("") is None
     with pytest.raises(ConfigError, match="bad --iterations value 'x'"):
         parse_iterations("100,x")
+    assert parse_param("fc1.weight:12") == ("fc1.weight", 12) and parse_param(None) is None
+    with pytest.raises(ConfigError, match="bad --param 'fc1.weight': use TENSOR:INDEX"):
+        parse_param("fc1.weight")
 
 
 def test_report_on_collected_lake_reads_only(collected_lake, run_arrays, tmp_path):
     """A real (tiny FCN) lake from the collector: every per-run figure, key numbers from plain Zarr,
     and with store=False nothing is written into the lake."""
     lake, meta = collected_lake
-    rep = build_report(lake, tmp_path, store=False, dpi=40, log=lambda msg: None)
+    rep = build_report(
+        lake, tmp_path, store=False, pooled=False, dpi=40, param="fc9.weight:0", log=lambda msg: None
+    )
     assert rep.errors == []
-    assert {f.path for f in rep.figures} == {f"runs/tiny/{f}" for f in PER_RUN}
+    assert {f.path for f in rep.figures} == {f"runs/tiny/{f}" for f in PER_RUN if not f.startswith("pooled")}
     assert any("Fig 2" in n and "not drawn" in n for n in rep.notes)
+    assert any(n.startswith("run tiny: --param fc9.weight:0 does not exist") for n in rep.notes)
     arrays = run_arrays(lake, "tiny")
     k1, _ = choose_k1(meta.n_minibatches, DEFAULT_K1)
     last = np.concatenate(

@@ -147,12 +147,12 @@ def test_missing_bucket_is_a_one_line_error(s3: S3, src: Path, capsys) -> None:
 TINY = [
     "--model", "fcn", "--depth", "2", "--width", "4", "--n-train", "200", "-b", "20",
     "--iterations", "2", "--every", "2", "--include-start", "--engine", "loop", "--device", "cpu",
-    "--param-chunk", "1024", "--no-progress", "--threads", "1",
+    "--no-progress", "--threads", "1",
 ]  # fmt: skip
 
 
 def tiny_run_config(run_id: str, seed: int = 0):
-    from sgnlake.schema import RunConfig, Schedule, StorageSpec
+    from sgnlake.schema import RunConfig, Schedule
 
     return RunConfig(
         run_id=run_id,
@@ -165,7 +165,6 @@ def tiny_run_config(run_id: str, seed: int = 0):
         schedule=Schedule(kind="every", every=2, include_start=True),
         engine="loop",
         device="cpu",
-        storage=StorageSpec(param_chunk=1024),
     )
 
 

@@ -1,0 +1,288 @@
+"""Regenerate ``docs/figures/*.png`` and the numbers quoted in ``docs/reproduction.md``.
+
+Usage (from the repository root; about 10-15 minutes on 2 CPU cores)::
+
+    python docs/make_figures.py [--work DIR] [--dpi 90]
+
+Steps, each skipped or reused when already done (rerunning is cheap):
+
+1. ``sgnlake sweep`` of the two small presets into ``WORK/fcn-small`` and
+   ``WORK/lenet-small``, and of three seeds (0, 1, 2) of FCN d3-w32 and of LeNet
+   into ``WORK/fcn-seeds`` and ``WORK/lenet-seeds`` (run-to-run spread);
+2. ``sgnlake alpha`` on each lake (Mohammadi estimator, the paper's K1);
+3. the report figures (:func:`sgnlake.analyze.report.build_report`, what
+   ``sgnlake report`` runs) for the run subsets below, copied to ``docs/figures/``;
+4. the numbers behind the four findings (medians, mean 1/alpha, counts) and the
+   estimator's spread at each M (``sgnlake validate-estimators``), printed and
+   written to ``WORK/numbers.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+DOCS = Path(__file__).resolve().parent
+FIGURES = DOCS / "figures"
+SIZES = "25,33,50,100"  # M of the small presets: b = 200, 150, 100/50... on 5,000 examples
+
+
+def cli(*args: str) -> None:
+    """Run one ``sgnlake`` command (echoed), failing loudly."""
+    cmd = [sys.executable, "-m", "sgnlake.cli", *args]
+    print("$ sgnlake " + " ".join(args), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def collect(work: Path) -> dict[str, Path]:
+    """Steps 1-2: the four lakes, collected and with alpha stored."""
+    lakes = {name: work / name for name in ("fcn-small", "lenet-small", "fcn-seeds", "lenet-seeds")}
+    cli("sweep", str(lakes["fcn-small"]), "--preset", "paper-fcn-small", "--no-progress")
+    cli("sweep", str(lakes["lenet-small"]), "--preset", "paper-lenet-small", "--no-progress")
+    seeds = ("--set", "grid.seed=[0, 1, 2]", "--no-progress")
+    cli("sweep", str(lakes["fcn-seeds"]), "--preset", "paper-fcn-small", "--only", "fcn-d3-w32-*", *seeds)
+    cli("sweep", str(lakes["lenet-seeds"]), "--preset", "paper-lenet-small", *seeds)
+    for lake in lakes.values():
+        cli("alpha", str(lake))
+    return lakes
+
+
+def typical_param(lake: object, run: str, tensor: str) -> str:
+    """``TENSOR:INDEX`` of the parameter whose last-snapshot alpha is the tensor's median."""
+    a = np.asarray(lake.alpha(run, tensor=tensor).isel(iteration=-1))  # type: ignore[attr-defined]
+    ok = np.isfinite(a)
+    idx = np.flatnonzero(ok)[np.argmin(np.abs(a[ok] - np.median(a[ok])))]
+    return f"{tensor}:{int(idx)}"
+
+
+def report(lake_path: Path, out: Path, dpi: int, **kwargs: object) -> dict[str, Path]:
+    """Build a report; return its figures by relative path."""
+    from sgnlake.analyze.report import build_report
+
+    rep = build_report(str(lake_path), out, dpi=dpi, log=lambda m: print(m, flush=True), **kwargs)
+    return {f.path: out / f.path for f in rep.figures}
+
+
+def copy(figs: dict[str, Path], src: str, name: str) -> None:
+    """Copy report figure ``src`` to ``docs/figures/name``."""
+    if src not in figs:
+        raise SystemExit(f"report did not draw {src}: drawn {sorted(figs)[:8]} ...")
+    FIGURES.mkdir(exist_ok=True)
+    shutil.copyfile(figs[src], FIGURES / name)
+    print(f"  {name} <- {src}")
+
+
+def figures(lakes: dict[str, Path], work: Path, dpi: int) -> None:
+    """Step 3: draw the reports and copy the figures used in reproduction.md."""
+    from sgnlake.analyze import open_lake
+
+    seeds = open_lake(str(lakes["fcn-seeds"]))
+    param = typical_param(seeds, "fcn-d3-w32-b50-s0", "fc2.weight")
+    f = report(lakes["fcn-seeds"], work / "report-fcn-seeds", dpi, param=param, iterations=[50, 300, 600])
+    run = "runs/fcn-d3-w32-b50-s0"
+    copy(f, f"{run}/fig01_alpha.png", "fig01_fcn_alpha_iterations.png")
+    copy(f, "fig02_batch_size_1.png", "fig02_fcn_batch_size_seeds.png")
+    copy(f, f"{run}/fig03_sgn_gaussian.png", "fig03_05_fcn_sgn_gaussian.png")
+    copy(f, f"{run}/fig08_sgn_stable.png", "fig08_09_fcn_sgn_stable.png")
+    copy(f, f"{run}/pooled_vs_param.png", "pooled_vs_param_fcn.png")
+    copy(f, f"{run}/fig13_layers.png", "fcn_layers_b50.png")
+
+    f = report(lakes["fcn-small"], work / "report-fcn", dpi, pooled=False)
+    for src in sorted(p for p in f if p.startswith("fig06_depth_width_")):
+        b = _title_batch(work / "report-fcn" / "index.html", src)
+        copy(f, src, f"fig06_07_fcn_depth_width_b{b}.png")
+    copy(f, "alpha_vs_batch_size.png", "fcn_alpha_vs_batch_size.png")
+
+    f = report(lakes["lenet-small"], work / "report-lenet", dpi, iterations=[10, 150, 300])
+    copy(f, "runs/lenet-b50-s0/fig10_alpha_hist.png", "fig10_12_lenet_alpha_hist_b50.png")
+    for b in (50, 150, 200):
+        copy(f, f"runs/lenet-b{b}-s0/fig13_layers.png", f"fig13_15_lenet_layers_b{b}.png")
+    copy(f, "runs/lenet-b50-s0/fig16_alpha_hist_layers.png", "fig16_lenet_alpha_hist_layers_b50.png")
+    copy(f, "runs/lenet-b50-s0/pooled_vs_param.png", "pooled_vs_param_lenet.png")
+    copy(f, "runs/lenet-b50-s0/fig03_sgn_gaussian.png", "lenet_sgn_gaussian_b50.png")
+
+    f = report(lakes["lenet-seeds"], work / "report-lenet-seeds", dpi, pooled=False)
+    copy(f, "fig02_batch_size_1.png", "lenet_batch_size_seeds.png")
+
+
+def _title_batch(index: Path, src: str) -> str:
+    """The batch size in the caption of figure ``src`` of a report page."""
+    import re
+
+    text = index.read_text(encoding="utf-8")
+    m = re.search(re.escape(src) + r'" alt="[^"]*?batch_size=(\d+)', text)
+    return m.group(1) if m else src.split("_")[-1].split(".")[0]
+
+
+# ----------------------------------------------------------------------------- numbers
+
+
+def _fmt(x: float) -> str:
+    return "nan" if not np.isfinite(x) else f"{x:.3f}"
+
+
+def numbers(lakes: dict[str, Path], work: Path) -> str:
+    """Step 4: the tables behind the findings, as markdown."""
+    from sgnlake.analyze import open_lake
+
+    out: list[str] = []
+    fcn = open_lake(str(lakes["fcn-small"])).summary(by="model")
+    fcn_l = open_lake(str(lakes["fcn-small"])).summary(by="tensor")
+    lenet = open_lake(str(lakes["lenet-small"])).summary(by="model")
+    lenet_m = open_lake(str(lakes["lenet-small"])).summary(by="module")
+    fseeds = open_lake(str(lakes["fcn-seeds"])).summary(by="model")
+    lseeds = open_lake(str(lakes["lenet-seeds"])).summary(by="model")
+    lseeds_m = open_lake(str(lakes["lenet-seeds"])).summary(by="module")
+
+    # F1: alpha over iterations, first vs last snapshot of every run
+    out.append("### F1 alpha over iterations (median over all parameters; first -> last snapshot)\n")
+    out.append("| lake | runs | last < first | median first | median last | mean 1/alpha first | last |")
+    out.append("|---|---|---|---|---|---|---|")
+    for name, s in (
+        ("fcn-small", fcn),
+        ("lenet-small", lenet),
+        ("fcn-seeds", fseeds),
+        ("lenet-seeds", lseeds),
+    ):
+        g = s.sort_values("iteration").groupby("run_id")
+        first, last = g.first(), g.last()
+        down = int((last["median"] < first["median"]).sum())
+        out.append(
+            f"| {name} | {len(first)} | {down} | {_fmt(first['median'].mean())} | "
+            f"{_fmt(last['median'].mean())} | {_fmt(first['mean_inv'].mean())} | {_fmt(last['mean_inv'].mean())} |"
+        )
+    out.append("")
+
+    # F2: batch size, FCN at the last snapshot (t = 600 for every run)
+    last = fcn[fcn.iteration == fcn.iteration.max()]
+    piv = last.pivot_table(index=["depth", "width"], columns="batch_size", values="median")
+    out.append("### F2 batch size: FCN median alpha at t=600 (M = 100, 50, 25 for b = 50, 100, 200)\n")
+    out.append("| depth | width | b=50 | b=100 | b=200 |")
+    out.append("|---|---|---|---|---|")
+    for (d, w), row in piv.iterrows():
+        out.append(f"| {d} | {w} | {_fmt(row[50])} | {_fmt(row[100])} | {_fmt(row[200])} |")
+    out.append(
+        f"\nb=50 < b=200 in {int((piv[50] < piv[200]).sum())} of {len(piv)}; "
+        f"b=50 < b=100 in {int((piv[50] < piv[100]).sum())}; b=100 < b=200 in {int((piv[100] < piv[200]).sum())}\n"
+    )
+    out.append(_seed_table(fseeds, "FCN d3-w32", [600, 300, 100]))
+    common = int(lseeds.groupby("run_id").iteration.max().min())
+    out.append(_seed_table(lseeds, "LeNet", [common, "last"]))
+
+    # F3: conv vs linear layers (LeNet), per module at the last snapshot
+    out.append("### F3 LeNet per layer (module): median alpha at the last snapshot, seeds 0-2 mean +- sd\n")
+    lm = lseeds_m.sort_values("iteration").groupby(["run_id", "group"]).last().reset_index()
+    tab = lm.groupby(["batch_size", "group"])["median"].agg(["mean", "std"]).unstack("group")
+    groups = list(tab["mean"].columns)
+    out.append("| b | " + " | ".join(groups) + " |")
+    out.append("|---|" + "---|" * len(groups))
+    for b, row in tab.iterrows():
+        out.append(
+            f"| {b} | " + " | ".join(f"{row['mean'][g]:.3f} +- {row['std'][g]:.3f}" for g in groups) + " |"
+        )
+    snaps = lenet_m.pivot_table(index=["run_id", "iteration"], columns="group", values="median")
+    conv_hi = (snaps[["conv1", "conv2"]].min(axis=1) > snaps[["fc1", "fc2"]].max(axis=1)).sum()
+    conv_mean = (snaps[["conv1", "conv2"]].mean(axis=1) > snaps[["fc1", "fc2"]].mean(axis=1)).sum()
+    out.append(
+        f"\nlenet-small, all {len(snaps)} snapshots of 3 runs: both conv medians above both linear ones in "
+        f"{int(conv_hi)}; mean of conv medians above mean of linear in {int(conv_mean)}\n"
+    )
+
+    # F4: depth and width, FCN at t=600
+    out.append("### F4 depth and width: FCN median alpha at t=600\n")
+    for b in (50, 100, 200):
+        p = last[last.batch_size == b].pivot_table(index="depth", columns="width", values="median")
+        dec_d = sum(p.loc[p.index.max(), w] < p.loc[p.index.min(), w] for w in p.columns)
+        dec_w = sum(p.loc[d, p.columns.max()] < p.loc[d, p.columns.min()] for d in p.index)
+        out.append(
+            f"b={b}: "
+            + "; ".join(f"d{d}: " + ", ".join(f"w{w} {p.loc[d, w]:.3f}" for w in p.columns) for d in p.index)
+        )
+        out.append(
+            f"  deepest < shallowest in {dec_d} of {len(p.columns)} widths; "
+            f"widest < narrowest in {dec_w} of {len(p.index)} depths\n"
+        )
+
+    # Layer composition of the FCN medians (fc1 dominates the parameter count)
+    out.append("### FCN per tensor at t=600, b=50 (median alpha; share of alpha in [0.98, 1.02])\n")
+    tl = fcn_l[(fcn_l.iteration == 600) & (fcn_l.batch_size == 50) & (fcn_l.width == 32)]
+    for _, r in tl.sort_values(["depth", "group"]).iterrows():
+        out.append(f"- d{r.depth} {r.group}: median {r['median']:.3f}, n {r.n}, dead {r.n_nan}")
+    out.append("")
+    out.append(_spike_share(lakes["fcn-small"], "fcn-d3-w32-b50-s0"))
+    out.append(_spike_share(lakes["lenet-small"], "lenet-b50-s0"))
+
+    # Estimator spread at the M of the small presets
+    val = work / "validate.md"
+    cli("validate-estimators", "--sizes", SIZES, "--alphas", "1.3,1.5,1.7,1.9", "--n-params", "500",
+        "--seed", "0", "--out", str(val))  # fmt: skip
+    rows = [r for r in val.read_text().splitlines() if r.startswith("| mohammadi-k1_paper")]
+    out.append("### Estimator spread (sgnlake validate-estimators, mohammadi k1=paper, 500 parameters)\n")
+    out.append(val.read_text().splitlines()[0])
+    out.append(val.read_text().splitlines()[1])
+    out.extend(rows)
+    return "\n".join(out) + "\n"
+
+
+def _seed_table(s: pd.DataFrame, label: str, its: list) -> str:
+    lines = [f"### F2 {label}, seeds 0-2: median alpha mean +- sd over seeds\n"]
+    lines.append("| iteration | " + " | ".join(f"b={b} (M={m})" for b, m in _bm(s)) + " |")
+    lines.append("|---|" + "---|" * len(_bm(s)))
+    for it in its:
+        if it == "last":
+            sel = s.sort_values("iteration").groupby("run_id").last().reset_index()
+            label_it = "last (3 epochs)"
+        else:
+            sel = s[s.iteration == it]
+            label_it = str(it)
+        g = sel.groupby("batch_size")["median"].agg(["mean", "std", "count"])
+        cells = [
+            f"{g.loc[b, 'mean']:.3f} +- {g.loc[b, 'std']:.3f} ({int(g.loc[b, 'count'])})"
+            if b in g.index
+            else "-"
+            for b, _ in _bm(s)
+        ]
+        lines.append(f"| {label_it} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _bm(s: pd.DataFrame) -> list[tuple[int, int]]:
+    return sorted({(int(b), int(m)) for b, m in zip(s.batch_size, s.n_minibatches, strict=True)})
+
+
+def _spike_share(lake_path: Path, run: str) -> str:
+    """Share of per-parameter alphas within 0.02 of 1 at the last snapshot, per tensor."""
+    from sgnlake.analyze import open_lake
+
+    lake = open_lake(str(lake_path))
+    parts = []
+    for t in lake.tensors(run).index:
+        a = np.asarray(lake.alpha(run, tensor=t).isel(iteration=-1))
+        a = a[np.isfinite(a)]
+        parts.append(f"{t} {np.mean(np.abs(a - 1) <= 0.02):.1%}")
+    return f"{run}, last snapshot, share of alpha in [0.98, 1.02]: " + ", ".join(parts) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", type=Path, default=Path("sgnlake-reproduction"), help="Lakes and reports.")
+    ap.add_argument("--dpi", type=int, default=90, help="Resolution of the copied PNGs.")
+    ap.add_argument("--no-figures", action="store_true", help="Only collect and print the numbers.")
+    args = ap.parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
+    lakes = collect(args.work)
+    if not args.no_figures:
+        figures(lakes, args.work, args.dpi)
+    text = numbers(lakes, args.work)
+    (args.work / "numbers.md").write_text(text, encoding="utf-8")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
