@@ -123,12 +123,40 @@ def dask_client(
             cluster.close()
 
 
+def _serves_dashboard(client: Any) -> bool | None:
+    """Whether the client's scheduler serves the Bokeh dashboard (None: cannot tell).
+
+    ``scheduler_info()['services']['dashboard']`` is no answer: a scheduler
+    always runs an HTTP server (health, metrics) under that name, also when
+    started with ``--no-dashboard`` or without bokeh. The dashboard itself is
+    a Bokeh application mounted on that server; look for it on the scheduler
+    (directly for a local cluster, else with ``run_on_scheduler``).
+    """
+
+    def probe(dask_scheduler: Any = None) -> bool:
+        # nested on purpose: pickled by value, so the scheduler needs no sgnlake
+        apps = getattr(getattr(dask_scheduler, "http_application", None), "applications", ())
+        return any(c.__name__ == "BokehTornado" for a in apps for c in type(a).__mro__)
+
+    local = getattr(getattr(client, "cluster", None), "scheduler", None)
+    if local is not None and hasattr(local, "http_application"):
+        return probe(local)
+    try:
+        return bool(client.run_on_scheduler(probe))
+    except Exception:  # noqa: BLE001 - e.g. a scheduler that refuses pickled functions
+        return None
+
+
 def _dashboard(client: Any) -> str:
-    """The dashboard link, or why there is none (the scheduler runs no dashboard without bokeh)."""
+    """The dashboard link, or why there is none."""
     try:
         services = client.scheduler_info().get("services", {})
     except Exception:  # pragma: no cover - depends on the cluster
         services = {}
     if "dashboard" not in services:
-        return "not running (install bokeh on the scheduler for one)"
-    return str(client.dashboard_link)
+        return "not running"
+    serves = _serves_dashboard(client)
+    if serves is False:
+        return "not running (scheduler started with --no-dashboard, or bokeh missing there)"
+    link = str(client.dashboard_link)
+    return link if serves else f"{link} (if the scheduler serves one)"

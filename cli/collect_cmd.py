@@ -217,10 +217,11 @@ def register(app: typer.Typer) -> None:
         tensors: str | None = typer.Option(
             None, "--tensors", help="Store only these parameter tensors, comma-separated (e.g. fc1.weight)."
         ),
-        memory_budget_mb: int = typer.Option(
-            512,
+        memory_budget_mb: int | None = typer.Option(
+            None,
             "--memory-budget-mb",
-            help="Memory for one batched (vmap) gradient call, in MiB. Default 512.",
+            help="Memory for one batched (vmap) gradient call, in MiB. Default: on CUDA half the free "
+            "device memory (at most 16 GiB), else 512.",
         ),
         resume: bool = typer.Option(
             False,
@@ -238,7 +239,7 @@ def register(app: typer.Typer) -> None:
             "CPUs, leaving one for the background writer.",
         ),
         storage_option: list[str] | None = typer.Option(
-            None, "--storage-option", help="fsspec storage option key=value for URL lakes (repeatable)."
+            None, "--storage-option", "-o", help="fsspec storage option key=value for URL lakes (repeatable)."
         ),
         progress: bool | None = typer.Option(
             None, "--progress/--no-progress", help="Show a progress bar. Default: when stderr is a terminal."
@@ -250,7 +251,7 @@ def register(app: typer.Typer) -> None:
         from sgnlake.collect.config import derive_run_id
         from sgnlake.collect.inventory import raw_bytes
         from sgnlake.collect.models import resolve_model_args
-        from sgnlake.collect.runner import collect, stored_run_meta
+        from sgnlake.collect.runner import DEFAULT_MEMORY_BUDGET_MB, collect, stored_run_meta
         from sgnlake.schema.meta import RunConfig, StorageSpec
         from sgnlake.schema.store import parse_storage_options
 
@@ -286,7 +287,7 @@ def register(app: typer.Typer) -> None:
                 dtype=dtype, codec=codec, level=level, keepbits=keepbits, param_chunk=param_chunk
             ),
             "tensors": tuple(t.strip() for t in tensors.split(",") if t.strip()) if tensors else (),
-            "memory_budget_mb": memory_budget_mb,
+            "memory_budget_mb": DEFAULT_MEMORY_BUDGET_MB if memory_budget_mb is None else memory_budget_mb,
         }
         if resume:
             stored = stored_run_meta(lake, rid, storage_options=so)
@@ -309,6 +310,7 @@ def register(app: typer.Typer) -> None:
                 stop_after=stop_after,
                 download=download,
                 threads=threads,
+                auto_budget=memory_budget_mb is None,
             )
         except KeyboardInterrupt:
             typer.echo(
@@ -334,7 +336,7 @@ def register(app: typer.Typer) -> None:
         lake: str = typer.Argument(..., help="Lake: a local folder or an fsspec URL."),
         as_json: bool = typer.Option(False, "--json", help="Print a JSON list of runs instead of a table."),
         storage_option: list[str] | None = typer.Option(
-            None, "--storage-option", help="fsspec storage option key=value for URL lakes (repeatable)."
+            None, "--storage-option", "-o", help="fsspec storage option key=value for URL lakes (repeatable)."
         ),
     ) -> None:
         """List the runs of a lake: id, model, dataset, batch, snapshots, status, stored size, ratio."""

@@ -31,6 +31,7 @@ def register(app: typer.Typer) -> None:
         storage_option: list[str] = typer.Option(
             None,
             "--storage-option",
+            "-o",
             help="fsspec option key=value for SRC (and DST unless --dst-storage-option), "
             "e.g. client_kwargs.endpoint_url=http://127.0.0.1:9000",
         ),

@@ -22,13 +22,19 @@ from sgnlake.schema.store import is_url, local_path
 from . import checkpoint, rng
 from .config import Plan, make_plan, resolve_config, resolve_device
 from .data import Dataset, load_dataset
+from .device import MemoryBudget, full_float32, resolve_memory_budget, run_device_facts
 from .engines import choose_engine, vmap_chunk
 from .models import build_model, tensor_table
-from .snapshot import compute_snapshot
+from .snapshot import compute_snapshot, snapshot_device_bytes
+from .staging import HostStaging, layout_of
 from .writer import RunWriter
 
 #: Config fields that may differ when resuming (they do not change what is computed).
 RESUME_MAY_DIFFER = ("device", "memory_budget_mb", "data_dir")
+#: Snapshots in host memory at once (computed and waiting for, or being, written).
+WRITER_SLOTS = 2
+#: ``RunConfig.memory_budget_mb`` when none is given.
+DEFAULT_MEMORY_BUDGET_MB: int = RunConfig.__dataclass_fields__["memory_budget_mb"].default
 
 
 def _probe_lake(location: str, storage_options: Mapping[str, Any] | None):
@@ -148,6 +154,7 @@ def collect(
     download: bool = False,
     threads: int | None = None,
     background: bool = True,
+    auto_budget: bool | None = None,
 ) -> RunMeta:
     """Train ``config`` with plain SGD and store its SGN snapshots in the lake at ``location``.
 
@@ -182,11 +189,20 @@ def collect(
     background : bool
         Write and compress in a background thread, overlapped with the next
         gradients (default); ``False`` writes synchronously.
+    auto_budget : bool, optional
+        On CUDA, size the vmap memory budget from the free device memory
+        (:func:`~sgnlake.collect.device.resolve_memory_budget`: half of it, at
+        most 16 GiB) instead of ``config.memory_budget_mb``. Default: when
+        ``config.memory_budget_mb`` is the default (512). Ignored on the CPU.
 
     Returns
     -------
     RunMeta
         The run's final metadata (``status`` complete, or interrupted with ``stop_after``).
+        ``extra`` records the vmap chunk and memory budget, the host buffers
+        (pinned, asynchronous copies), the device name and the float32
+        precision flags (TF32 is off for the whole call); each resume adds the
+        same facts to ``extra['resumed']``.
 
     Raises
     ------
@@ -245,86 +261,140 @@ def collect(
         threads = default_threads(device, background)
     if threads is not None:
         torch.set_num_threads(threads)
+    if auto_budget is None:
+        auto_budget = cfg.memory_budget_mb == DEFAULT_MEMORY_BUDGET_MB
     try:
-        train = _Training(cfg, data, plan, device)
-        tensors = tensor_table(train.model)
-        if cfg.tensors:
-            known = {t.name for t in tensors}
-            unknown = [n for n in cfg.tensors if n not in known]
-            if unknown:
-                raise ConfigError(
-                    f"model {cfg.model!r} has no tensor {unknown[0]!r}: use some of {', '.join(sorted(known))}"
-                )
-            tensors = tuple(t for t in tensors if t.name in cfg.tensors)
-        if existing is not None:
-            if existing.dataset_fingerprint and existing.dataset_fingerprint != data.fingerprint:
-                raise ConfigError(
-                    f"cannot resume run {cfg.run_id!r}: the training data differ from those it was "
-                    "collected with (dataset fingerprint): use the same files"
-                )
-            if tuple(existing.planned_iterations) != plan.iterations or existing.tensors != tensors:
-                raise ConfigError(
-                    f"cannot resume run {cfg.run_id!r}: its stored plan does not match its config"
-                )
-            engine = existing.engine or choose_engine(cfg.engine, cfg.model, device)
-        else:
-            engine = choose_engine(cfg.engine, cfg.model, device)
-        names = [t.name for t in tensors]
-        n_grad = sum(t.numel for t in tensors)
-        chunk = (
-            vmap_chunk(
-                train.model,
-                data.input_shape,
-                cfg.batch_size,
-                n_grad,
-                plan.n_minibatches,
-                cfg.memory_budget_mb,
-                device,
+        with full_float32():
+            return _collect(
+                loc, cfg, existing, device, data, plan, storage_options, stop_after, progress, background,
+                auto_budget,
+            )  # fmt: skip
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _collect(
+    loc: str,
+    cfg: RunConfig,
+    existing: RunMeta | None,
+    device: torch.device,
+    data: Dataset,
+    plan: Plan,
+    storage_options: Mapping[str, Any] | None,
+    stop_after: int | None,
+    progress: bool,
+    background: bool,
+    auto_budget: bool,
+) -> RunMeta:
+    """The part of :func:`collect` after validation that needs no lake yet, then the writing."""
+    train = _Training(cfg, data, plan, device)
+    tensors = tensor_table(train.model)
+    if cfg.tensors:
+        known = {t.name for t in tensors}
+        unknown = [n for n in cfg.tensors if n not in known]
+        if unknown:
+            raise ConfigError(
+                f"model {cfg.model!r} has no tensor {unknown[0]!r}: use some of {', '.join(sorted(known))}"
             )
-            if engine == "vmap"
-            else 1
-        )
-        # ------------------------------------------------------------ write
-        root = open_lake_group(loc, mode="a", storage_options=storage_options)
+        tensors = tuple(t for t in tensors if t.name in cfg.tensors)
+    if existing is not None:
+        if existing.dataset_fingerprint and existing.dataset_fingerprint != data.fingerprint:
+            raise ConfigError(
+                f"cannot resume run {cfg.run_id!r}: the training data differ from those it was "
+                "collected with (dataset fingerprint): use the same files"
+            )
+        if tuple(existing.planned_iterations) != plan.iterations or existing.tensors != tensors:
+            raise ConfigError(f"cannot resume run {cfg.run_id!r}: its stored plan does not match its config")
+        engine = existing.engine or choose_engine(cfg.engine, cfg.model, device)
+    else:
+        engine = choose_engine(cfg.engine, cfg.model, device)
+    names = [t.name for t in tensors]
+    n_grad = sum(t.numel for t in tensors)
+    budget, chunk = _budget_and_chunk(
+        train, data, cfg, plan, device, engine, n_grad, auto_budget, existing.extra if existing else None
+    )
+    staging = HostStaging(device)
+    staging.reserve(
+        layout_of({t.name: t.numel for t in tensors}, plan.n_minibatches), WRITER_SLOTS if background else 1
+    )
+    facts = {
+        "vmap_chunk": chunk,
+        **budget.to_dict(),
+        "host_staging": staging.describe(),
+        **run_device_facts(device),
+    }
+    # ------------------------------------------------------------ write
+    root = open_lake_group(loc, mode="a", storage_options=storage_options)
+    if existing is None:
         info = {
             "steps_per_epoch": plan.steps_per_epoch,
             "optimizer": "SGD(momentum=0)",
             "loss": "cross_entropy",
-            "vmap_chunk": chunk,
             "threads": torch.get_num_threads(),
             "train_last_batch": "partial (drop_last=False)",
+            **facts,
         }
-        if existing is None:
-            meta = RunMeta(
-                config=cfg,
-                tensors=tensors,
-                status=RUNNING,
-                n_examples=plan.n_examples,
-                n_minibatches=plan.n_minibatches,
-                remainder=plan.remainder,
-                planned_iterations=plan.iterations,
-                total_steps=plan.total_steps,
-                committed=0,
-                engine=engine,
-                device=str(device),
-                dataset_fingerprint=data.fingerprint,
-                software=software_versions(),
-                created=now(),
-                updated=now(),
-                extra=info,
-            )
-            writer = RunWriter.create(root, meta, background=background)
-        else:
-            writer = RunWriter.reopen(root, cfg.run_id, background=background)
-            resumes = list(writer.meta.extra.get("resumed", []))
-            resumes.append({"at_snapshot": writer.meta.committed, "time": now(), "device": str(device)})
-            writer.set_status(RUNNING, "", resumed=resumes, device_now=str(device))
-        try:
-            return _loop(writer, train, plan, cfg, names, engine, chunk, stop_after, progress)
-        finally:
-            writer.close()
+        meta = RunMeta(
+            config=cfg,
+            tensors=tensors,
+            status=RUNNING,
+            n_examples=plan.n_examples,
+            n_minibatches=plan.n_minibatches,
+            remainder=plan.remainder,
+            planned_iterations=plan.iterations,
+            total_steps=plan.total_steps,
+            committed=0,
+            engine=engine,
+            device=str(device),
+            dataset_fingerprint=data.fingerprint,
+            software=software_versions(),
+            created=now(),
+            updated=now(),
+            extra=info,
+        )
+        writer = RunWriter.create(root, meta, background=background, slots=WRITER_SLOTS)
+    else:
+        writer = RunWriter.reopen(root, cfg.run_id, background=background, slots=WRITER_SLOTS)
+        resumes = list(writer.meta.extra.get("resumed", []))
+        resumes.append({"at_snapshot": writer.meta.committed, "time": now(), "device": str(device), **facts})
+        writer.set_status(RUNNING, "", resumed=resumes, device_now=str(device))
+    try:
+        return _loop(writer, train, plan, cfg, names, engine, chunk, stop_after, progress, staging)
     finally:
-        torch.set_num_threads(old_threads)
+        writer.close()
+
+
+def _budget_and_chunk(
+    train: _Training,
+    data: Dataset,
+    cfg: RunConfig,
+    plan: Plan,
+    device: torch.device,
+    engine: str,
+    n_grad: int,
+    auto_budget: bool,
+    stored_extra: Mapping[str, Any] | None,
+) -> tuple[MemoryBudget, int]:
+    """The vmap memory budget and chunk (minibatches per call; 1 for the loop engine).
+
+    On a resume with a budget read from the device, the chunk the run started
+    with is kept when it still fits, so that the batched calls are the same.
+    """
+    budget = resolve_memory_budget(
+        device,
+        cfg.memory_budget_mb,
+        explicit=not auto_budget,
+        reserved_bytes=snapshot_device_bytes(plan.n_minibatches, n_grad),
+    )
+    if engine != "vmap":
+        return budget, 1
+    chunk = vmap_chunk(
+        train.model, data.input_shape, cfg.batch_size, n_grad, plan.n_minibatches, budget.mb, device
+    )
+    first = (stored_extra or {}).get("vmap_chunk")
+    if budget.source == "device" and isinstance(first, int) and first >= 1:
+        chunk = min(chunk, first)
+    return budget, chunk
 
 
 def _loop(
@@ -337,6 +407,7 @@ def _loop(
     chunk: int,
     stop_after: int | None,
     progress: bool,
+    staging: HostStaging | None = None,
 ) -> RunMeta:
     from tqdm.auto import tqdm
 
@@ -377,6 +448,7 @@ def _loop(
                 if its[k] == t:
                     train.check(t)
                     writer.acquire()
+                    snap = None
                     try:
                         t0 = time.perf_counter()
                         snap = compute_snapshot(
@@ -391,10 +463,13 @@ def _loop(
                             partition_kind=cfg.partition,
                             engine=engine,
                             chunk=chunk,
+                            staging=staging,
                         )
                         snap.checkpoint = checkpoint.capture(train.model, train.optimizer, step=t, snapshot=k)
                         compute_s += time.perf_counter() - t0
                     except BaseException:
+                        if snap is not None:
+                            snap.release()
                         writer.release()
                         raise
                     writer.submit(snap)
@@ -426,6 +501,8 @@ def _loop(
             "write_seconds": round(sum(writer.write_seconds), 4),
             "snapshots_this_call": k - k0,
         }
+        if staging is not None:
+            timing["host_buffer_sets"] = staging.allocations
         if k == len(its):
             return writer.set_status(COMPLETE, "", last_call=timing)
         return writer.set_status(

@@ -10,7 +10,7 @@ float64) and the SGN is ``U_j = g_j - g`` (computed in float64, stored float32).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -18,7 +18,9 @@ from sgnlake.schema.errors import ConfigError, DivergedError
 from torch import nn
 
 from . import rng
+from .device import full_float32
 from .engines import loop_gradients, vmap_gradients
+from .staging import HostBuffers, HostStaging, layout_of
 
 #: Columns per float64 block when centring gradients (bounds temporary memory).
 _CENTRE_BYTES = 64 * 2**20
@@ -42,6 +44,13 @@ class Snapshot:
         ``(numel,)`` float32 full gradient and weights per tensor.
     checkpoint : bytes or None
         Resume state at this snapshot (see :mod:`sgnlake.collect.checkpoint`).
+
+    Notes
+    -----
+    A snapshot computed with a :class:`~sgnlake.collect.staging.HostStaging`
+    pool holds views of that pool's buffers: its arrays are valid after
+    :meth:`wait` (the device-to-host copy may still run when it is returned)
+    and until :meth:`release`. Without a pool both are no-ops.
     """
 
     index: int
@@ -52,11 +61,25 @@ class Snapshot:
     grad: dict[str, np.ndarray]
     weight: dict[str, np.ndarray]
     checkpoint: bytes | None = None
+    _buffers: HostBuffers | None = field(default=None, repr=False)
+    _pool: HostStaging | None = field(default=None, repr=False)
 
     @property
     def nbytes(self) -> int:
         """Bytes of the float arrays (SGN + grad + weight)."""
         return sum(a.nbytes for d in (self.sgn, self.grad, self.weight) for a in d.values())
+
+    def wait(self) -> None:
+        """Block until the arrays hold their values (the device-to-host copy is done)."""
+        if self._buffers is not None:
+            self._buffers.wait()
+
+    def release(self) -> None:
+        """Give the host buffers back to their pool (after the last read); idempotent."""
+        bufs, pool = self._buffers, self._pool
+        self._pool = None
+        if bufs is not None and pool is not None:
+            pool.give_back(bufs)
 
 
 def n_minibatches(n: int, batch_size: int) -> tuple[int, int]:
@@ -111,9 +134,13 @@ def centre(grads: torch.Tensor) -> torch.Tensor:
     return mean
 
 
-def _host(t: torch.Tensor, *, copy: bool = False) -> np.ndarray:
-    """A host numpy array of ``t``; ``copy`` when ``t`` may change later (weights)."""
-    return t.detach().to("cpu", copy=copy).numpy()
+def snapshot_device_bytes(n_minibatches: int, n_params: int) -> int:
+    """Device bytes a snapshot holds besides its vmap calls (for the automatic memory budget).
+
+    The float32 ``(M, P)`` gradients of this snapshot and of the previous one
+    (its copy to the host may still run), and the float64 centring temporaries.
+    """
+    return 2 * 4 * int(n_minibatches) * int(n_params) + 3 * _CENTRE_BYTES
 
 
 def compute_snapshot(
@@ -129,6 +156,7 @@ def compute_snapshot(
     partition_kind: str = "permute",
     engine: str = "loop",
     chunk: int = 1,
+    staging: HostStaging | None = None,
 ) -> Snapshot:
     """Compute one snapshot at the model's current weights.
 
@@ -149,6 +177,11 @@ def compute_snapshot(
         See :func:`partition`.
     engine : {"loop", "vmap"}
         Per-minibatch gradient engine; ``chunk`` minibatches per vmap call.
+    staging : HostStaging, optional
+        Pool of reusable host buffers. With it, the copy to the host is only
+        queued on CUDA (call :meth:`Snapshot.wait` before reading, and
+        :meth:`Snapshot.release` after). Without it the snapshot owns fresh
+        buffers and is complete when returned.
 
     Returns
     -------
@@ -158,13 +191,17 @@ def compute_snapshot(
     ------
     DivergedError
         A loss or gradient is not finite.
+
+    Notes
+    -----
+    The gradients are computed with TF32 off (:func:`~sgnlake.collect.device.full_float32`).
     """
     if names is None:
         names = [n for n, _ in model.named_parameters()]
     batches = partition(x.shape[0], batch_size, seed=seed, iteration=iteration, kind=partition_kind)
     batches = batches.to(x.device)
     was_training = model.training
-    with rng.preserved_rng():
+    with rng.preserved_rng(), full_float32():
         model.train()
         try:
             if engine == "vmap":
@@ -179,22 +216,37 @@ def compute_snapshot(
     loss = float(res.losses.to(torch.float64).mean())
     if not np.isfinite(loss):
         raise DivergedError(f"non-finite loss at iteration {iteration}: lower --lr")
-    params = dict(model.named_parameters())
-    sgn, grad, weight = {}, {}, {}
-    for n in names:
-        g = res.grads[n]
-        if not bool(torch.isfinite(g).all()):
+    # one device sync for all tensors
+    finite = torch.stack([torch.isfinite(res.grads[n]).all() for n in names]).tolist() if names else []
+    for n, ok in zip(names, finite, strict=True):
+        if not ok:
             raise DivergedError(f"non-finite gradient of {n} at iteration {iteration}: lower --lr")
-        mean = centre(g)
-        sgn[n] = _host(g)
-        grad[n] = _host(mean.to(torch.float32))
-        weight[n] = _host(params[n].reshape(-1).to(torch.float32), copy=True)
-    return Snapshot(
+    params = dict(model.named_parameters())
+    grad, weight = {}, {}
+    for n in names:
+        grad[n] = centre(res.grads[n]).to(torch.float32)
+        # a copy: the next training step changes the weights while the copy to the host may still run
+        weight[n] = params[n].detach().reshape(-1).to(torch.float32, copy=True)
+    own = staging is None
+    pool = HostStaging(x.device, pin=False) if own else staging
+    bufs = pool.take(layout_of({n: res.grads[n].shape[1] for n in names}, m))
+    try:
+        pool.stage(bufs, res.grads, grad, weight)
+    except BaseException:
+        pool.give_back(bufs)
+        raise
+    arrays = bufs.arrays()
+    snap = Snapshot(
         index=index,
         iteration=iteration,
         loss=loss,
         accuracy=float(res.correct) / (m * batch_size),
-        sgn=sgn,
-        grad=grad,
-        weight=weight,
+        sgn=arrays["sgn"],
+        grad=arrays["grad"],
+        weight=arrays["weight"],
+        _buffers=bufs,
+        _pool=None if own else pool,
     )
+    if own:
+        snap.wait()
+    return snap

@@ -62,7 +62,13 @@ CHECKPOINT_ATTR = "sgnlake_checkpoint"
 
 
 class SnapshotLike(Protocol):
-    """What the writer needs from a snapshot (see :class:`sgnlake.collect.snapshot.Snapshot`)."""
+    """What the writer needs from a snapshot (see :class:`sgnlake.collect.snapshot.Snapshot`).
+
+    Optional methods, called when present: ``wait()`` before the arrays are
+    read (their copy from the device may still run), ``release()`` once the
+    writer is done with them (their host buffers are then reused), also when
+    the snapshot is not written.
+    """
 
     index: int
     iteration: int
@@ -146,6 +152,20 @@ async def _gather(*coros: Any) -> list[Any]:
 
 def _one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}".replace("\n", " ")
+
+
+def _wait(snap: SnapshotLike) -> None:
+    """Block until ``snap``'s arrays are filled (see :class:`SnapshotLike`)."""
+    wait = getattr(snap, "wait", None)
+    if wait is not None:
+        wait()
+
+
+def release_snapshot(snap: SnapshotLike) -> None:
+    """Hand ``snap``'s host buffers back (see :class:`SnapshotLike`)."""
+    release = getattr(snap, "release", None)
+    if release is not None:
+        release()
 
 
 class RunWriter:
@@ -328,6 +348,7 @@ class RunWriter:
         k = snap.index
         if k != self.meta.committed:
             raise LakeError(f"snapshot {k} submitted but {self.meta.committed} are committed")
+        _wait(snap)
         vals = self._values(snap)
         views = []
         for name, arr in self._arrays.items():
@@ -408,6 +429,7 @@ class RunWriter:
                         self._error, self._error_index = e, snap.index
             finally:
                 if snap is not None:
+                    release_snapshot(snap)  # its buffers first: the slot means they are free
                     self._slots.release()
                 self._queue.task_done()
 
@@ -435,11 +457,23 @@ class RunWriter:
             self._slots.release()
 
     def submit(self, snap: SnapshotLike) -> None:
-        """Queue ``snap`` for writing (or write it now when not in background mode)."""
+        """Queue ``snap`` for writing (or write it now when not in background mode).
+
+        The writer owns ``snap`` from here: it releases it after writing, or
+        at once when a writer error is raised instead.
+        """
         if not self._background:
-            self.commit(snap)
+            try:
+                self.commit(snap)
+            finally:
+                release_snapshot(snap)
             return
-        self.check()
+        try:
+            self.check()
+        except BaseException:
+            release_snapshot(snap)
+            self.release()
+            raise
         self._queue.put(snap)
 
     def drain(self) -> None:

@@ -20,7 +20,6 @@ Steps, each skipped or reused when already done (rerunning is cheap):
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -74,8 +73,24 @@ def copy(figs: dict[str, Path], src: str, name: str) -> None:
     if src not in figs:
         raise SystemExit(f"report did not draw {src}: drawn {sorted(figs)[:8]} ...")
     FIGURES.mkdir(exist_ok=True)
-    shutil.copyfile(figs[src], FIGURES / name)
-    print(f"  {name} <- {src}")
+    shrink(figs[src], FIGURES / name)
+    print(f"  {name} <- {src} ({(FIGURES / name).stat().st_size / 1e3:.0f} kB)")
+
+
+def shrink(src: Path, dst: Path, limit: int = 150_000) -> None:
+    """Save ``src`` as a 256-colour PNG (plots lose nothing visible), scaled down if still over ``limit``."""
+    from PIL import Image
+
+    with Image.open(src) as im:
+        rgb = im.convert("RGB")
+    scale = 1.0
+    while True:
+        size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
+        img = rgb if scale == 1.0 else rgb.resize(size, Image.Resampling.LANCZOS)
+        img.convert("P", palette=Image.Palette.ADAPTIVE, colors=256).save(dst, optimize=True)
+        if dst.stat().st_size <= limit or scale < 0.5:
+            return
+        scale *= 0.85
 
 
 def figures(lakes: dict[str, Path], work: Path, dpi: int) -> None:
@@ -105,7 +120,6 @@ def figures(lakes: dict[str, Path], work: Path, dpi: int) -> None:
         copy(f, f"runs/lenet-b{b}-s0/fig13_layers.png", f"fig13_15_lenet_layers_b{b}.png")
     copy(f, "runs/lenet-b50-s0/fig16_alpha_hist_layers.png", "fig16_lenet_alpha_hist_layers_b50.png")
     copy(f, "runs/lenet-b50-s0/pooled_vs_param.png", "pooled_vs_param_lenet.png")
-    copy(f, "runs/lenet-b50-s0/fig03_sgn_gaussian.png", "lenet_sgn_gaussian_b50.png")
 
     f = report(lakes["lenet-seeds"], work / "report-lenet-seeds", dpi, pooled=False)
     copy(f, "fig02_batch_size_1.png", "lenet_batch_size_seeds.png")
@@ -175,6 +189,10 @@ def numbers(lakes: dict[str, Path], work: Path) -> str:
     common = int(lseeds.groupby("run_id").iteration.max().min())
     out.append(_seed_table(lseeds, "LeNet", [common, "last"]))
 
+    out.append(_m_matched_grid(lakes["fcn-small"], 600))
+    out.append(_m_matched(lakes["fcn-seeds"], [100, 600]))
+    out.append(_m_matched(lakes["lenet-seeds"], [common]))
+
     # F3: conv vs linear layers (LeNet), per module at the last snapshot
     out.append("### F3 LeNet per layer (module): median alpha at the last snapshot, seeds 0-2 mean +- sd\n")
     lm = lseeds_m.sort_values("iteration").groupby(["run_id", "group"]).last().reset_index()
@@ -215,6 +233,8 @@ def numbers(lakes: dict[str, Path], work: Path) -> str:
     for _, r in tl.sort_values(["depth", "group"]).iterrows():
         out.append(f"- d{r.depth} {r.group}: median {r['median']:.3f}, n {r.n}, dead {r.n_nan}")
     out.append("")
+    out.append(_pooled(lakes["fcn-small"], "fcn-d3-w32-b50-s0"))
+    out.append(_pooled(lakes["lenet-small"], "lenet-b50-s0"))
     out.append(_spike_share(lakes["fcn-small"], "fcn-d3-w32-b50-s0"))
     out.append(_spike_share(lakes["lenet-small"], "lenet-b50-s0"))
 
@@ -252,8 +272,74 @@ def _seed_table(s: pd.DataFrame, label: str, its: list) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _block_median(lake: object, run: str, it: int, m: int = 25) -> float:
+    """Mean over disjoint blocks of ``m`` minibatches of the median per-parameter alpha (all tensors)."""
+    from sgnlake.analyze.kernels import mohammadi
+
+    x = [np.asarray(lake.sgn(run, t, iterations=it))[0] for t in lake.tensors(run).index]  # type: ignore[attr-defined]
+    sgn = np.concatenate(x, axis=1)  # (M, all params)
+    blocks = [sgn[k : k + m] for k in range(0, sgn.shape[0] - m + 1, m)]
+    return float(np.mean([np.nanmedian(mohammadi(b.T, k1="paper")) for b in blocks]))
+
+
+def _m_matched_grid(lake_path: Path, it: int, m: int = 25) -> str:
+    """Batch-size ordering of the M-matched medians in every (depth, width) of the FCN grid."""
+    from sgnlake.analyze import open_lake
+
+    lake = open_lake(str(lake_path))
+    runs = lake.runs
+    runs = runs.assign(mm=[_block_median(lake, r, it, m) for r in runs.index])
+    piv = runs.pivot_table(index=["depth", "width"], columns="batch_size", values="mm")
+    rows = "; ".join(f"d{d}w{w}: " + "/".join(f"{v:.3f}" for v in r) for (d, w), r in piv.iterrows())
+    mono = int(((piv[50] < piv[100]) & (piv[100] < piv[200])).sum())
+    return (
+        f"### F2 control, {lake_path.name} at t={it}, blocks of M={m}: b=50/100/200\n\n{rows}\n\n"
+        f"b=50 < b=200 in {int((piv[50] < piv[200]).sum())} of {len(piv)}; "
+        f"b=50 < b=100 < b=200 in {mono} of {len(piv)}\n"
+    )
+
+
+def _m_matched(lake_path: Path, its: list[int], m: int = 25) -> str:
+    """Median alpha with every run's M cut to ``m``: the mean over disjoint blocks of ``m`` minibatches.
+
+    Removes the estimator's M-dependent bias from the batch-size comparison
+    (b=50 has M=100 samples per parameter, b=200 only 25).
+    """
+    from sgnlake.analyze import open_lake
+
+    lake = open_lake(str(lake_path))
+    runs = lake.runs
+    lines = [
+        f"### F2 control, {lake_path.name}: median alpha from blocks of M={m} minibatches, mean +- sd over seeds\n"
+    ]
+    lines.append("| iteration | " + " | ".join(f"b={b}" for b in sorted(runs.batch_size.unique())) + " |")
+    lines.append("|---|" + "---|" * runs.batch_size.nunique())
+    for it in its:
+        vals: dict[int, list[float]] = {}
+        for run, row in runs.iterrows():
+            vals.setdefault(int(row.batch_size), []).append(_block_median(lake, run, it, m))
+        cells = [f"{np.mean(v):.3f} +- {np.std(v, ddof=1):.3f}" for _, v in sorted(vals.items())]
+        lines.append(f"| {it} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _bm(s: pd.DataFrame) -> list[tuple[int, int]]:
     return sorted({(int(b), int(m)) for b, m in zip(s.batch_size, s.n_minibatches, strict=True)})
+
+
+def _pooled(lake_path: Path, run: str) -> str:
+    """Per tensor at the last snapshot: median per-parameter alpha vs one pooled alpha (Simsekli et al.)."""
+    from sgnlake.analyze import open_lake
+    from sgnlake.analyze.kernels import pooled
+
+    lake = open_lake(str(lake_path))
+    last = int(lake.iterations(run)[-1])
+    parts = []
+    for t in lake.tensors(run).index:
+        x = np.asarray(lake.sgn(run, t, iterations=last))[0]  # (minibatch, param)
+        a = np.asarray(lake.alpha(run, tensor=t).sel(iteration=last))
+        parts.append(f"{t} {np.nanmedian(a):.2f} vs {pooled(x, 'paper'):.2f}")
+    return f"{run} at t={last}, per-parameter median vs pooled alpha: " + "; ".join(parts) + "\n"
 
 
 def _spike_share(lake_path: Path, run: str) -> str:

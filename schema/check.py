@@ -280,18 +280,16 @@ class _ChunkChecker:
         self.progress = progress
         self.per_run: dict[str, int] = {}
         self.nonfinite: dict[tuple[str | None, str | None, str], int] = {}
-        self.listed: dict[int, set[str] | None] = {}
-        self.arrays: list[zarr.Array] = []  # keep listed arrays alive (ids are cache keys)
+        self.listed: dict[str, set[str] | None] = {}
 
     def keys(self, arr: zarr.Array) -> set[str] | None:
         """Stored chunk keys of ``arr`` (listed once), or None when the store cannot list."""
-        arr_id = id(arr)
-        if arr_id not in self.listed:
+        if arr.path not in self.listed:
             try:
-                self.listed[arr_id] = _stored_keys(arr)
+                self.listed[arr.path] = _stored_keys(arr)
             except Exception:  # listing is an optimisation only
-                self.listed[arr_id] = None
-        return self.listed[arr_id]
+                self.listed[arr.path] = None
+        return self.listed[arr.path]
 
     def run(self, jobs: list[_ChunkJob]) -> None:
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
@@ -350,14 +348,13 @@ class _ChunkChecker:
         per_run: dict[str, list[str]] = {}
         counts: dict[str, int] = {}
         for run, arr in run_arrays:
-            self.arrays.append(arr)
             keys = self.keys(arr)
             if not keys:
                 continue
             n = sum(
                 1
                 for k in keys
-                if (c := _first_coord(arr, k)) is not None and c * arr.chunks[0] >= arr.shape[0]
+                if (c := _first_coord(arr, k)) is not None and c * _unit_shape(arr)[0] >= arr.shape[0]
             )
             if n:
                 per_run.setdefault(run, []).append(arr.path.split("/", 2)[-1])

@@ -158,10 +158,15 @@ def test_broken_array_metadata_is_a_problem(lake: Path) -> None:
 
 
 def test_run_group_without_attrs_is_a_warning(lake: Path) -> None:
-    zarr.open_group(str(lake), mode="r+").create_group("runs/half-created")
+    root = zarr.open_group(str(lake), mode="r+")
+    root.create_group("runs/half-created")
+    claim = {"token": "t", "host": "node7", "pid": 4242, "time": "2025-01-01T00:00:00+00:00"}
+    root.create_group("runs/being-created", attributes={"sgnlake_claim": claim})
     rep = check_lake(lake)
     assert rep.ok
-    assert any(w.run == "half-created" for w in rep.warnings)
+    assert any(w.run == "half-created" and "no run attributes" in w.message for w in rep.warnings)
+    (w,) = [w for w in rep.warnings if w.run == "being-created"]
+    assert "pid 4242 on node7" in w.message
 
 
 def test_nonfinite_committed_values_are_warned(lake: Path) -> None:
@@ -262,3 +267,28 @@ def test_alpha_names_a_corrupt_chunk_or_skips_it(lake: Path, capsys) -> None:
     assert np.isnan(alpha[2, bad]).all()
     # elsewhere every parameter has an estimate (possibly inf: 1/alpha <= 0 happens at M = 40)
     assert not np.isnan(np.delete(alpha[2], np.r_[bad])).any() and not np.isnan(alpha[[0, 1, 3]]).any()
+
+
+def test_check_on_an_fsspec_url(lake: Path, capsys) -> None:
+    """Lakes on object storage are checked through fsspec (here the in-memory filesystem)."""
+    import fsspec
+    from sgnlake.schema.transfer import copy_runs
+
+    url = f"memory://check-{os.getpid()}-{lake.parent.name}"
+    copy_runs(str(lake), url, progress=False)
+    rep = check_lake(url)
+    assert rep.ok and rep.chunks_checked == check_lake(lake).chunks_checked
+    fs = fsspec.filesystem("memory")
+    root = url[len("memory://") :]
+    keys = sorted(p for p in fs.find(root) if "/r1/fc2.weight/" in p and "/c/" in p)
+    sgn_key = next(k for k in keys if "/sgn/c/1/" in k)
+    grad_key = next(k for k in keys if "/grad/c/3/" in k)
+    fs.pipe(sgn_key, b"garbage")
+    fs.rm(grad_key)
+    code, out, _ = run_cli(["check", url, "--json"], capsys)
+    doc = json.loads(out)
+    assert code == 1
+    got = {(f["tensor"], f["array"], f["iteration"]) for f in doc["findings"] if f["severity"] == "problem"}
+    its = np.asarray(zarr.open_group(str(lake), mode="r")["runs/r1/iteration"][:])
+    assert got == {("fc2.weight", "sgn", int(its[1])), ("fc2.weight", "grad", int(its[3]))}
+    fs.rm(root, recursive=True)
