@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import dask
+
 from sgnlake.schema.errors import ConfigError, SgnlakeError
 
 

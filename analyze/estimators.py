@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+
 from sgnlake.analyze import kernels
 from sgnlake.analyze.kernels import DEFAULT_HILL_K, DEFAULT_K1, GAUSSIANITY_TESTS, K1_RULES, STABLE_PARAMS
 from sgnlake.schema.errors import ConfigError
@@ -41,6 +42,7 @@ __all__ = [
     "DEFAULT_K1",
     "ESTIMATORS",
     "EstimatorSpec",
+    "count_nonfinite",
     "estimate",
     "resolve_settings",
     "result_key",
@@ -389,7 +391,9 @@ def estimate(
         float64 with ``da``'s dims minus the core dim(s) (plus ``stable_param``
         or ``test``), ``da``'s other coordinates, and attrs ``estimator``,
         ``settings``, ``result_key`` (and ``k1``, ``k2`` actually used for the
-        Mohammadi estimators). NaN marks dead or non-finite parameters.
+        Mohammadi estimators). NaN marks dead parameters (no two distinct
+        finite samples); non-finite samples are dropped per parameter (see
+        :mod:`sgnlake.analyze.kernels`) and counted by :func:`count_nonfinite`.
 
     Raises
     ------
@@ -473,6 +477,66 @@ def estimate(
     out.name = spec.output_name
     out.attrs = attrs
     return out
+
+
+def _nonfinite_block(block: np.ndarray, axis: int) -> np.ndarray:
+    """Non-finite samples of one block along ``axis`` (kept with length 1), as int32."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = block.sum()
+    shape = list(block.shape)
+    shape[axis] = 1
+    if np.isfinite(total) or not np.issubdtype(block.dtype, np.floating):
+        return np.zeros(shape, dtype=np.int32)  # one fast pass: a finite sum has no NaN/inf term
+    return np.count_nonzero(~np.isfinite(block), axis=axis, keepdims=True).astype(np.int32)
+
+
+def count_nonfinite(da: xr.DataArray, dim: str = MINIBATCH) -> xr.DataArray:
+    """Number of non-finite (NaN, +-inf) samples along ``dim``, lazily when ``da`` is Dask-backed.
+
+    The estimators drop these samples per parameter (see :mod:`sgnlake.analyze.kernels`);
+    this is the count to report next to their results.
+
+    Parameters
+    ----------
+    da : xarray.DataArray
+        Samples, e.g. a tensor's ``sgn`` (iteration, minibatch, param).
+    dim : str
+        Sample dimension (default ``minibatch``).
+
+    Returns
+    -------
+    xarray.DataArray
+        int32 named ``n_nonfinite`` with ``da``'s dims minus ``dim`` (in their order) and
+        its coordinates on them. Each block costs one summing pass when it holds no
+        non-finite sample (the usual case).
+    """
+    if dim not in da.dims:
+        raise ConfigError(
+            f"dimension {dim!r} is not in the data (dims: {', '.join(map(str, da.dims))}): pass dim=..."
+        )
+    axis = da.get_axis_num(dim)
+    data = da.data
+    if isinstance(data, np.ndarray):
+        counts: Any = _nonfinite_block(data, axis).squeeze(axis)
+    else:
+        chunks = list(data.chunks)
+        chunks[axis] = (1,) * len(chunks[axis])
+        per_block = data.map_blocks(
+            _nonfinite_block,
+            axis=axis,
+            chunks=tuple(chunks),
+            dtype=np.int32,
+            meta=np.empty((0,) * data.ndim, dtype=np.int32),
+        )
+        if len(chunks[axis]) == 1:
+            index: list[Any] = [slice(None)] * data.ndim
+            index[axis] = 0
+            counts = per_block[tuple(index)]
+        else:
+            counts = per_block.sum(axis=axis, dtype=np.int32)
+    dims = [d for d in da.dims if d != dim]
+    coords = {k: v for k, v in da.coords.items() if dim not in v.dims}
+    return xr.DataArray(counts, dims=dims, coords=coords, name="n_nonfinite")
 
 
 def summarize_alpha(alpha: xr.DataArray, dim: str | Sequence[str] | None = None) -> xr.Dataset:

@@ -6,12 +6,21 @@ float64 of shape ``(...)`` (or ``(..., k)`` where stated). The xarray/Dask
 wrappers live in :mod:`sgnlake.analyze.estimators`; nothing here knows about
 xarray, Dask or torch.
 
-Invalid parameters are never estimated, they give NaN:
+Non-finite samples and dead parameters:
 
-* **dead**: all samples equal along the last axis (all zero, or any constant;
-  a dead ReLU unit has all-zero SGN). :func:`dead_mask` finds them.
-* **non-finite**: any NaN or +-inf sample makes the whole parameter NaN (no
-  silent dropping). :func:`count_nonfinite` counts the offending samples.
+* **non-finite samples** (NaN, +-inf; e.g. a corrupt chunk read as NaN, or an
+  overflow in one minibatch) are dropped per parameter and the estimate uses
+  the remaining finite samples of that parameter; :func:`count_nonfinite`
+  counts them so callers report them (they are never dropped silently). The
+  Mohammadi estimators drop a non-finite sample from the X mean and every K1
+  block that contains one from the Y mean (the block sum is undefined; filling
+  the gap would change the law of Y); :func:`hill`, :func:`mcculloch`,
+  :func:`gaussianity` and :func:`multivariate` (a row with a non-finite
+  coordinate is dropped, and so is its K1 block) do the same on their own terms.
+* **dead**: all finite samples equal along the last axis (all zero, or any
+  constant; a dead ReLU unit has all-zero SGN), fewer than two finite samples,
+  or none at all. Dead parameters are never estimated, they give NaN.
+  :func:`dead_mask` finds them.
 
 Estimators:
 
@@ -38,6 +47,7 @@ import numpy as np
 import scipy.special
 import scipy.stats
 from numpy.typing import ArrayLike, NDArray
+
 from sgnlake.schema.errors import ConfigError
 
 #: Named rules for choosing the Mohammadi block length K1 (see :func:`choose_k1`).
@@ -80,7 +90,9 @@ def count_nonfinite(x: ArrayLike) -> NDArray[np.int64]:
     Returns
     -------
     numpy.ndarray of int64, shape (...)
-        Number of non-finite samples; a parameter with any is NaN in every kernel.
+        Number of non-finite samples; every kernel drops them and estimates from
+        the remaining finite samples (a parameter without two distinct finite
+        samples is dead, see :func:`dead_mask`).
     """
     a = np.asarray(x)
     if not np.issubdtype(a.dtype, np.floating):
@@ -89,7 +101,7 @@ def count_nonfinite(x: ArrayLike) -> NDArray[np.int64]:
 
 
 def dead_mask(x: ArrayLike) -> NDArray[np.bool_]:
-    """True for dead parameters: all samples equal (all zero or any constant).
+    """True for dead parameters: all finite samples equal (all zero or any constant).
 
     Parameters
     ----------
@@ -99,8 +111,9 @@ def dead_mask(x: ArrayLike) -> NDArray[np.bool_]:
     Returns
     -------
     numpy.ndarray of bool, shape (...)
-        ``max == min`` along the last axis (an empty last axis counts as dead).
-        Non-finite samples are not considered here (see :func:`count_nonfinite`).
+        ``max == min`` over the finite samples along the last axis; a parameter
+        with no finite sample (or an empty last axis) counts as dead. Non-finite
+        samples are left out (see :func:`count_nonfinite`).
     """
     a = _f64(x)
     if a.shape[-1] == 0:
@@ -113,16 +126,13 @@ def dead_mask(x: ArrayLike) -> NDArray[np.bool_]:
     return ~(lo < hi)
 
 
-def _invalid(a: FloatArray) -> NDArray[np.bool_]:
-    """Dead or non-finite parameters of a float64 array (samples on the last axis)."""
-    if a.shape[-1] == 0:
-        return np.ones(a.shape[:-1], dtype=bool)
-    finite = np.isfinite(a)
-    if finite.all():
-        return a.max(axis=-1) == a.min(axis=-1)
-    bad = ~finite.all(axis=-1)
-    safe = np.where(finite, a, 0.0)
-    return bad | (safe.max(axis=-1) == safe.min(axis=-1))
+def _rows_with_nonfinite(flat: FloatArray) -> NDArray[np.intp]:
+    """Indices of the rows of a 2-D float64 array that hold a non-finite sample."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = flat.sum()
+    if flat.size == 0 or np.isfinite(total):
+        return np.empty(0, dtype=np.intp)  # one fast pass: a finite sum has no NaN/inf term
+    return np.flatnonzero(~np.isfinite(flat).all(axis=-1))
 
 
 def _sum_log_abs(v: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -230,8 +240,13 @@ def mohammadi_chunk(x_block: ArrayLike, k1: int, k2: int | None = None) -> Float
         Exact zeros (in X or Y) are left out of the log sums and counts: for a
         continuous law P(X = 0) = 0, so dropping them does not change what is
         estimated, while a single log|0| = -inf would wipe out the parameter.
-        Non-finite samples are only counted (the parameter becomes NaN in
-        :func:`mohammadi_finalize`); min/max are over the finite samples.
+        Non-finite samples are dropped the same way: a non-finite X is left out
+        of the X sums, and a K1 block that contains one is left out of the Y
+        sums (its sum is undefined); they are counted in ``#non-finite``.
+        min/max are over the finite samples (a parameter with fewer than two
+        distinct finite samples is dead, NaN in :func:`mohammadi_finalize`).
+        Since blocks never straddle two calls, the statistics of consecutive
+        blocks combine (:func:`mohammadi_combine`) to those of the whole sample.
 
     Raises
     ------
@@ -296,13 +311,20 @@ def _mohammadi_rows(a: NDArray[Any], k1: int, k2: int) -> FloatArray:
 
 
 def _mohammadi_chunk_masked(a: FloatArray, k1: int, k2: int) -> FloatArray:
-    """:func:`mohammadi_chunk` for rows (shape (p, k1*k2)) with zeros or non-finite samples."""
+    """:func:`mohammadi_chunk` for rows (shape (p, k1*k2)) with zeros or non-finite samples.
+
+    A non-finite sample is set to 0, which :func:`_sum_log_abs` leaves out of the X sums;
+    a block holding one (or whose sum overflows) gets Y = 0, left out of the Y sums.
+    """
     finite = np.isfinite(a)
     n_bad = np.count_nonzero(~finite, axis=-1).astype(np.float64)
     lo = np.where(finite, a, np.inf).min(axis=-1, initial=np.inf)
     hi = np.where(finite, a, -np.inf).max(axis=-1, initial=-np.inf)
     clean = np.where(finite, a, 0.0)
-    y = clean.reshape(a.shape[0], k2, k1).sum(axis=-1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        y = clean.reshape(a.shape[0], k2, k1).sum(axis=-1)
+    block_ok = finite.reshape(a.shape[0], k2, k1).all(axis=-1) & np.isfinite(y)
+    y = np.where(block_ok, y, 0.0)
     sly, ny = _sum_log_abs(y)
     slx, nx = _sum_log_abs(clean)
     return np.stack([sly, ny, slx, nx, n_bad, lo, hi], axis=-1)
@@ -357,8 +379,10 @@ def mohammadi_finalize(stats: ArrayLike, k1: int, inverse: bool = False) -> Floa
     Returns
     -------
     numpy.ndarray, shape (...)
-        alpha = 1 / (1/alpha). NaN for dead or non-finite parameters, for no
-        non-zero X or Y, and for K1 = 1. When the estimate of 1/alpha is <= 0
+        alpha = 1 / (1/alpha), from the finite samples (non-finite ones and
+        the K1 blocks holding them are dropped, see :func:`mohammadi_chunk`).
+        NaN for dead parameters (fewer than two distinct finite samples), for
+        no non-zero finite X or Y, and for K1 = 1. When the estimate of 1/alpha is <= 0
         (possible only for very few, light-tailed samples) alpha is +inf: it is
         flagged by ``alpha > 2`` in :func:`summarize`, never clipped; 1/alpha
         (``inverse=True``) is returned as is.
@@ -367,7 +391,7 @@ def mohammadi_finalize(stats: ArrayLike, k1: int, inverse: bool = False) -> Floa
     sly, ny, slx, nx, nbad, lo, hi = np.moveaxis(s, -1, 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         inv = (sly / ny - slx / nx) / math.log(k1) if k1 > 1 else np.full(sly.shape, np.nan)
-        bad = (nbad > 0) | (nx == 0) | (ny == 0) | ~(lo < hi)
+        bad = (nx == 0) | (ny == 0) | ~(lo < hi)
         inv = np.where(bad, np.nan, inv)
         if inverse:
             return np.asarray(inv, dtype=np.float64)
@@ -392,7 +416,8 @@ def mohammadi(x: ArrayLike, k1: str | int = DEFAULT_K1) -> FloatArray:
     Returns
     -------
     numpy.ndarray of float64, shape (...)
-        alpha; NaN for dead/non-finite parameters (see :func:`mohammadi_finalize`).
+        alpha from the finite samples; NaN for dead parameters (see
+        :func:`mohammadi_chunk` and :func:`mohammadi_finalize`).
         Unlike Simsekli's code (``log(|x| + 2.2e-16)``), exact zeros are left out
         of the log means (see :func:`mohammadi_chunk`), which keeps the estimate
         scale invariant.
@@ -415,7 +440,8 @@ def mohammadi_inv(x: ArrayLike, k1: str | int = DEFAULT_K1) -> FloatArray:
     Returns
     -------
     numpy.ndarray of float64, shape (...)
-        1/alpha (may be <= 0 for tiny samples); NaN for dead/non-finite parameters.
+        1/alpha (may be <= 0 for tiny samples) from the finite samples; NaN for
+        dead parameters.
     """
     a = np.asarray(x)
     kk1, kk2 = choose_k1(a.shape[-1], k1)
@@ -476,8 +502,10 @@ def multivariate(x_nd: ArrayLike, k1: str | int = DEFAULT_K1) -> FloatArray:
     Returns
     -------
     numpy.ndarray of float64, shape (...)
-        alpha; NaN when all rows are equal (dead), any sample is non-finite, or
-        K1 = 1. Zero-norm rows are left out of the log means.
+        alpha; NaN when all rows are equal (dead) or K1 = 1. A row with a
+        non-finite coordinate is dropped from the X mean and its K1 block from
+        the Y mean (as in :func:`mohammadi_chunk`); zero-norm rows are left out
+        of the log means.
     """
     a = _f64(x_nd)
     if a.ndim < 2:
@@ -486,17 +514,21 @@ def multivariate(x_nd: ArrayLike, k1: str | int = DEFAULT_K1) -> FloatArray:
     kk1, kk2 = choose_k1(n, k1)
     a = a[..., : kk1 * kk2, :]
     finite = np.isfinite(a)
-    clean = np.where(finite, a, 0.0)
+    row_ok = finite.all(axis=-1)
+    clean = np.where(row_ok[..., None], a, 0.0)
     xn = np.linalg.norm(clean, axis=-1)
     yn = np.linalg.norm(clean.reshape(*a.shape[:-2], kk2, kk1, d).sum(axis=-2), axis=-1)
+    yn = np.where(row_ok.reshape(*a.shape[:-2], kk2, kk1).all(axis=-1), yn, 0.0)
     sly, ny = _sum_log_abs(yn)
     slx, nx = _sum_log_abs(xn)
     if a.shape[-2] == 0:
         dead = np.ones(a.shape[:-2], dtype=bool)
     else:
-        dead = (clean.max(axis=-2) == clean.min(axis=-2)).all(axis=-1)
-    dead |= ~finite.all(axis=(-2, -1))
-    # lo < hi marks the statistics as live; dead/non-finite ones are masked below
+        ok = row_ok[..., None]
+        lo = np.where(ok, a, np.inf).min(axis=-2)
+        hi = np.where(ok, a, -np.inf).max(axis=-2)
+        dead = ~(lo < hi).any(axis=-1)
+    # lo < hi marks the statistics as live; dead ones are masked below
     lo, hi = np.full(sly.shape, -1.0), np.zeros(sly.shape)
     stats = np.stack([sly, ny, slx, nx, np.zeros(sly.shape), lo, hi], axis=-1)
     return np.where(dead, np.nan, mohammadi_finalize(stats, kk1))
@@ -541,6 +573,18 @@ def hill_k(n: int, k: int | float | None = None) -> int:
     return max(1, min(kk, n - 1))
 
 
+def _hill_rows(a: FloatArray, kk: int) -> FloatArray:
+    """Hill estimates of the rows of a finite 2-D array with ``kk`` top order statistics."""
+    n = a.shape[-1]
+    part = np.partition(np.abs(a), n - kk - 1, axis=-1)
+    thr = part[..., n - kk - 1]
+    top = part[..., n - kk :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = np.log(top).mean(axis=-1) - np.log(thr)
+        alpha = 1.0 / h
+    return np.where(thr > 0, alpha, np.nan)
+
+
 def hill(x: ArrayLike, k: int | float | None = None) -> FloatArray:
     """Hill estimator of the tail index on the top-k order statistics of ``|x|``.
 
@@ -559,21 +603,26 @@ def hill(x: ArrayLike, k: int | float | None = None) -> FloatArray:
     numpy.ndarray of float64, shape (...)
         alpha, not clipped at 2 (Hill on stable samples is biased upwards for
         alpha near 2 -- flag ``alpha > 2``, see :func:`summarize`). NaN for dead
-        or non-finite parameters and when X_(k+1) = 0 (more than n - k - 1 zeros);
-        +inf when the top k+1 values are all equal.
+        parameters and when X_(k+1) = 0 (more than n - k - 1 zeros); +inf when
+        the top k+1 values are all equal. Non-finite samples are dropped: such
+        a parameter is estimated from its n' finite samples with
+        ``hill_k(n', k)`` (a fraction k applies to n'), one parameter at a time.
     """
     a = _f64(x)
     n = a.shape[-1]
     kk = hill_k(n, k)
-    bad = _invalid(a)
-    absx = np.abs(np.where(np.isfinite(a), a, 0.0))
-    part = np.partition(absx, n - kk - 1, axis=-1)
-    thr = part[..., n - kk - 1]
-    top = part[..., n - kk :]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        h = np.log(top).mean(axis=-1) - np.log(thr)
-        alpha = 1.0 / h
-    return np.where(bad | ~(thr > 0), np.nan, alpha)
+    lead = a.shape[:-1]
+    flat = a.reshape(-1, n)
+    rows = _rows_with_nonfinite(flat)
+    if rows.size == 0:
+        out = _hill_rows(flat, kk)
+    else:
+        out = _hill_rows(np.where(np.isfinite(flat), flat, 0.0), kk)
+        for r in rows:
+            v = flat[r][np.isfinite(flat[r])]
+            out[r] = _hill_rows(v[None], hill_k(v.size, k))[0] if v.size >= 2 else np.nan
+    out = np.where(dead_mask(flat), np.nan, out)
+    return out.reshape(lead)
 
 
 # --------------------------------------------------------------------------- McCulloch
@@ -696,12 +745,25 @@ def mcculloch(x: ArrayLike) -> FloatArray:
     -------
     numpy.ndarray of float64, shape (..., 4)
         (alpha, beta, scale, loc) -- note scipy's ``_fitstart`` returns
-        (alpha, beta, loc, scale). NaN for dead or non-finite parameters and when
-        q75 == q25 (the quantile fit is undefined; scipy would divide by zero).
+        (alpha, beta, loc, scale). NaN for dead parameters and when q75 == q25
+        (the quantile fit is undefined; scipy would divide by zero).
+        Non-finite samples are dropped: the percentiles of such a parameter are
+        those of its finite samples (``numpy.nanpercentile``).
     """
     a = _f64(x)
-    bad = _invalid(a)
-    q05, q25, q50, q75, q95 = np.percentile(np.where(np.isfinite(a), a, 0.0), [5, 25, 50, 75, 95], axis=-1)
+    bad = dead_mask(a)
+    qs = [5, 25, 50, 75, 95]
+    flat = a.reshape(-1, a.shape[-1])
+    rows = _rows_with_nonfinite(flat)
+    if rows.size == 0:
+        q = np.percentile(flat, qs, axis=-1)
+    else:
+        q = np.percentile(np.where(np.isfinite(flat), flat, 0.0), qs, axis=-1)
+        sub = flat[rows]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: dead anyway
+            q[:, rows] = np.nanpercentile(np.where(np.isfinite(sub), sub, np.nan), qs, axis=-1)
+    q05, q25, q50, q75, q95 = q.reshape(len(qs), *a.shape[:-1])
     iqr = q75 - q25
     bad = bad | ~(iqr > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -790,7 +852,9 @@ def gaussianity(x: ArrayLike) -> FloatArray:
           Lilliefors' correction would reject more), so its rejections are a
           lower bound.
 
-        NaN for dead or non-finite parameters.
+        NaN for dead parameters. Non-finite samples are dropped: such a
+        parameter is tested on its finite samples, one parameter at a time
+        (NaN when fewer than 8 are left).
     """
     a = _f64(x)
     n = a.shape[-1]
@@ -798,8 +862,14 @@ def gaussianity(x: ArrayLike) -> FloatArray:
         raise ConfigError(f"Gaussianity tests need at least 8 samples per parameter, got {n}")
     lead = a.shape[:-1]
     flat = a.reshape(-1, n)
-    ok = ~_invalid(flat)
+    rows = _rows_with_nonfinite(flat)
+    ok = ~dead_mask(flat)
+    ok[rows] = False
     out = np.full((flat.shape[0], 4), np.nan)
+    for r in rows:
+        v = flat[r][np.isfinite(flat[r])]
+        if v.size >= 8 and v.max() > v.min():
+            out[r] = gaussianity(v)
     if ok.any():
         v = flat[ok]
         sw = np.empty(v.shape[0])

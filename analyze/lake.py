@@ -19,6 +19,7 @@ import pandas as pd
 import xarray as xr
 import zarr
 from dask.base import tokenize
+
 from sgnlake.schema.errors import CorruptChunkError, LakeError, RunNotFoundError, SgnlakeError
 from sgnlake.schema.lake import open_lake_group, read_run_meta, run_group, run_ids
 from sgnlake.schema.meta import RunMeta, TensorInfo

@@ -21,6 +21,7 @@ import datetime as _dt
 import html
 import os
 import sys
+import textwrap
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xarray as xr
+
 from sgnlake.schema.errors import ConfigError, LakeError
 from sgnlake.schema.names import MINIBATCH
 
@@ -189,6 +191,58 @@ def parse_param(text: str | None) -> tuple[str, int] | None:
     return name.strip(), int(idx)
 
 
+def _check_iterations(iterations: Sequence[int] | None) -> list[int] | None:
+    """``iterations`` as a list of ints (``--iterations`` is parsed by :func:`parse_iterations`).
+
+    Raises
+    ------
+    ConfigError
+        A value is not an integer.
+    """
+    if iterations is None:
+        return None
+    out = []
+    for v in iterations:
+        if isinstance(v, bool) or not isinstance(v, int | np.integer):
+            raise ConfigError(f"bad iteration {v!r}: use integers (negative counts from the last snapshot)")
+        out.append(int(v))
+    return out or None
+
+
+def check_param(lake: Any, runs: Sequence[str], param: tuple[str, int]) -> None:
+    """Check that ``--param TENSOR:INDEX`` names a parameter of at least one of ``runs``.
+
+    A run that lacks it (other tensors, a smaller tensor) draws its default
+    parameter instead, with a note; a parameter that no selected run has is an error.
+
+    Raises
+    ------
+    ConfigError
+        No selected run has the tensor, or the index is out of range in every run that has it.
+    """
+    name, idx = param
+    sizes: dict[str, int] = {}
+    names: list[str] = []
+    for r in runs:
+        for t in lake.meta(r).tensors:
+            if t.name not in names:
+                names.append(t.name)
+            if t.name == name:
+                sizes[r] = t.numel
+    if not sizes:
+        shown = ", ".join(names[:8]) + (f" (+{len(names) - 8} more)" if len(names) > 8 else "")
+        raise ConfigError(
+            f"--param {name}:{idx}: no selected run has a tensor {name!r} (tensors: {shown or 'none'}): "
+            "use TENSOR:INDEX with one of them"
+        )
+    if all(idx >= n for n in sizes.values()):
+        largest = max(sizes.values())
+        raise ConfigError(
+            f"--param {name}:{idx}: index {idx} is out of range, {name} has {largest} parameters: "
+            f"use an index in 0..{largest - 1}"
+        )
+
+
 def _fmt(v: Any, digits: int = 4) -> str:
     """Table/caption text of a value: ``digits`` significant digits, ``inf``, ``–`` for missing."""
     if v is None:
@@ -262,13 +316,14 @@ def _varying_contexts(df: pd.DataFrame, axes: Sequence[str]) -> list[tuple[str, 
 def _pooled_alpha_value(x: np.ndarray, k1: Any) -> float:
     """Mohammadi alpha of all values of a ``(minibatch, param)`` block as one sample.
 
-    Flattened minibatch-major (C order), as Simsekli et al. (2019) do; NaN when
-    the block holds no usable values.
+    Flattened minibatch-major (C order), as Simsekli et al. (2019) do; non-finite
+    values are dropped as in every kernel (with the K1 blocks that hold them); NaN
+    when the block holds no usable values.
     """
     from .kernels import pooled
 
     a = np.asarray(x)
-    if a.size < 4 or not np.isfinite(a).all() or not np.any(a):
+    if a.size < 4:
         return float("nan")
     return float(pooled(a, k1))
 
@@ -278,6 +333,74 @@ def _stable_fit(x: np.ndarray) -> np.ndarray:
     from .kernels import mcculloch
 
     return np.asarray(mcculloch(np.asarray(x, dtype=np.float64)), dtype=np.float64).reshape(-1)[:4]
+
+
+def _wrap_line(text: Any, line: str, limit: float, renderer: Any) -> str:
+    """``line`` wrapped at spaces/hyphens so that each piece of ``text`` (its font) is <= ``limit`` px."""
+    text.set_text(line)
+    width = text.get_window_extent(renderer).width
+    if width <= limit or len(line) < 12:
+        return line
+    chars = max(10, int(len(line) * limit / width))
+    wrapped = line
+    for _ in range(8):
+        wrapped = textwrap.fill(line, width=chars, break_long_words=chars <= 10)
+        text.set_text(wrapped)
+        if text.get_window_extent(renderer).width <= limit or chars <= 10:
+            break
+        chars = max(10, int(chars * 0.9))
+    return wrapped
+
+
+def fit_titles(fig: Any) -> int:
+    """Wrap every axes title (and the suptitle) that is wider than its axes (the figure).
+
+    Long titles (run ids, context labels) are otherwise cut off at the right edge of
+    the PNG or run into the neighbouring panel: constrained layout makes room for a
+    title's height, not its width. Titles are wrapped at spaces and hyphens onto
+    more lines (never shortened), each line measured with the figure's renderer.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        A figure with constrained layout (:func:`sgnlake.analyze.plots.new_figure`).
+
+    Returns
+    -------
+    int
+        Number of titles wrapped.
+    """
+    renderer = fig.canvas.get_renderer()
+    fig_w = fig.get_figwidth() * fig.dpi
+    titled = [ax for ax in fig.axes if ax.get_visible() and ax.get_title()]
+    sup = getattr(fig, "_suptitle", None)
+    # cheap bound first: a title narrower than 60% of its grid column always fits
+    suspects = []
+    for ax in titled:
+        spec = ax.get_subplotspec()
+        col = fig_w * (len(spec.colspan) / spec.get_gridspec().ncols if spec is not None else 1.0)
+        if ax.title.get_window_extent(renderer).width > 0.6 * col:
+            suspects.append(ax)
+    if not suspects and not (sup is not None and sup.get_window_extent(renderer).width > 0.9 * fig_w):
+        return 0
+    engine = fig.get_layout_engine()
+    if engine is not None:
+        engine.execute(fig)  # run the layout (no rendering): axes take their final widths
+    else:
+        fig.canvas.draw()
+    wrapped = 0
+    for ax in suspects:
+        limit = ax.get_window_extent(renderer).width
+        old = ax.get_title()
+        new = "\n".join(_wrap_line(ax.title, ln, limit, renderer) for ln in old.split("\n"))
+        ax.title.set_text(new)
+        wrapped += new != old
+    if sup is not None and sup.get_text():
+        old = sup.get_text()
+        new = "\n".join(_wrap_line(sup, ln, 0.95 * fig_w, renderer) for ln in old.split("\n"))
+        sup.set_text(new)
+        wrapped += new != old
+    return wrapped
 
 
 def resolve_report_estimator(estimator: str, settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -344,6 +467,7 @@ class _Builder:
     def _save(self, fig, rel: str, caption: str, section: str, title: str = "") -> None:
         path = self.out / rel
         path.parent.mkdir(parents=True, exist_ok=True)
+        fit_titles(fig)
         plots.save_figure(fig, path, dpi=self.dpi)
         self.report.figures.append(FigureEntry(rel, caption, section, title))
 
@@ -753,6 +877,7 @@ class _Builder:
                         "median α (last)": float(lastr["median"]),
                         "dead (no α), last": f"{int(lastr['n_nan'])}/{int(lastr['n_params'])}",
                         "α > 2, last": int(lastr["n_gt2"]),
+                        "non-finite SGN samples (all snapshots)": int(st["n_nonfinite_samples"].sum()),
                     }
                 )
             rows.append(out)
@@ -787,7 +912,10 @@ class _Builder:
             f"<p>Estimator: <b>{e(est)}</b>, one α per parameter and snapshot from its M SGN samples "
             "(M = number of minibatches of the snapshot, listed per run). α = 2 is the Gaussian; smaller α "
             "means heavier tails. Parameters whose SGN is zero or constant (e.g. dead ReLU units) have no "
-            "estimate: they are counted as “dead”, never averaged in. Estimates above 2 are kept and counted.</p>",
+            "estimate: they are counted as “dead”, never averaged in. Estimates above 2 are kept and counted. "
+            "Non-finite SGN samples (NaN, ±inf) are dropped per parameter and α is estimated from the "
+            "remaining finite samples (Mohammadi: a block of K1 samples holding one is left out of the block "
+            "sums); the run table counts them.</p>",
         ]
         if stored:
             shown = {
@@ -920,7 +1048,8 @@ def build_report(
         ``TENSOR:INDEX`` of the parameter whose SGN is drawn (Figs 3-5, 8-9);
         default, per run, the parameter of its largest weight tensor whose α at
         the last chosen snapshot is closest to the tensor's median (also used,
-        with a note, in runs that lack the given parameter).
+        with a note, in runs that lack the given parameter). At least one
+        selected run must have it (see :func:`check_param`).
     pooled : bool
         Draw the per-parameter vs pooled figure (reads every SGN snapshot again).
     log : callable, optional
@@ -930,6 +1059,13 @@ def build_report(
     -------
     Report
         Paths of ``index.html`` and every figure, notes and errors.
+
+    Raises
+    ------
+    SgnlakeError
+        A one-line error for bad input (not a lake, unknown run, estimator or
+        setting, bad ``param`` or ``iterations``, ``out_dir`` a file), raised
+        before ``out_dir`` is created or anything is written.
     """
     from .lake import open_lake
 
@@ -938,20 +1074,26 @@ def build_report(
         def log(msg: str) -> None:
             print(msg, file=sys.stderr)
 
+    # validate everything before OUT is created: a bad input leaves no trace
     settings = resolve_report_estimator(estimator, settings or {})
     chosen_param = parse_param(param)
+    requested = _check_iterations(iterations)
     location = getattr(lake, "location", None)
     if isinstance(lake, str | os.PathLike):
         location = os.fspath(lake)
         lake = open_lake(location, storage_options=storage_options)
+    ids = lake.select_runs(runs)
+    if chosen_param is not None:
+        check_param(lake, ids, chosen_param)
+    runs_df = lake.runs
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder: choose a folder for the report")
     out.mkdir(parents=True, exist_ok=True)
     b = _Builder(
-        lake, out, estimator=estimator, settings=settings, iterations=iterations, dpi=dpi,
+        lake, out, estimator=estimator, settings=settings, iterations=requested, dpi=dpi,
         store=store, force=force, param=chosen_param, pooled=pooled, log=log,
     )  # fmt: skip
-    ids = lake.select_runs(runs)
-    runs_df = lake.runs
     data = b.load(ids)
     for r in ids:
         if r in data:

@@ -7,11 +7,16 @@ Stored layout (plain Zarr v3, readable by ``xarray.open_datatree``)::
       <tensor>/                        attrs: sgnlake_tensor = TensorInfo
         alpha  (iteration, param)      float, NaN where no tail index (dead units)
         ...                            further outputs (McCulloch: beta, scale, loc)
+        n_nonfinite (iteration, param) int32, non-finite SGN samples of the parameter
+                                       (NaN/inf; dropped by the estimator, see
+                                       :mod:`sgnlake.analyze.kernels`)
 
 ``key`` is :func:`sgnlake.analyze.estimators.result_key` of the estimator and
 its settings. A result whose ``ResultMeta`` attribute is missing is unfinished
 (a crashed computation) and is recomputed. A run that gained snapshots since
-its result was stored gets only the new snapshots computed and appended.
+its result was stored gets only the new snapshots computed and appended; a
+stored result without ``n_nonfinite`` (written by an older sgnlake) is
+recomputed.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import pandas as pd
 import xarray as xr
 import zarr
 from dask.base import tokenize
+
 from sgnlake.schema.errors import ConfigError, LakeError, SgnlakeError
 from sgnlake.schema.lake import now, software_versions
 from sgnlake.schema.meta import ResultMeta, TensorInfo
@@ -50,6 +56,8 @@ if TYPE_CHECKING:
 
 #: Output variable that holds the tail index.
 ALPHA = "alpha"
+#: Output variable that counts the non-finite SGN samples of each parameter and snapshot.
+NONFINITE = "n_nonfinite"
 #: Target size (elements) of a stored result chunk along ``param`` (a multiple of the SGN chunk).
 RESULT_CHUNK_ELEMENTS = 65536
 
@@ -69,6 +77,7 @@ class RunResult:
     dead_last: int
     seconds: float
     path: str
+    nonfinite_samples: int = 0  # non-finite SGN samples (dropped) over all snapshots
 
 
 @dataclass
@@ -159,17 +168,24 @@ def _outputs(res: xr.DataArray, estimator: str) -> dict[str, xr.DataArray]:
 def lazy_estimate(
     lake: Lake, run: str, info: TensorInfo, estimator: str, start: int = 0, **settings: Any
 ) -> dict[str, xr.DataArray]:
-    """Lazy estimator outputs of one tensor for the committed snapshots from position ``start``."""
+    """Lazy estimator outputs of one tensor for the committed snapshots from position ``start``.
+
+    Besides the estimator's outputs, :data:`NONFINITE` counts the non-finite samples of each
+    parameter (computed from the same SGN chunks, so a graph computing both reads them once).
+    """
     x = lake.sgn(run, info.name)
     if start:
         x = x.isel({ITERATION: slice(start, None)})
+    est = _estimators()
     try:
-        res = _estimators().estimate(x, estimator=estimator, dim=MINIBATCH, **settings)
+        res = est.estimate(x, estimator=estimator, dim=MINIBATCH, **settings)
     except SgnlakeError:
         raise
     except (TypeError, ValueError) as e:
         raise ConfigError(f"bad settings for estimator {estimator!r}: {e}") from None
-    return _outputs(res, estimator)
+    outs = _outputs(res, estimator)
+    outs[NONFINITE] = est.count_nonfinite(x, MINIBATCH).transpose(ITERATION, PARAM)
+    return outs
 
 
 # ---------------------------------------------------------------------- stored results
@@ -206,8 +222,8 @@ def stored_meta(lake: Lake, run: str, key: str) -> tuple[zarr.Group, ResultMeta]
     if not np.array_equal(stored_its, its[: meta.n_iterations]):
         return None
     names = {t.name for t in lake.meta(run).tensors}
-    if not all(n in g and isinstance(g[n], zarr.Group) for n in names):
-        return None
+    if not all(n in g and isinstance(g[n], zarr.Group) and NONFINITE in g[n] for n in names):
+        return None  # a tensor is missing, or the result predates the non-finite counts
     return g, meta
 
 
@@ -290,7 +306,8 @@ def result(
     Returns
     -------
     xarray.Dataset
-        Variables (``alpha``; McCulloch adds ``beta``, ``scale``, ``loc``) with
+        Variables (``alpha``; McCulloch adds ``beta``, ``scale``, ``loc``) and
+        ``n_nonfinite`` (int32: non-finite SGN samples the estimator dropped) with
         dims ``(iteration, param)``; ``param`` runs over all selected tensors
         concatenated in the run's tensor order, with coords ``tensor``,
         ``module``, ``kind`` and ``index`` (flat index within the tensor).
@@ -479,7 +496,7 @@ def _compute_run(
                         shape=(n, info.numel),
                         chunks=(1, rc),
                         dtype=out.dtype,
-                        fill_value=np.nan,
+                        fill_value=np.nan if np.issubdtype(out.dtype, np.floating) else -1,
                         dimension_names=[ITERATION, PARAM],
                         overwrite=True,
                     )
@@ -511,6 +528,12 @@ def _compute_run(
     return _finish(lake, run, key, action, n, n - start, n_params, t0, path, estimator, settings)
 
 
+def _stored_sum(arr: zarr.Array, n: int, block_elements: int = 1 << 24) -> int:
+    """Sum of the first ``n`` rows of a stored 2-D count array, read a bounded block of rows at a time."""
+    step = max(1, block_elements // max(1, arr.shape[1]))
+    return int(sum(np.asarray(arr[i : min(i + step, n)]).sum(dtype=np.int64) for i in range(0, n, step)))
+
+
 def _finish(
     lake: Lake,
     run: str,
@@ -524,8 +547,8 @@ def _finish(
     estimator: str,
     settings: Mapping[str, Any],
 ) -> RunResult:
-    """Assemble a RunResult with the median alpha and dead count at the last snapshot."""
-    med, dead = float("nan"), 0
+    """Assemble a RunResult: median alpha and dead count at the last snapshot, non-finite samples."""
+    med, dead, nonfinite = float("nan"), 0, 0
     found = stored_meta(lake, run, key)
     if found:
         g, _ = found
@@ -534,6 +557,7 @@ def _finish(
             tg = g[info.name]
             if ALPHA in tg:
                 last.append(np.asarray(tg[ALPHA][n - 1], dtype=np.float64))
+            nonfinite += _stored_sum(tg[NONFINITE], n)
         if last:
             vals = np.concatenate(last)
             used = ~np.isnan(vals)  # +inf (1/alpha <= 0) is an estimate above 2, not a dead unit
@@ -552,6 +576,7 @@ def _finish(
         dead_last=dead,
         seconds=time.perf_counter() - t0,
         path=path,
+        nonfinite_samples=nonfinite,
     )
 
 
@@ -592,7 +617,8 @@ def compute_alpha(
     ComputeReport
         Per run: what was done (``computed``, ``appended`` for a run that gained
         snapshots, ``up-to-date``, ``empty``), snapshots, parameters, median
-        alpha and NaN count at the last snapshot, seconds and result path.
+        alpha and NaN count at the last snapshot, non-finite SGN samples
+        (dropped by the estimator) over all snapshots, seconds and result path.
 
     Raises
     ------

@@ -19,7 +19,13 @@ width, per layer). One row per run x snapshot x group, with these columns:
     An estimate of 1/alpha <= 0 gives alpha = +inf: used, counted in ``n_gt2``.
 ``n_nan``
     Parameters without a tail index (NaN: zero or constant SGN, e.g. dead ReLU
-    units); never averaged in.
+    units, or no finite SGN sample at all); never averaged in.
+``n_nonfinite_samples``
+    Non-finite (NaN, +-inf) SGN samples of the group's parameters at this
+    snapshot. The estimators drop them per parameter and estimate from the
+    remaining finite samples (see :mod:`sgnlake.analyze.kernels`); this counts
+    what was dropped. Counted separately from ``n_nan`` (a parameter with a
+    few non-finite samples still has an estimate).
 ``n_gt2``
     Estimates above 2 (possible with finite samples; flagged, not clipped).
 ``median``, ``mean``
@@ -51,10 +57,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
 from sgnlake.schema.errors import ConfigError
 from sgnlake.schema.names import ITERATION
 
 from .lake import CONFIG_COLUMNS, IterationSel, _label_positions
+from .results import ALPHA, NONFINITE
 
 if TYPE_CHECKING:
     from .lake import Lake
@@ -66,6 +74,7 @@ STAT_COLUMNS = (
     "n_params",
     "n",
     "n_nan",
+    "n_nonfinite_samples",
     "n_gt2",
     "median",
     "mean",
@@ -87,7 +96,9 @@ SUMMARY_COLUMNS = (
 )
 
 
-def group_stats(values: np.ndarray, quantiles: tuple[float, float] = (0.25, 0.75)) -> dict[str, np.ndarray]:
+def group_stats(
+    values: np.ndarray, quantiles: tuple[float, float] = (0.25, 0.75), nonfinite: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """Statistics of a ``(snapshots, params)`` block of alphas, one value per snapshot.
 
     NaN (no estimate) counts in ``n_nan`` and is left out of every statistic;
@@ -95,17 +106,31 @@ def group_stats(values: np.ndarray, quantiles: tuple[float, float] = (0.25, 0.75
     is a used estimate above 2 (it makes ``mean`` infinite, ``mean_inv`` adds 0),
     as in :func:`sgnlake.analyze.kernels.summarize`.
 
+    Parameters
+    ----------
+    values : numpy.ndarray, shape (snapshots, params)
+        Per-parameter alphas.
+    quantiles : (float, float)
+        Quantiles reported as ``q_lo`` and ``q_hi``.
+    nonfinite : numpy.ndarray, shape (snapshots, params), optional
+        Non-finite SGN samples per parameter (the ``n_nonfinite`` result); their
+        row sums are ``n_nonfinite_samples``.
+
     Returns
     -------
     dict of str to numpy.ndarray
-        The :data:`STAT_COLUMNS` (NaN where a snapshot has no finite value).
+        The :data:`STAT_COLUMNS` (NaN where a snapshot has no finite value);
+        ``n_nonfinite_samples`` only when ``nonfinite`` is given.
     """
     v = np.asarray(values, dtype=np.float64)
     used = ~np.isnan(v)
+    out: dict[str, np.ndarray] = {}
+    if nonfinite is not None:
+        out["n_nonfinite_samples"] = np.asarray(nonfinite).sum(axis=1, dtype=np.int64)
     with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
         mean_inv = np.nanmean(1.0 / v, axis=1)
-        return {
+        return out | {
             "n_params": np.full(v.shape[0], v.shape[1], dtype=np.int64),
             "n": used.sum(axis=1).astype(np.int64),
             "n_nan": (~used).sum(axis=1).astype(np.int64),
@@ -159,25 +184,34 @@ def summary(
     ids = [r for r in lake.select_runs(runs) if lake.meta(r).committed > 0]
     frames = []
     for run in ids:
-        a = lake.alpha(run, estimator=estimator, **settings)
+        ds = lake.result(run, estimator=estimator, **settings)
+        if ALPHA not in ds:
+            raise ConfigError(
+                f"estimator {estimator!r} has no alpha output (outputs: {', '.join(map(str, ds.data_vars))}): "
+                "summarise lake.result(...) yourself"
+            )
+        ds = ds[[ALPHA, NONFINITE]]
         if iterations is not None:
-            pos, _ = _label_positions(a[ITERATION].values, iterations, run)
-            a = a.isel({ITERATION: pos})
+            pos, _ = _label_positions(ds[ITERATION].values, iterations, run)
+            ds = ds.isel({ITERATION: pos})
+        a = ds[ALPHA]
         labels = np.full(a.sizes["param"], "all", dtype=object) if by == "model" else a[by].values
         groups = list(dict.fromkeys(labels.tolist()))
         cols = {g: np.flatnonzero(labels == g) for g in groups}
         its = a[ITERATION].values
-        step = max(1, block_bytes // max(1, 8 * a.sizes["param"]))
+        step = max(1, block_bytes // max(1, 12 * a.sizes["param"]))  # float64 alpha + int32 count
         parts: list[dict[str, Any]] = []
         for i0 in range(0, len(its), step):
-            block = np.asarray(a.isel({ITERATION: slice(i0, i0 + step)}).values)
+            part = ds.isel({ITERATION: slice(i0, i0 + step)}).compute()  # one graph: SGN read once
+            block = np.asarray(part[ALPHA].values)
+            counts = np.asarray(part[NONFINITE].values)
             for g in groups:
-                st = group_stats(block[:, cols[g]], quantiles)
+                st = group_stats(block[:, cols[g]], quantiles, counts[:, cols[g]])
                 st.update(iteration=its[i0 : i0 + step], group=g)
                 parts.append(st)
         df = pd.concat([pd.DataFrame(p) for p in parts], ignore_index=True)
         df["run_id"], df["by"] = run, by
-        df["estimator"], df["key"] = estimator, a.attrs.get("key", "")
+        df["estimator"], df["key"] = estimator, ds.attrs.get("key", "")
         for k, v in lake.config_coords(run).items():
             df[k] = v
         order = {g: i for i, g in enumerate(groups)}

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
+
 from sgnlake.analyze import kernels
 from sgnlake.analyze.estimators import resolve_settings, result_key
 from sgnlake.schema.errors import ConfigError

@@ -400,6 +400,7 @@ def write_synthetic_lake(
         Codec and chunking (default lossless zstd, 8192 parameters per chunk).
     """
     import zarr
+
     from sgnlake.schema import codecs
     from sgnlake.schema.meta import LakeMeta, RunConfig, RunMeta, Schedule, StorageSpec, TensorInfo
 

@@ -37,6 +37,7 @@ def _touch(block: np.ndarray) -> np.ndarray:
 def raw_read_seconds(location: str, run: str) -> float:
     """Seconds to read and decompress every committed ``sgn`` chunk of ``run`` on the active scheduler."""
     import dask
+
     from sgnlake.analyze import open_lake
 
     lake = open_lake(location)

@@ -1,7 +1,7 @@
 """Study 1: collector overhead -- lake writes vs bare gradients, and vs the paper's way.
 
 For LeNet and an FCN (784-64-64-64-10) on the embedded MNIST subset (b = 50,
-M = 100), with the ``loop`` and ``vmap`` engines and torch at 1 and 2 threads,
+M = 100), with the ``loop`` and ``vmap`` engines and torch at 1 thread (``--threads 1,2`` adds 2),
 one snapshot is timed three ways, side by side in one run (blocks of
 ``--snapshots`` snapshots, interleaved, repeated ``--repeat`` times; medians):
 
@@ -66,6 +66,7 @@ class Setup:
 def make_setup(label: str, engine: str, n_train: int, batch_size: int, budget_mb: int = 512) -> Setup:
     """Build the model (seeded), data tensors and vmap chunk as the collector does."""
     import torch
+
     from sgnlake.collect.data import load_dataset
     from sgnlake.collect.engines import vmap_chunk
     from sgnlake.collect.models import build_model
@@ -106,12 +107,12 @@ def snapshot(s: Setup, index: int) -> Any:
     )
 
 
-def bare_block(s: Setup, k: int) -> float:
-    """Seconds per snapshot, nothing stored."""
-    t0 = time.perf_counter()
+def bare_block(s: Setup, k: int) -> tuple[float, float]:
+    """Wall and process-CPU seconds per snapshot, nothing stored."""
+    t0, c0 = time.perf_counter(), time.process_time()
     for i in range(k):
         snapshot(s, i)
-    return (time.perf_counter() - t0) / k
+    return (time.perf_counter() - t0) / k, (time.process_time() - c0) / k
 
 
 def run_meta(s: Setup, k: int, storage: Any, run_id: str) -> Any:
@@ -151,8 +152,9 @@ def run_meta(s: Setup, k: int, storage: Any, run_id: str) -> Any:
     )
 
 
-def lake_block(s: Setup, k: int, storage: Any, location: Path, run_id: str) -> tuple[float, float]:
-    """Seconds per snapshot with the collector's background writer; and the writer's busy seconds.
+def lake_block(s: Setup, k: int, storage: Any, location: Path, run_id: str) -> tuple[float, float, float]:
+    """Wall seconds per snapshot with the collector's background writer, the writer's busy seconds,
+    and process-CPU seconds per snapshot (compute + writer).
 
     Mirrors ``sgnlake.collect.runner._loop``: acquire a slot, compute, capture the
     checkpoint, submit; the block ends when every snapshot is committed.
@@ -164,17 +166,17 @@ def lake_block(s: Setup, k: int, storage: Any, location: Path, run_id: str) -> t
     root = open_lake_group(str(location), mode="a")
     writer = RunWriter.create(root, run_meta(s, k, storage, run_id), background=True)
     try:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for i in range(k):
             writer.acquire()
             snap = snapshot(s, i)
             snap.checkpoint = checkpoint.capture(s.model, s.optimizer, step=i, snapshot=i)
             writer.submit(snap)
         writer.drain()
-        per = (time.perf_counter() - t0) / k
+        per, cpu = (time.perf_counter() - t0) / k, (time.process_time() - c0) / k
     finally:
         writer.close()
-    return per, sum(writer.write_seconds) / k
+    return per, sum(writer.write_seconds) / k, cpu
 
 
 def paper_block(s: Setup, k: int, folder: Path) -> tuple[float, np.ndarray]:
@@ -186,6 +188,7 @@ def paper_block(s: Setup, k: int, folder: Path) -> tuple[float, np.ndarray]:
     """
     import torch
     import torch.nn.functional as F
+
     from sgnlake.collect.snapshot import partition
 
     model = s.model
@@ -221,7 +224,11 @@ def main() -> None:
     p = C.parser(__doc__)
     p.add_argument("--snapshots", type=int, default=4, help="snapshots per timed block")
     p.add_argument("--repeat", type=int, default=2, help="interleaved repetitions (median reported)")
-    p.add_argument("--threads", default="1,2", help="comma list of torch thread counts")
+    p.add_argument(
+        "--threads",
+        default="1",
+        help="comma list of torch thread counts (1: the second core is left to the writer; try 1,2)",
+    )
     p.add_argument("--keepbits", type=int, default=8, help="BitRound keepbits of the lossy codec")
     p.add_argument("--models", default=",".join(MODELS), help="comma list of models")
     p.add_argument("--n-train", type=int, default=5000, help="examples (M = n / 50)")
@@ -231,6 +238,7 @@ def main() -> None:
         args.models = "FCN 784-64-64-64-10"
 
     import torch
+
     from sgnlake.schema.meta import StorageSpec
 
     codecs = {
@@ -249,6 +257,8 @@ def main() -> None:
             *(f"ratio {c}" for c in codecs),
             f"goal <= {OVERHEAD_GOAL}",
             "writer busy (s/snap)",
+            "CPU bare (s/snap)",
+            "CPU lake zstd (s/snap)",
         ]
     )
     paper_t = C.Table(
@@ -274,17 +284,21 @@ def main() -> None:
                     s = make_setup(label, engine, args.n_train, 50)
                     snapshot(s, 0)  # warm-up
                     times: dict[str, list[float]] = {"bare": [], "paper": [], **{c: [] for c in codecs}}
+                    cpus: dict[str, list[float]] = {"bare": [], "lake": []}
                     busy: list[float] = []
                     worst = 0.0
                     for _ in range(args.repeat):
-                        times["bare"].append(bare_block(s, k))
+                        wall, cpu = bare_block(s, k)
+                        times["bare"].append(wall)
+                        cpus["bare"].append(cpu)
                         for c, spec in codecs.items():
                             run_no += 1
                             loc = work / f"lake{run_no}"
-                            per, wb = lake_block(s, k, spec, loc, "bench")
+                            per, wb, cpu = lake_block(s, k, spec, loc, "bench")
                             times[c].append(per)
                             if spec.keepbits is None:
                                 busy.append(wb)
+                                cpus["lake"].append(cpu)
                                 paper_per, paper_sgn = paper_block(s, k, work / f"npy{run_no}")
                                 times["paper"].append(paper_per)
                                 stored = lake_sgn(loc, "bench", s.names, k - 1)
@@ -302,6 +316,8 @@ def main() -> None:
                         *ratios,
                         "yes" if max(ratios) <= OVERHEAD_GOAL else "no",
                         statistics.median(busy),
+                        statistics.median(cpus["bare"]),
+                        statistics.median(cpus["lake"]),
                     )
                     lossless = next(iter(codecs))
                     speed = med["paper"] / med[lossless]
@@ -311,6 +327,8 @@ def main() -> None:
                             "engine": engine,
                             "threads": threads,
                             "bare_s": med["bare"],
+                            "bare_cpu_s": statistics.median(cpus["bare"]),
+                            "lake_cpu_s": statistics.median(cpus["lake"]),
                             "ratios": dict(zip(codecs, ratios, strict=True)),
                             "paper_s": med["paper"],
                             "speedup_vs_paper": speed,
@@ -339,7 +357,9 @@ def main() -> None:
             f"snapshots, {args.repeat} interleaved repetitions, medians. `ratio` = lake / bare per snapshot "
             "(the block includes the final drain of the background writer, so the last write is never hidden). "
             "`writer busy` = the writer thread's seconds per snapshot (compress + write + commit), which "
-            "overlaps the next snapshot's gradients.",
+            "overlaps the next snapshot's gradients. `CPU` columns: process CPU seconds per snapshot (all "
+            "threads), less sensitive to other tenants than wall time; their difference is the writer's "
+            "CPU cost, which can only hide behind compute when a core is free for it.",
             main_t.markdown(),
             "Against the paper's way (one backward per minibatch, `np.save` per gradient, reload, subtract "
             "the mean); speed-up = paper / lake zstd. The SGN of the last snapshot from both ways is compared "

@@ -66,6 +66,7 @@ def main() -> None:
         args.params, args.samples, args.loop_params, args.mle_params, args.mle_cap = 300, "100", 30, 1, 1.0
 
     from scipy.stats import levy_stable
+
     from sgnlake.analyze import kernels
 
     rng = np.random.default_rng(2024)

@@ -20,9 +20,21 @@ Run on a CUDA machine through ``bench/gpu_check.sh`` (< 5 minutes). Three parts:
      (``sgnlake.collect.engines``), on the device, nothing copied or stored; the
      vmap chunk is sized from ``torch.cuda.mem_get_info`` (a quarter of free memory);
    * *snapshot*: ``compute_snapshot`` (gradients, full gradient, SGN, copy to host)
-     with the collector's own chunk (its ``--memory-budget-mb``, default 512);
+     with the collector's own budget and chunk (on CUDA: half the free device memory,
+     at most 16 GiB, ``sgnlake.collect.device.resolve_memory_budget``), copied
+     synchronously into fresh pageable host memory;
+   * *staged*: the same with the collector's pinned host buffers
+     (``sgnlake.collect.staging.HostStaging``): seconds until ``compute_snapshot``
+     returns (the device-to-host copy still in flight on a side stream) and until the
+     copy is done; *overlap*: a staged snapshot followed at once by the next
+     snapshot's bare vmap gradients, against the two one after the other (the copy
+     hidden behind the compute gives a ratio < 1);
    * *collect*: ``collect()`` of ``--snapshots`` consecutive snapshots into a local
-     lake (lossless zstd, background writer): wall seconds per snapshot.
+     lake (lossless zstd, background writer): wall seconds per snapshot, and the
+     budget, chunk and host buffers it recorded in ``RunMeta.extra``.
+
+Snapshots run with TF32 off (``sgnlake.collect.device.full_float32``); the device facts
+show the global flags before and inside that setting.
 
 On a machine without CUDA it stops with a one-line error. ``--device cpu --smoke``
 runs all three parts at tiny sizes on the CPU (CI runs it so the script cannot rot).
@@ -130,9 +142,21 @@ def device_facts(dev) -> list[str]:
             f"CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}"
         )
         lines.append(
-            f"TF32: matmul {torch.backends.cuda.matmul.allow_tf32}, cuDNN conv {torch.backends.cudnn.allow_tf32}; "
-            f"float32 matmul precision {torch.get_float32_matmul_precision()!r}"
+            f"TF32 by default here: matmul {torch.backends.cuda.matmul.allow_tf32}, cuDNN conv "
+            f"{torch.backends.cudnn.allow_tf32}; float32 matmul precision {torch.get_float32_matmul_precision()!r}"
         )
+    from sgnlake.collect.device import full_float32, precision_flags, resolve_memory_budget
+
+    with full_float32():
+        inside = precision_flags()
+    lines.append(
+        "inside sgnlake snapshots and collect(): " + ", ".join(f"{k} {v}" for k, v in inside.items())
+    )
+    budget = resolve_memory_budget(dev, 512, explicit=False)
+    lines.append(
+        f"automatic vmap budget (before any snapshot buffer): {budget.mb} MiB ({budget.source}"
+        + (f", {budget.free_mb} MiB free)" if budget.free_mb is not None else ")")
+    )
     return lines
 
 
@@ -142,6 +166,7 @@ def device_facts(dev) -> list[str]:
 def check_engines(args, dev) -> tuple[C.Table, list[dict[str, Any]]]:
     """Device loop/vmap snapshot vs the CPU loop engine at the same weights."""
     import torch
+
     from sgnlake.collect.data import load_dataset
     from sgnlake.collect.engines import vmap_chunk
     from sgnlake.collect.models import build_model
@@ -177,9 +202,46 @@ def check_engines(args, dev) -> tuple[C.Table, list[dict[str, Any]]]:
     return table, rows
 
 
+def tf32_control(args, dev) -> dict[str, Any]:
+    """LeNet per-minibatch gradients on the device with TF32 allowed vs with ``full_float32``.
+
+    Not judged: it shows whether TF32 changes the results on this GPU (Ampere and later:
+    errors well above ``--tol``), i.e. whether part 1 would catch TF32 left on.
+    """
+    import torch
+
+    from sgnlake.collect.data import load_dataset
+    from sgnlake.collect.device import full_float32
+    from sgnlake.collect.engines import vmap_gradients
+    from sgnlake.collect.models import build_model
+    from sgnlake.collect.snapshot import partition
+
+    data = load_dataset("mnist5k", n_train=args.check_n)
+    x, y = data.tensors(str(dev))
+    b = args.batch_size if args.check_n >= 4 * args.batch_size else max(1, args.check_n // 10)
+    torch.manual_seed(0)
+    model = build_model("lenet", input_shape=data.input_shape).to(dev)
+    names = [n for n, _ in model.named_parameters()]
+    batches = partition(data.n, b, seed=3, iteration=7).to(dev)
+    m = batches.shape[0]
+    with full_float32():
+        ref = vmap_gradients(model, names, x, y, batches, m)
+    prec, cudnn = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    try:
+        torch.set_float32_matmul_precision("high")
+        torch.backends.cudnn.allow_tf32 = True
+        got = vmap_gradients(model, names, x, y, batches, m)
+    finally:
+        torch.set_float32_matmul_precision(prec)
+        torch.backends.cudnn.allow_tf32 = cudnn
+    rel = max(rel_err(got.grads[n].cpu().numpy(), ref.grads[n].cpu().numpy())[1] for n in names)
+    return {"model": "LeNet", "M": m, "rel_err_tf32_on": rel, "exceeds_tol": rel > args.tol}
+
+
 def check_collector(args, dev, work: Path) -> tuple[C.Table, list[dict[str, Any]]]:
     """collect() on the device vs on the CPU (loop): stored SGN at iteration 0 and later."""
     import zarr
+
     from sgnlake.collect import collect
     from sgnlake.schema import RunConfig, Schedule
 
@@ -263,13 +325,54 @@ def timed_median(fn, dev, repeat: int) -> float:
     return C.median(ts)
 
 
+def staged_timings(snapshot_fn, next_fn, dev, repeat: int) -> dict[str, float]:
+    """Medians: a staged snapshot's return and copy-done seconds; staged + next compute vs sequential.
+
+    ``snapshot_fn()`` returns a :class:`~sgnlake.collect.snapshot.Snapshot` whose copy
+    may be in flight; ``next_fn()`` is the next compute (bare vmap gradients).
+    """
+    rets, dones, overlaps, seqs = [], [], [], []
+    for i in range(repeat + 1):  # the first is a warm-up
+        sync(dev)
+        t0 = time.perf_counter()
+        snap = snapshot_fn()
+        t1 = time.perf_counter()
+        snap.wait()
+        t2 = time.perf_counter()
+        snap.release()
+        next_fn()
+        sync(dev)
+        t3 = time.perf_counter()  # sequential: snapshot with its copy, then the next compute
+        snap = snapshot_fn()
+        t4 = time.perf_counter()
+        next_fn()
+        snap.wait()
+        sync(dev)
+        t5 = time.perf_counter()  # overlapped: the next compute queued while the copy runs
+        snap.release()
+        if i:
+            rets.append(t1 - t0)
+            dones.append(t2 - t0)
+            seqs.append(t3 - t0)
+            overlaps.append(t5 - t4 + (t1 - t0))
+    return {
+        "staged_return_s": C.median(rets),
+        "staged_done_s": C.median(dones),
+        "sequential_s": C.median(seqs),
+        "overlapped_s": C.median(overlaps),
+    }
+
+
 def throughput(args, dev, work: Path) -> tuple[C.Table, list[dict[str, Any]]]:
     import torch
+
     from sgnlake.collect import collect
     from sgnlake.collect.data import load_dataset
+    from sgnlake.collect.device import resolve_memory_budget
     from sgnlake.collect.engines import loop_gradients, vmap_chunk, vmap_gradients
     from sgnlake.collect.models import build_model
-    from sgnlake.collect.snapshot import compute_snapshot, partition
+    from sgnlake.collect.snapshot import compute_snapshot, partition, snapshot_device_bytes
+    from sgnlake.collect.staging import HostStaging
     from sgnlake.schema import RunConfig, Schedule
 
     data_dir = work / "mnist"
@@ -284,9 +387,10 @@ def throughput(args, dev, work: Path) -> tuple[C.Table, list[dict[str, Any]]]:
     else:
         budget_mb = 512
     table = C.Table(
-        ["model", "params", "M", "vmap chunk (mem_get_info)", "bare vmap s", "bare loop s",
-         "collector chunk (512 MiB)", "snapshot s", "collect s/snapshot", "of which compute", "write (overlapped)",
-         "SGN MB/snapshot", "collect MB/s", "collect / bare vmap"]
+        ["model", "params", "M", "vmap chunk (1/4 free)", "bare vmap s", "bare loop s",
+         "collector budget MiB", "collector chunk", "snapshot s", "staged: returns s", "staged: copy done s",
+         "overlap / sequential", "collect s/snapshot", "of which compute", "write (overlapped)",
+         "SGN MB/snapshot", "collect MB/s", "collect / bare vmap", "host buffers"]
     )  # fmt: skip
     rows = []
     for label, (name, margs) in SPEED_MODELS.items():
@@ -296,12 +400,23 @@ def throughput(args, dev, work: Path) -> tuple[C.Table, list[dict[str, Any]]]:
         p = sum(q.numel() for q in model.parameters())
         batches = partition(data.n, b, seed=0, iteration=0).to(dev)
         chunk = vmap_chunk(model, data.input_shape, b, p, m, budget_mb, dev)
-        coll_chunk = vmap_chunk(model, data.input_shape, b, p, m, 512, dev)
+        coll_budget = resolve_memory_budget(
+            dev, 512, explicit=False, reserved_bytes=snapshot_device_bytes(m, p)
+        )
+        coll_chunk = vmap_chunk(model, data.input_shape, b, p, m, coll_budget.mb, dev)
         t_vmap = timed_median(partial(vmap_gradients, model, names, x, y, batches, chunk), dev, args.repeat)
         t_loop = timed_median(partial(loop_gradients, model, names, x, y, batches), dev, 1)
         kw = {"index": 0, "iteration": 0, "batch_size": b, "seed": 0, "engine": "vmap", "chunk": coll_chunk}
         t_snap = timed_median(partial(compute_snapshot, model, x, y, **kw), dev, args.repeat)
-        del model, batches
+        staging = HostStaging(dev)
+        st = staged_timings(
+            partial(compute_snapshot, model, x, y, staging=staging, **kw),
+            partial(vmap_gradients, model, names, x, y, batches, coll_chunk),
+            dev,
+            args.repeat,
+        )
+        st["staging"] = staging.describe()
+        del model, batches, staging
         k = args.snapshots
         cfg = RunConfig(
             run_id=f"speed-{name}",
@@ -321,17 +436,25 @@ def throughput(args, dev, work: Path) -> tuple[C.Table, list[dict[str, Any]]]:
         if dev.type == "cuda":
             torch.cuda.empty_cache()
         mb = m * p * 4 / 1e6
+        ex = meta.extra
+        hs = dict(ex.get("host_staging", {}))
         row = {
             "model": label, "params": p, "M": m, "chunk": chunk, "bare_vmap_s": t_vmap, "bare_loop_s": t_loop,
-            "collector_chunk": coll_chunk, "snapshot_s": t_snap, "collect_s": t_coll, "sgn_mb": mb,
-            "collect_mb_s": mb / t_coll, "ratio": t_coll / t_vmap, "timing": dict(meta.extra.get("last_call", {})),
+            "collector_budget_mb": ex.get("memory_budget_mb"), "collector_budget_source": ex.get("memory_budget_source"),
+            "collector_chunk": ex.get("vmap_chunk"), "snapshot_chunk": coll_chunk, "snapshot_s": t_snap, **st,
+            "collect_s": t_coll, "sgn_mb": mb, "collect_mb_s": mb / t_coll, "ratio": t_coll / t_vmap,
+            "timing": dict(ex.get("last_call", {})), "host_staging": hs, "precision": dict(ex.get("precision", {})),
         }  # fmt: skip
         rows.append(row)
         timing = row["timing"]
+        buffers = ("pinned" if hs.get("pinned") else "pageable") + (
+            ", async" if hs.get("async_copy") else ", sync"
+        )
         table.add(
-            label, p, m, chunk, t_vmap, t_loop, coll_chunk, t_snap, t_coll,
+            label, p, m, chunk, t_vmap, t_loop, row["collector_budget_mb"], row["collector_chunk"], t_snap,
+            st["staged_return_s"], st["staged_done_s"], st["overlapped_s"] / st["sequential_s"], t_coll,
             timing.get("compute_seconds", float("nan")) / k, timing.get("write_seconds", float("nan")) / k,
-            mb, mb / t_coll, t_coll / t_vmap,
+            mb, mb / t_coll, t_coll / t_vmap, buffers,
         )  # fmt: skip
     return table, rows
 
@@ -350,6 +473,14 @@ def main() -> None:
         print("\n".join(facts), flush=True)
         t1, r1 = check_engines(args, dev)
         print(t1.markdown(), flush=True)
+        ctl = tf32_control(args, dev)
+        ctl_line = (
+            f"Control (not judged): LeNet per-minibatch gradients on {dev} with TF32 allowed differ from "
+            f"TF32 off by max rel err {ctl['rel_err_tf32_on']:.3g} "
+            f"({'above' if ctl['exceeds_tol'] else 'within'} the tolerance; above is expected on Ampere and "
+            "later GPUs, where TF32 left on would fail part 1)."
+        )
+        print(ctl_line, flush=True)
         t2, r2 = check_collector(args, dev, work)
         print(t2.markdown(), flush=True)
         t3, r3 = throughput(args, dev, work)
@@ -360,12 +491,18 @@ def main() -> None:
     sections = [
         "\n".join(f"- {f}" for f in facts),
         f"## 1. Snapshot on {dev} vs the CPU loop engine (same weights, tolerance {args.tol:g} relative)\n\n"
-        + t1.markdown(),
+        + t1.markdown()
+        + "\n\n"
+        + ctl_line,
         f"## 2. collect() on {dev} vs on the CPU (stored SGN)\n\n" + t2.markdown(),
         f"## 3. Throughput, n = {args.n:,}, b = {args.batch_size} (seconds per snapshot, medians)\n\n"
         + t3.markdown()
         + "\n\n*bare*: per-minibatch gradients only, on the device. *snapshot*: gradients + full gradient"
-        " + SGN + copy to host. *collect*: `collect()` wall time / snapshots (setup included: data, model,"
+        " + SGN + copy to fresh pageable host memory. *staged*: the same into the collector's reused"
+        " (pinned on CUDA) host buffers, the copy on a side stream: seconds until the call returns and until"
+        " the copy is done. *overlap / sequential*: a staged snapshot then the next snapshot's bare vmap"
+        " compute, with the copy overlapping that compute vs after it (< 1: the copy is hidden; ~1 on the"
+        " CPU, where copies are synchronous). *collect*: `collect()` wall time / snapshots (setup included: data, model,"
         " lake), lossless zstd, background writer, checkpoints included; *of which compute* and *write* are"
         " the collector's own per-snapshot seconds (`RunMeta.extra['last_call']`), the write running in a"
         " background thread while the next snapshot is computed.",
@@ -373,7 +510,7 @@ def main() -> None:
     ]
     C.write_report(
         args, "gpu_check", "GPU check: CUDA SGN vs CPU, snapshot throughput", sections,
-        {"ok": ok, "engines": r1, "collector": r2, "throughput": r3, "device": str(dev)},
+        {"ok": ok, "engines": r1, "tf32_control": ctl, "collector": r2, "throughput": r3, "device": str(dev)},
     )  # fmt: skip
     sys.exit(0 if ok else 1)
 

@@ -46,6 +46,7 @@ def _spill_stats(dask_worker: Any) -> dict[str, float]:
 def check_against_numpy(location: str, run: str, n_chunks: int = 4) -> float:
     """Largest |alpha_stored - alpha_numpy| / max(1, |alpha_numpy|) over a few (snapshot, tensor) slabs."""
     import zarr
+
     from sgnlake.analyze import kernels
 
     root = zarr.open_group(location, mode="r")

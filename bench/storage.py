@@ -77,6 +77,7 @@ def collect_run(location: Path, smoke: bool) -> tuple[str, float]:
 def load_sgn(location: Path, run: str) -> tuple[Any, dict[str, np.ndarray]]:
     """The run's metadata and its committed float32 SGN per tensor ``(S, M, P)`` (plain Zarr)."""
     import zarr
+
     from sgnlake.schema.meta import RunMeta
 
     g = zarr.open_group(str(location), mode="r")[f"runs/{run}"]
@@ -90,6 +91,7 @@ def write_copy(src: Path, run: str, meta: Any, sgn: dict[str, np.ndarray], dst: 
     import dataclasses
 
     import zarr
+
     from sgnlake.schema import codecs
     from sgnlake.schema.meta import LakeMeta
 

@@ -17,8 +17,12 @@ Reopen them lazily with sgnlake.analyze.open_lake(LAKE).alpha(RUN) or plain
 xarray.open_datatree(LAKE, engine="zarr").
 
 Runs on Dask: threads by default, a local cluster with --workers, an existing cluster
-with --scheduler. Prints one line per run (snapshots, parameters, median alpha and
-count of parameters without an estimate (dead: zero/constant SGN) at the last snapshot)."""
+with --scheduler. Prints one line per run: snapshots, parameters, median alpha and the
+count of parameters without an estimate (dead: zero/constant SGN) at the last snapshot,
+and the number of non-finite (NaN/inf) SGN samples over all snapshots. Non-finite samples
+are dropped per parameter and the estimate uses the remaining finite ones (Mohammadi: a
+K1 block holding one is left out of the block sums); a parameter with no two distinct
+finite samples counts as dead."""
 
 
 def parse_settings(estimator: str, k1: str | None, hill_k: str | None) -> dict[str, Any]:
@@ -49,7 +53,18 @@ def _fmt(x: float, nd: int = 3) -> str:
 
 def format_table(report: Any) -> str:
     """The per-run table printed by ``sgnlake alpha``."""
-    header = ("run", "action", "snapshots", "new", "parameters", "last it", "median alpha", "dead", "seconds")
+    header = (
+        "run",
+        "action",
+        "snapshots",
+        "new",
+        "parameters",
+        "last it",
+        "median alpha",
+        "dead",
+        "non-finite",
+        "seconds",
+    )
     rows = [
         (
             r.run_id,
@@ -60,6 +75,7 @@ def format_table(report: Any) -> str:
             "-" if r.last_iteration is None else str(r.last_iteration),
             _fmt(r.median_alpha_last),
             str(r.dead_last),
+            str(r.nonfinite_samples),
             _fmt(r.seconds, 1),
         )
         for r in report.runs
@@ -184,6 +200,15 @@ def register(app: typer.Typer) -> None:
         except SgnlakeError as e:
             raise fail(str(e)) from None
         typer.echo(format_table(report))
+        nonfinite = {r.run_id: r.nonfinite_samples for r in report.runs if r.nonfinite_samples}
+        if nonfinite:
+            first = next(iter(nonfinite))
+            more = f" (+{len(nonfinite) - 1} more run(s))" if len(nonfinite) > 1 else ""
+            typer.echo(
+                f"note: skipped {sum(nonfinite.values())} non-finite SGN sample(s), e.g. {nonfinite[first]} "
+                f"in run {first}{more}; alpha uses the remaining finite samples of each parameter",
+                err=True,
+            )
         if opened.corrupt_chunks:
             keys = sorted(set(opened.corrupt_chunks))
             more = f" (+{len(keys) - 1} more)" if len(keys) > 1 else ""

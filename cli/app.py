@@ -12,6 +12,7 @@ import importlib
 import sys
 
 import typer
+
 from sgnlake.schema.errors import SgnlakeError
 
 app = typer.Typer(

@@ -203,7 +203,9 @@ def register(app: typer.Typer) -> None:
         codec: str = typer.Option(
             "zstd", "--codec", help="Lossless compressor: zstd (default), blosc-zstd (with shuffle) or none."
         ),
-        level: int = typer.Option(3, "--level", help="Compression level. Default 3."),
+        level: int = typer.Option(
+            1, "--level", help="Compression level (zstd/blosc). Default 1 (fast; 3 saves ~2.5% more)."
+        ),
         keepbits: int | None = typer.Option(
             None,
             "--keepbits",

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import typer
+
 from sgnlake.schema.errors import ConfigError
 
 

@@ -12,8 +12,9 @@ import io
 from typing import Any
 
 import torch
-from sgnlake.schema.errors import LakeError
 from torch import nn
+
+from sgnlake.schema.errors import LakeError
 
 from .rng import get_rng_state, set_rng_state
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+
 from sgnlake.schema.errors import ConfigError
 from sgnlake.schema.meta import RunConfig
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from sgnlake.schema.errors import ConfigError
 
 #: Datasets :func:`load_dataset` knows.

@@ -113,40 +113,137 @@ def resolve_memory_budget(
     return MemoryBudget(budget_from_free(free_bytes, reserved_bytes), "device", int(free_bytes) // MIB)
 
 
-def _matmul_precision() -> str:
-    return str(torch.get_float32_matmul_precision())
+#: Nodes of torch's per-backend float32 precision settings (torch >= 2.9; "" is the generic one),
+#: each with the node its "none" defers to (cuda.matmul, cudnn.conv and cudnn.rnn share the "cuda" node,
+#: which is ``torch.backends.cudnn.fp32_precision``).
+_FP32_PARENT = {
+    "": None,
+    "cudnn": "",
+    "mkldnn": "",
+    "cuda.matmul": "cudnn",
+    "cudnn.conv": "cudnn",
+    "cudnn.rnn": "cudnn",
+    "mkldnn.matmul": "mkldnn",
+    "mkldnn.conv": "mkldnn",
+    "mkldnn.rnn": "mkldnn",
+}
+_FP32_NODES = tuple(_FP32_PARENT)
+#: The operations that must compute in full float32 ("ieee") inside :func:`full_float32`.
+_IEEE_NODES = ("cuda.matmul", "cudnn.conv", "cudnn.rnn", "mkldnn.matmul", "mkldnn.conv", "mkldnn.rnn")
+
+
+def _fp32_node(path: str) -> Any:
+    """``torch.backends.<path>`` when it has ``fp32_precision`` (the torch >= 2.9 API), else None."""
+    node: Any = torch.backends
+    for part in filter(None, path.split(".")):
+        node = getattr(node, part, None)
+        if node is None:
+            return None
+    try:
+        node.fp32_precision  # noqa: B018 - probing the attribute
+    except (AttributeError, RuntimeError):
+        return None
+    return node
+
+
+def _fp32_api() -> bool:
+    """Whether torch has the per-backend ``fp32_precision`` settings."""
+    return _fp32_node("cuda.matmul") is not None
+
+
+def _effective(path: str) -> str:
+    """The float32 precision the operations of node ``path`` use ("none" defers to the parent node)."""
+    node_path: str | None = path
+    while node_path is not None:
+        node = _fp32_node(node_path)
+        value = str(node.fp32_precision) if node is not None else "none"
+        if value != "none":
+            return value
+        node_path = _FP32_PARENT.get(node_path)
+    return "ieee"
+
+
+def _matmul_precision() -> str | None:
+    """``torch.get_float32_matmul_precision()``, or None when torch refuses (mixed legacy/new settings)."""
+    try:
+        return str(torch.get_float32_matmul_precision())
+    except RuntimeError:
+        return None
+
+
+def _cudnn_allow_tf32() -> bool | None:
+    """The legacy ``torch.backends.cudnn.allow_tf32``, or None when torch refuses (mixed settings)."""
+    try:
+        return bool(torch.backends.cudnn.allow_tf32)
+    except RuntimeError:
+        return None
 
 
 @contextlib.contextmanager
 def full_float32() -> Iterator[None]:
-    """TF32 off for CUDA matmuls and cuDNN convolutions inside the block; restored afterwards.
+    """TF32 (and bfloat16) off for matmuls and convolutions inside the block; restored afterwards.
 
     With TF32 a float32 convolution or matmul on Ampere and later GPUs keeps 10
-    mantissa bits, and the SGN misses float32 tolerance against the CPU. The
-    flags are process-global (other threads see them while the block runs).
+    mantissa bits, and the SGN misses float32 tolerance against the CPU. Inside
+    the block the float32 matmul precision is ``"highest"`` and
+    ``torch.backends.cudnn.allow_tf32`` is False, set with the legacy setters,
+    which on torch >= 2.9 also set the per-backend ``fp32_precision`` settings
+    consistently (cuBLAS raises when the two disagree); an operation that would
+    still resolve to TF32 or bfloat16 (through a generic or backend-wide
+    setting) is set to ``"ieee"``. On exit the legacy settings and then every
+    per-backend one are put back as they were. The settings are
+    process-global: other threads see them while the block runs.
     """
-    prec = _matmul_precision()
-    cudnn_tf32 = torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    new_api = _fp32_api()
+    saved = [(node, node.fp32_precision) for node in map(_fp32_node, _FP32_NODES) if node is not None]
+    prec, cudnn_tf32 = _matmul_precision(), _cudnn_allow_tf32()
     try:
+        torch.set_float32_matmul_precision("highest")
+        torch.backends.cudnn.allow_tf32 = False
+        if new_api:
+            for path in _IEEE_NODES:
+                node = _fp32_node(path)
+                if node is not None and _effective(path) != "ieee":
+                    node.fp32_precision = "ieee"
         yield
     finally:
-        # the matmul flag is derived from the float32 matmul precision: restoring the
-        # precision restores it exactly ("medium" too, which allow_tf32=True would not)
-        torch.set_float32_matmul_precision(prec)
-        torch.backends.cudnn.allow_tf32 = cudnn_tf32
+        if prec is not None:
+            torch.set_float32_matmul_precision(prec)
+        if cudnn_tf32 is not None:
+            torch.backends.cudnn.allow_tf32 = cudnn_tf32
+        for node, value in saved:
+            node.fp32_precision = value
 
 
 def precision_flags() -> dict[str, Any]:
-    """The global settings that decide float32 results on CUDA, as recorded in ``RunMeta.extra``."""
-    return {
-        "matmul_allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
-        "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32),
-        "float32_matmul_precision": _matmul_precision(),
-        "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
-        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
-    }
+    """The global settings that decide float32 results, as recorded in ``RunMeta.extra``.
+
+    ``matmul_allow_tf32`` and ``cudnn_allow_tf32``: whether CUDA matmuls and
+    cuDNN convolutions may use TF32 (torch's legacy flags; on torch >= 2.9
+    derived from the per-backend settings, also listed as ``fp32_precision``,
+    since the legacy getters raise once both APIs were used).
+    Older torch: ``float32_matmul_precision`` instead of ``fp32_precision`` (on
+    torch >= 2.9 that legacy value does not follow the per-backend settings).
+    """
+    new_api = _fp32_api()
+    flags: dict[str, Any] = {}
+    if new_api:
+        flags["matmul_allow_tf32"] = _effective("cuda.matmul") == "tf32"
+        flags["cudnn_allow_tf32"] = _effective("cudnn.conv") == "tf32"
+    else:
+        flags["matmul_allow_tf32"] = bool(torch.backends.cuda.matmul.allow_tf32)
+        flags["cudnn_allow_tf32"] = bool(torch.backends.cudnn.allow_tf32)
+    flags["cudnn_deterministic"] = bool(torch.backends.cudnn.deterministic)
+    flags["cudnn_benchmark"] = bool(torch.backends.cudnn.benchmark)
+    if new_api:
+        flags["fp32_precision"] = {
+            path or "generic": str(node.fp32_precision)
+            for path, node in zip(_FP32_NODES, map(_fp32_node, _FP32_NODES), strict=True)
+            if node is not None
+        }
+    else:
+        flags["float32_matmul_precision"] = _matmul_precision()
+    return flags
 
 
 def device_name(device: torch.device | str) -> str:

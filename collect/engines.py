@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from sgnlake.schema.errors import ConfigError
 from torch import nn
+
+from sgnlake.schema.errors import ConfigError
 
 from .models import model_spec
 

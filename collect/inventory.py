@@ -6,10 +6,11 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from zarr.core.sync import sync
+
 from sgnlake.schema.lake import open_lake_group, read_run_meta, run_ids
 from sgnlake.schema.meta import RunMeta
 from sgnlake.schema.names import run_path
-from zarr.core.sync import sync
 
 #: Bytes per value of the computed (uncompressed) SGN, grad and weight: float32.
 RAW_ITEMSIZE = 4

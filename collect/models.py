@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
+
 from sgnlake.schema.errors import ConfigError
 from sgnlake.schema.meta import TensorInfo
-from torch import nn
 
 Builder = Callable[..., nn.Module]
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+
 from sgnlake.schema.errors import ConfigError, DivergedError, LakeError, NotALakeError, RunExistsError
 from sgnlake.schema.lake import now, open_lake_group, read_run_meta, software_versions
 from sgnlake.schema.meta import RunConfig, RunMeta
@@ -310,8 +311,17 @@ def _collect(
         engine = choose_engine(cfg.engine, cfg.model, device)
     names = [t.name for t in tensors]
     n_grad = sum(t.numel for t in tensors)
-    budget, chunk = _budget_and_chunk(
-        train, data, cfg, plan, device, engine, n_grad, auto_budget, existing.extra if existing else None
+    budget, chunk = budget_and_chunk(
+        train.model,
+        data.input_shape,
+        cfg.batch_size,
+        plan.n_minibatches,
+        n_grad,
+        engine=engine,
+        device=device,
+        configured_mb=cfg.memory_budget_mb,
+        auto_budget=auto_budget,
+        stored_extra=existing.extra if existing else None,
     )
     staging = HostStaging(device)
     staging.reserve(
@@ -364,33 +374,59 @@ def _collect(
         writer.close()
 
 
-def _budget_and_chunk(
-    train: _Training,
-    data: Dataset,
-    cfg: RunConfig,
-    plan: Plan,
-    device: torch.device,
-    engine: str,
+def budget_and_chunk(
+    model: torch.nn.Module,
+    input_shape: tuple[int, ...],
+    batch_size: int,
+    n_minibatches: int,
     n_grad: int,
+    *,
+    engine: str,
+    device: torch.device | str,
+    configured_mb: int,
     auto_budget: bool,
-    stored_extra: Mapping[str, Any] | None,
+    stored_extra: Mapping[str, Any] | None = None,
+    free_bytes: int | None = None,
 ) -> tuple[MemoryBudget, int]:
-    """The vmap memory budget and chunk (minibatches per call; 1 for the loop engine).
+    """The vmap memory budget of a run and its chunk (minibatches per call; 1 for the loop engine).
 
-    On a resume with a budget read from the device, the chunk the run started
-    with is kept when it still fits, so that the batched calls are the same.
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model (on the device it computes on; used to count activations).
+    input_shape : tuple of int
+        Shape of one example.
+    batch_size, n_minibatches, n_grad : int
+        ``b``, ``M`` and the number of parameters whose SGN is computed.
+    engine : {"loop", "vmap"}
+        The resolved engine.
+    device : torch.device or str
+        The compute device (CUDA: the budget may come from its free memory).
+    configured_mb, auto_budget
+        ``RunConfig.memory_budget_mb`` and whether it is replaced on CUDA
+        (see :func:`~sgnlake.collect.device.resolve_memory_budget`).
+    stored_extra : mapping, optional
+        ``RunMeta.extra`` of the run being resumed: with a budget read from
+        the device, the chunk the run started with is kept when it still fits,
+        so that the batched calls are the same as before.
+    free_bytes : int, optional
+        Free device memory (default: read from the device).
+
+    Returns
+    -------
+    tuple of (MemoryBudget, int)
     """
     budget = resolve_memory_budget(
         device,
-        cfg.memory_budget_mb,
+        configured_mb,
         explicit=not auto_budget,
-        reserved_bytes=snapshot_device_bytes(plan.n_minibatches, n_grad),
+        reserved_bytes=snapshot_device_bytes(n_minibatches, n_grad),
+        free_bytes=free_bytes,
     )
     if engine != "vmap":
         return budget, 1
-    chunk = vmap_chunk(
-        train.model, data.input_shape, cfg.batch_size, n_grad, plan.n_minibatches, budget.mb, device
-    )
+    model_device = next(model.parameters()).device
+    chunk = vmap_chunk(model, input_shape, batch_size, n_grad, n_minibatches, budget.mb, model_device)
     first = (stored_extra or {}).get("vmap_chunk")
     if budget.source == "device" and isinstance(first, int) and first >= 1:
         chunk = min(chunk, first)

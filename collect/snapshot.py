@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from sgnlake.schema.errors import ConfigError, DivergedError
 from torch import nn
+
+from sgnlake.schema.errors import ConfigError, DivergedError
 
 from . import rng
 from .device import full_float32

@@ -26,12 +26,14 @@ collector's ``resume=True``); see :func:`run_sweep`.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import dataclasses
 import itertools
 import math
 import multiprocessing
 import os
 import re
+import signal
 import time
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -601,6 +603,7 @@ def model_tensors(config: RunConfig) -> tuple[tuple[str, int], ...]:
 def _model_tensors(config: RunConfig) -> tuple[tuple[str, int], ...]:
     """Build the model on torch's ``meta`` device (no memory, no RNG use) and list its tensors."""
     import torch
+
     from sgnlake.collect.models import build_model
 
     shape = DATASET_SHAPES.get(config.dataset, (1, 28, 28))
@@ -662,7 +665,7 @@ def fmt_bytes(n: float) -> str:
 def expected_ratio(storage: StorageSpec) -> tuple[float, float]:
     """Range of the expected compression ratio (uncompressed / on disk) for a storage spec.
 
-    Measured on the small presets (mnist5k, zstd level 3; LeNet b=150 and FCN
+    Measured on the small presets (mnist5k, zstd level 3 — level 1, the default, stores ~2.5% more; LeNet b=150 and FCN
     d3-w32 b=100): lossless 1.24x and 1.52x (FCN inputs include always-blank
     border pixels, whose weights get exactly zero SGN); BitRound keepbits 10
     1.85x / 2.19x; keepbits 7 2.41x / 2.79x; ``float16`` 1.24x / 1.49x on top
@@ -736,6 +739,7 @@ def format_plan(plans: Sequence[RunPlan], *, max_rows: int | None = None) -> str
 # ----------------------------------------------------------------------------- running
 
 DONE, RESUMED, SKIPPED, FAILED, INTERRUPTED = "done", "resumed", "skipped", "failed", "interrupted"
+NOT_STARTED = "not started"
 
 
 @dataclass
@@ -746,10 +750,11 @@ class RunOutcome:
     ----------
     run_id : str
         The run.
-    action : {"done", "resumed", "skipped", "failed", "interrupted"}
+    action : {"done", "resumed", "skipped", "failed", "interrupted", "not started"}
         ``done``: collected from scratch; ``resumed``: continued from its last
         committed snapshot; ``skipped``: already complete; ``failed``: raised
-        (``message`` says why); ``interrupted``: stopped by Ctrl-C.
+        (``message`` says why); ``interrupted``: stopped by Ctrl-C;
+        ``not started``: the sweep was interrupted before it.
     seconds : float
         Wall time spent on it.
     bytes_written : int
@@ -771,6 +776,7 @@ class SweepSummary:
 
     outcomes: list[RunOutcome] = field(default_factory=list)
     seconds: float = 0.0
+    stopped: bool = False  # Ctrl-C ended the sweep early
 
     def ids(self, *actions: str) -> list[str]:
         """Run ids whose action is one of ``actions``."""
@@ -786,7 +792,7 @@ class SweepSummary:
 
     @property
     def interrupted(self) -> bool:
-        return bool(self.ids(INTERRUPTED))
+        return self.stopped or bool(self.ids(INTERRUPTED, NOT_STARTED))
 
     @property
     def bytes_written(self) -> int:
@@ -801,7 +807,7 @@ class SweepSummary:
             f"(complete), {self.n_failed} failed"
         )
         if self.interrupted:
-            line += f", {len(self.ids(INTERRUPTED))} interrupted"
+            line += f", {len(self.ids(INTERRUPTED))} interrupted, {len(self.ids(NOT_STARTED))} not started"
         line += f"; {fmt_bytes(self.bytes_written)} written in {_fmt_seconds(self.seconds)}"
         lines = [line]
         for o in self.outcomes:
@@ -901,6 +907,9 @@ def _uses_gpu(configs: Sequence[RunConfig]) -> bool:
     return False
 
 
+_IN_WORKER = False  # set in sweep worker processes
+
+
 def _run_one(
     location: str,
     config: dict[str, Any],
@@ -910,6 +919,30 @@ def _run_one(
     collect_kwargs: Mapping[str, Any],
 ) -> RunOutcome:
     """Collect one run (in this process or a worker); never raises except on Ctrl-C."""
+    if _IN_WORKER:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C stops this run
+    try:
+        return _collect_one(location, config, resume, progress, storage_options, collect_kwargs)
+    finally:
+        if _IN_WORKER:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # an idle worker ignores it
+
+
+def _worker_init() -> None:
+    """Worker processes ignore Ctrl-C except while running a run (no tracebacks from idle workers)."""
+    global _IN_WORKER
+    _IN_WORKER = True
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _collect_one(
+    location: str,
+    config: dict[str, Any],
+    resume: bool,
+    progress: bool,
+    storage_options: Mapping[str, Any] | None,
+    collect_kwargs: Mapping[str, Any],
+) -> RunOutcome:
     from sgnlake.collect import collect
 
     cfg = RunConfig.from_dict(config)
@@ -945,6 +978,26 @@ def _run_one(
     return RunOutcome(
         cfg.run_id, RESUMED if resume else DONE, time.perf_counter() - t0, max(0, after - before)
     )
+
+
+def _stop_workers(pool: cf.ProcessPoolExecutor, futures: list[cf.Future], grace: float = 3.0) -> None:
+    """Stop the runs still going after a Ctrl-C.
+
+    From a terminal, Ctrl-C reaches the workers too and each marks its run
+    interrupted; runs still going after ``grace`` seconds (the signal went to
+    this process only, or a queued run started) get a SIGINT forwarded to the
+    pool's worker processes, until every future is done.
+    """
+    while True:
+        pending = [f for f in futures if not f.done()]
+        if not pending:
+            return
+        done, _ = cf.wait(pending, timeout=grace)
+        if len(done) == len(pending):
+            return
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            with contextlib.suppress(OSError):
+                os.kill(proc.pid, signal.SIGINT)
 
 
 def default_threads(jobs: int) -> int:
@@ -1055,11 +1108,16 @@ def run_sweep(
             o = _run_one(loc, p.config.to_dict(), resume, progress, storage_options, kwargs)
             record(o)
             if o.action == INTERRUPTED:
+                summary.stopped = True
+                done = {x.run_id for x in summary.outcomes}
+                summary.outcomes.extend(
+                    RunOutcome(q.run_id, NOT_STARTED) for q, _ in todo if q.run_id not in done
+                )
                 break
     else:
         ordered = sorted(todo, key=lambda t: -t[0].cost)  # longest first balances the workers
         ctx = multiprocessing.get_context("spawn")
-        with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init) as pool:
             futures = {
                 pool.submit(_run_one, loc, p.config.to_dict(), resume, False, storage_options, kwargs): p
                 for p, resume in ordered
@@ -1074,13 +1132,16 @@ def run_sweep(
                             raise
                         record(RunOutcome(futures[fut].run_id, FAILED, message=f"worker died: {e}"))
             except KeyboardInterrupt:
-                # the workers got the Ctrl-C too: their runs are marked interrupted in the lake
+                summary.stopped = True
+                for fut in futures:
+                    fut.cancel()
+                _stop_workers(pool, list(futures))
                 pool.shutdown(wait=True, cancel_futures=True)
                 seen = {o.run_id for o in summary.outcomes}
                 for fut, p in futures.items():
                     if p.run_id in seen:
                         continue
-                    outcome = RunOutcome(p.run_id, INTERRUPTED)
+                    outcome = RunOutcome(p.run_id, NOT_STARTED if fut.cancelled() else INTERRUPTED)
                     if fut.done() and not fut.cancelled() and fut.exception() is None:
                         outcome = fut.result()
                     summary.outcomes.append(outcome)

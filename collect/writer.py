@@ -17,6 +17,7 @@ A crash at any point leaves at most one uncommitted snapshot, which
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import math
@@ -31,6 +32,10 @@ from typing import Any, Protocol
 
 import numpy as np
 import zarr
+from zarr.core.array import AsyncArray
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
+
 from sgnlake.schema.codecs import array_kwargs
 from sgnlake.schema.errors import LakeError, RunExistsError, ValidationError
 from sgnlake.schema.lake import now, read_run_meta
@@ -51,9 +56,6 @@ from sgnlake.schema.names import (
     run_path,
 )
 from sgnlake.schema.validate import validate_run
-from zarr.core.array import AsyncArray
-from zarr.core.buffer import default_buffer_prototype
-from zarr.core.sync import sync
 
 #: Name of the uint8 array holding a checkpoint inside ``checkpoints/<run_id>/<snapshot group>/``.
 CHECKPOINT_ARRAY = "state"
@@ -356,7 +358,8 @@ class RunWriter:
             view = AsyncArray(
                 metadata=aa.metadata.update_shape((k + 1, *aa.metadata.shape[1:])),
                 store_path=aa.store_path,
-                config=aa.config,
+                # SGN chunks are never all-NaN: skip zarr's scan for empty (fill-value) chunks
+                config=dataclasses.replace(aa.config, write_empty_chunks=True),
             )
             views.append(view.setitem(k, vals[name]))
         sync(_gather(*views))

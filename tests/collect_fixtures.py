@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import zarr
+
 from sgnlake.schema.meta import Schedule
 
 #: A tiny, fast run: FCN depth 2 width 8 on the first 200 embedded digits, b=20 (M=10),

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 from collect_fixtures import TINY, read_run_arrays
+
 from sgnlake.schema.meta import RunConfig
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import zarr
 import zarr.codecs as zc
+
 from sgnlake.schema.meta import LakeMeta, RunConfig, RunMeta, Schedule, StorageSpec, TensorInfo
 
 #: A small FCN-like model: (name, shape, kind, module, module_type).

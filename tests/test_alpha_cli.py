@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import zarr
 from lake_fixtures import RunSpec, mohammadi_oracle, read_sgn_plain, write_lake
-from sgnlake.cli.app import app
 from typer.testing import CliRunner
+
+from sgnlake.cli.app import app
 
 KEY5 = "mohammadi-k1_5"
 
@@ -51,6 +52,7 @@ def test_alpha_stores_reports_and_reuses(lake):
     rows = {ln.split()[0]: ln.split() for ln in out.splitlines() if ln.startswith(("fcn-", "lenet-"))}
     assert set(rows) == {"fcn-b50", "fcn-b100", "lenet-b50"}
     assert rows["fcn-b50"][1:5] == ["computed", "3", "3", "131"] and rows["fcn-b50"][7] == "1"
+    assert "non-finite" in out and rows["fcn-b50"][8] == "0" and "non-finite" not in r.stderr
     x, _ = read_sgn_plain(lake, "fcn-b100", "fc2.weight")
     stored = zarr.open_group(lake, mode="r")[f"results/fcn-b100/{KEY5}/fc2.weight/alpha"][:]
     np.testing.assert_allclose(stored, mohammadi_oracle(x, 5), rtol=1e-10)
@@ -73,6 +75,20 @@ def test_estimator_and_runs_options(lake):
     assert r.exit_code == 0, r.output
     group = zarr.open_group(lake, mode="r")["results/fcn-b50/mcculloch/fc1.bias"]
     assert {"alpha", "beta", "scale", "loc"} <= set(group.array_keys())
+
+
+def test_nonfinite_samples_are_counted_in_the_table(lake):
+    g = zarr.open_group(lake, mode="r+")
+    sgn = g["runs/fcn-b100/fc1.bias/sgn"]
+    x = sgn[:]
+    x[1, 4, 2], x[1, 9, 2], x[3, 0, 7] = np.nan, np.inf, -np.inf
+    sgn[:] = x
+    r = run(lake, "--k1", "5", "--no-progress", "-r", "fcn-b*")
+    assert r.exit_code == 0, r.output
+    rows = {ln.split()[0]: ln.split() for ln in r.stdout.splitlines() if ln.startswith("fcn-")}
+    assert rows["fcn-b100"][8] == "3" and rows["fcn-b50"][8] == "0"
+    assert rows["fcn-b100"][7] == "0"  # the parameters keep an estimate from their finite samples
+    assert "skipped 3 non-finite SGN sample(s)" in r.stderr and "fcn-b100" in r.stderr
 
 
 @pytest.mark.parametrize(
@@ -119,6 +135,7 @@ def test_unreachable_scheduler(lake):
 
 def test_existing_scheduler_gives_threaded_numbers(lake):
     from distributed import LocalCluster
+
     from sgnlake.analyze import open_lake
 
     expected = open_lake(lake).alpha("fcn-b100", k1=5).values

@@ -19,6 +19,7 @@ from lake_fixtures import (
     read_sgn_plain,
     write_lake,
 )
+
 from sgnlake.analyze import dask_client, open_lake
 from sgnlake.analyze import results as results_mod
 from sgnlake.schema.errors import ConfigError, LakeError
@@ -340,3 +341,63 @@ def test_run_collected_again_under_same_id_is_recomputed(lake_path):
     assert lake.compute_alpha(runs="a", k1=5, progress=False).runs[0].action == "computed"
     meta = plain_attrs(lake_path, f"results/a/{_key(k1=5)}")["sgnlake_result"]
     assert meta["run_created"] == "2030-01-01T00:00:00+00:00"
+
+
+def _dropping_oracle(x: np.ndarray, k1: int) -> np.ndarray:
+    """Mohammadi per parameter of ``x`` (iteration, minibatch, param), brute force with explicit loops:
+    non-finite samples leave the X mean, K1 blocks holding one leave the Y mean, zeros are left out."""
+    out = np.full((x.shape[0], x.shape[2]), np.nan)
+    k2 = x.shape[1] // k1
+    for i in range(x.shape[0]):
+        for p in range(x.shape[2]):
+            v = x[i, : k1 * k2, p].astype(np.float64)
+            fin = v[np.isfinite(v)]
+            if fin.size < 2 or fin.min() == fin.max():
+                continue
+            ys = [b.sum() for b in v.reshape(k2, k1) if np.isfinite(b).all()]
+            lx = np.log(np.abs(fin[fin != 0]))
+            ly = np.log(np.abs([y for y in ys if y != 0]))
+            if lx.size and ly.size:
+                inv = (ly.mean() - lx.mean()) / np.log(k1)
+                out[i, p] = 1.0 / inv if inv > 0 else np.inf
+    return out
+
+
+def test_nonfinite_samples_are_dropped_counted_and_summarised(lake_path):
+    g = zarr.open_group(lake_path, mode="r+")
+    rng = np.random.default_rng(7)
+    sgn = g["runs/b/fc1.weight/sgn"]
+    x = sgn[:]
+    hit = rng.uniform(size=x.shape) < 0.01
+    x[hit] = rng.choice([np.nan, np.inf, -np.inf], size=int(hit.sum()))
+    x[2, :, 11] = np.nan  # no finite sample: dead at iteration 200
+    sgn[:] = x
+    bias = g["runs/b/fc2.bias/sgn"]
+    y = bias[:]
+    y[0, 3, 1] = np.inf
+    bias[:] = y
+    lake = open_lake(lake_path)
+    rep = lake.compute_alpha(runs="b", k1=5, progress=False)
+    n_bad = int((~np.isfinite(x)).sum()) + 1
+    assert rep.runs[0].nonfinite_samples == n_bad and rep.runs[0].dead_last == 0
+    ds = lake.result("b", k1=5)
+    a = ds["alpha"]
+    np.testing.assert_allclose(
+        a.sel(param=a["tensor"] == "fc1.weight").values, _dropping_oracle(x, 5), rtol=1e-9, equal_nan=True
+    )
+    got = a.sel(param=a["tensor"] == "fc1.weight").values
+    assert np.isnan(got[2, 11]) and not np.isnan(np.delete(got, 11, axis=1)).any()  # +inf: 1/alpha <= 0
+    counts = ds["n_nonfinite"].sel(param=ds["tensor"] == "fc1.weight").values
+    np.testing.assert_array_equal(counts, (~np.isfinite(x)).sum(axis=1))
+    raw = zarr.open_group(lake_path, mode="r")[f"results/b/{_key(k1=5)}/fc2.bias/n_nonfinite"][:]
+    np.testing.assert_array_equal(raw[:, 1], [1, 0, 0, 0])
+    s = lake.summary(runs="b", by="tensor", k1=5).set_index(["iteration", "group"])
+    per_it = (~np.isfinite(x)).sum(axis=(1, 2))
+    its = lake.iterations("b")
+    np.testing.assert_array_equal(s.xs("fc1.weight", level="group")["n_nonfinite_samples"], per_it)
+    assert s.loc[(its[2], "fc1.weight"), "n_nan"] == 1 and s.loc[(its[1], "fc1.weight"), "n_nan"] == 0
+    assert s.loc[(its[0], "fc2.bias"), "n_nonfinite_samples"] == 1
+    assert s.xs("fc1.bias", level="group")["n_nonfinite_samples"].sum() == 0
+    # lazily (nothing stored) the same numbers
+    lazy = lake.summary(runs="b", by="model", k1="paper")
+    np.testing.assert_array_equal(lazy["n_nonfinite_samples"], per_it + np.array([1, 0, 0, 0]))

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import zarr
 from lake_fixtures import RunSpec, write_lake
+
 from sgnlake.schema.check import check_lake
 from sgnlake.schema.meta import ResultMeta
 
@@ -272,6 +273,7 @@ def test_alpha_names_a_corrupt_chunk_or_skips_it(lake: Path, capsys) -> None:
 def test_check_on_an_fsspec_url(lake: Path, capsys) -> None:
     """Lakes on object storage are checked through fsspec (here the in-memory filesystem)."""
     import fsspec
+
     from sgnlake.schema.transfer import copy_runs
 
     url = f"memory://check-{os.getpid()}-{lake.parent.name}"

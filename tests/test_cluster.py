@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+
 from sgnlake.cli.app import main
 
 pytest.importorskip("distributed")

@@ -7,6 +7,7 @@ import os
 
 import pytest
 import zarr
+
 from sgnlake.cli.app import main
 from sgnlake.schema import read_run_meta
 

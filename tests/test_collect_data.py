@@ -9,6 +9,7 @@ import struct
 
 import numpy as np
 import pytest
+
 from sgnlake.collect.data import fingerprint, load_dataset, read_cifar10, read_idx
 from sgnlake.schema.errors import ConfigError
 

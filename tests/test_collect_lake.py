@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 import xarray as xr
 import zarr
+
 from sgnlake.collect import collect
 from sgnlake.collect.data import load_dataset
 from sgnlake.collect.models import build_model

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
+
 from sgnlake.collect import models
 from sgnlake.collect.models import MODELS, build_model, n_parameters, register_model, tensor_table
 from sgnlake.schema.errors import ConfigError
-from torch import nn
 
 
 def test_lenet_has_37106_parameters_in_the_paper_layout():

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import zarr
 from collect_fixtures import TINY, read_run_arrays
+
 from sgnlake.collect import collect
 from sgnlake.schema import ConfigError, read_run_meta, validate_lake
 from sgnlake.schema.meta import RunConfig, Schedule

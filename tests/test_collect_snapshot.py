@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
 from sgnlake.collect.data import load_dataset
 from sgnlake.collect.engines import choose_engine
 from sgnlake.collect.models import build_model

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+
 from sgnlake.cli.app import main
 from sgnlake.schema import (
     LakeError,

@@ -8,6 +8,7 @@ import pytest
 import xarray as xr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hst
+
 from sgnlake.analyze import estimators as E
 from sgnlake.analyze import kernels as K
 from sgnlake.analyze.validation import stable_rvs
@@ -20,6 +21,8 @@ SHAPE = (3, 60, 11)  # (iteration, minibatch, param)
 def _sgn(shape=SHAPE, alpha=1.4, seed=0) -> xr.DataArray:
     x = stable_rvs(alpha, shape, np.random.default_rng(seed), dtype=np.float32)
     x[1, :, 4] = 0.0  # a dead parameter
+    if shape == SHAPE:  # dropped samples
+        x[0, 5, 2], x[2, 30, 7], x[1, 59, 9], x[1, 0, 9] = np.nan, np.inf, -np.inf, np.nan
     return xr.DataArray(
         x,
         dims=("iteration", "minibatch", "param"),
@@ -54,6 +57,7 @@ def test_mohammadi_dask_equals_numpy_any_chunking(chunks, rule):
     np.testing.assert_allclose(got.values, ref.values, rtol=1e-12)
     np.testing.assert_array_equal(got["param"].values, da["param"].values)
     assert np.isnan(got.values[1, 4])
+    assert np.isfinite(got.values[[0, 2, 1], [2, 7, 9]]).all()  # non-finite samples dropped, not NaN
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

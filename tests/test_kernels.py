@@ -10,6 +10,7 @@ import pytest
 import scipy.stats as st
 from hypothesis import given, settings
 from hypothesis import strategies as hst
+
 from sgnlake.analyze import kernels as K
 from sgnlake.analyze.validation import stable_rvs
 from sgnlake.schema.errors import ConfigError
@@ -102,20 +103,129 @@ def test_mohammadi_float32_accumulates_in_float64():
     np.testing.assert_allclose(got, K.mohammadi(x32.astype(np.float64)), rtol=1e-12)
 
 
-def test_mohammadi_dead_and_nonfinite_give_nan_and_are_counted():
+def test_mohammadi_dead_give_nan_and_are_counted():
     x = _stable(1.5, (6, 100), seed=3)
     x[0] = 0.0  # dead ReLU unit
     x[1] = 0.25  # constant
-    x[2, 10] = np.nan
-    x[3, 99] = np.inf
+    x[2, :] = np.nan  # no finite sample at all
+    x[3, :99] = np.inf
+    x[3, 99] = 1.0  # a single finite sample: no spread, dead
     got = K.mohammadi(x)
     assert np.isnan(got[:4]).all() and np.isfinite(got[4:]).all()
-    np.testing.assert_array_equal(K.count_nonfinite(x), [0, 0, 1, 1, 0, 0])
-    np.testing.assert_array_equal(K.dead_mask(x), [True, True, False, False, False, False])
-    assert np.isnan(K.hill(x)[:4]).all() and np.isnan(K.mcculloch(x)[:4]).all()
+    np.testing.assert_array_equal(K.count_nonfinite(x), [0, 0, 100, 99, 0, 0])
+    np.testing.assert_array_equal(K.dead_mask(x), [True, True, True, True, False, False])
+    assert np.isnan(K.hill(x)[:4]).all() and np.isfinite(K.hill(x)[4:]).all()
     assert np.isnan(K.mcculloch(x)[:4]).all() and np.isfinite(K.mcculloch(x)[4:]).all()
     s = K.summarize(got)
     assert s["n_nan"] == 4 and s["n_used"] == 2
+
+
+# ----------------------------------------------------------------------------- non-finite samples
+
+
+def _inject_nonfinite(x: np.ndarray, seed: int, frac: float = 0.03) -> np.ndarray:
+    """A copy of ``x`` with NaN, +inf and -inf at random positions (about ``frac`` of them)."""
+    rng = np.random.default_rng(seed)
+    y = x.copy()
+    hit = rng.uniform(size=y.shape) < frac
+    y[hit] = rng.choice([np.nan, np.inf, -np.inf], size=int(hit.sum()))
+    return y
+
+
+def _mohammadi_dropping_ref(row: np.ndarray, k1: int) -> float:
+    """alpha of :func:`_mohammadi_dropping_inv` (+inf where the estimate of 1/alpha is <= 0)."""
+    inv = _mohammadi_dropping_inv(row, k1)
+    return 1.0 / inv if inv > 0 else (np.nan if np.isnan(inv) else np.inf)
+
+
+def _mohammadi_dropping_inv(row: np.ndarray, k1: int) -> float:
+    """One parameter, brute force: non-finite X and the K1 blocks holding one dropped, zeros left out."""
+    k2 = len(row) // k1
+    x = np.asarray(row[: k1 * k2], dtype=np.float64)
+    fin = x[np.isfinite(x)]
+    if fin.size < 2 or fin.max() == fin.min():
+        return np.nan
+    ys = [blk.sum() for blk in x.reshape(k2, k1) if np.isfinite(blk).all()]
+    lx = [math.log(abs(v)) for v in fin if v != 0]
+    ly = [math.log(abs(v)) for v in ys if v != 0]
+    if not lx or not ly:
+        return np.nan
+    return (sum(ly) / len(ly) - sum(lx) / len(lx)) / math.log(k1)
+
+
+@pytest.mark.parametrize("rule", ["paper", "sqrt", 7])
+def test_mohammadi_drops_nonfinite_samples(rule):
+    x = _inject_nonfinite(_stable(1.4, (60, 120), seed=11), seed=12)
+    x[0, :] = np.nan
+    x[1, 5:] = -np.inf  # five finite samples left
+    x[2, ::2] = np.nan  # every block holds a NaN: no Y, no estimate
+    k1, _ = K.choose_k1(120, rule)
+    ref = np.array([_mohammadi_dropping_ref(r, k1) for r in x])
+    got = K.mohammadi(x, rule)
+    np.testing.assert_allclose(got, ref, rtol=1e-12)
+    assert np.isnan(got[[0, 2]]).all() and np.isfinite(got[3:]).sum() >= 50
+    np.testing.assert_array_equal(K.count_nonfinite(x), (~np.isfinite(x)).sum(axis=1))
+    x32 = x.astype(np.float32)
+    ref32 = [_mohammadi_dropping_ref(r, k1) for r in x32.astype(np.float64)]
+    np.testing.assert_allclose(K.mohammadi(x32, rule), ref32, rtol=1e-12)
+
+
+def test_nonfinite_samples_barely_move_alpha():
+    """Dropping a few samples keeps the estimate of the parameter (not NaN, not averaged in)."""
+    x = _stable(1.5, (200, 1200), seed=13)
+    y = _inject_nonfinite(x, seed=14, frac=0.002)
+    a, b = K.mohammadi(x), K.mohammadi(y)
+    assert np.isfinite(b).all()
+    assert np.median(np.abs(b - a)) < 0.02
+
+
+def test_hill_drops_nonfinite_samples():
+    x = _inject_nonfinite(_stable(1.5, (30, 250), seed=15), seed=16, frac=0.05)
+    x[0] = np.inf
+    x[1, 1:] = np.nan
+    for k in (0.1, 20):
+        ref = []
+        for r in x:
+            v = np.sort(np.abs(r[np.isfinite(r)]))[::-1]
+            if v.size < 2:
+                ref.append(np.nan)
+                continue
+            kk = int(math.floor(k * v.size)) if isinstance(k, float) else k
+            kk = max(1, min(kk, v.size - 1))
+            ref.append(1.0 / (np.mean(np.log(v[:kk])) - np.log(v[kk])))
+        np.testing.assert_allclose(K.hill(x, k), ref, rtol=1e-12)
+
+
+def test_mcculloch_and_gaussianity_drop_nonfinite_samples():
+    x = _inject_nonfinite(_stable(1.3, (12, 300), seed=17), seed=18, frac=0.05)
+    x[0, :295] = np.nan  # 5 finite samples: too few for the tests
+    got = K.mcculloch(x)
+    ref = np.array([st.levy_stable._fitstart(r[np.isfinite(r)]) for r in x])  # (alpha, beta, loc, scale)
+    np.testing.assert_allclose(got, ref[:, [0, 1, 3, 2]], rtol=1e-6, atol=1e-9)
+    p = K.gaussianity(x)
+    assert np.isnan(p[0]).all()
+    fin = [r[np.isfinite(r)] for r in x[1:]]
+    np.testing.assert_allclose(p[1:, 0], [st.shapiro(v).pvalue for v in fin], rtol=1e-9)
+    np.testing.assert_allclose(p[1:, 2], [st.normaltest(v).pvalue for v in fin], rtol=1e-9)
+    np.testing.assert_allclose(
+        p[1:, 1], [st.anderson(v, method="interpolate").pvalue for v in fin], rtol=1e-9
+    )
+
+
+def test_multivariate_drops_rows_with_nonfinite():
+    x = _stable(1.5, (2, 120, 6), seed=19)
+    x[0, 7, 2] = np.nan
+    x[0, 50, 0] = np.inf
+    k1, k2 = K.choose_k1(120, "simsekli")
+    r = x[0]
+    ok = np.isfinite(r).all(axis=1)
+    blocks = r.reshape(k2, k1, 6)
+    bok = ok.reshape(k2, k1).all(axis=1)
+    ly = np.log(np.linalg.norm(blocks[bok].sum(axis=1), axis=1)).mean()
+    lx = np.log(np.linalg.norm(r[ok], axis=1)).mean()
+    got = K.multivariate(x, "simsekli")
+    assert got[0] == pytest.approx(math.log(k1) / (ly - lx), rel=1e-12)
+    assert got[1] == pytest.approx(_alpha_estimator_np(k1, x[1]), rel=1e-12)
 
 
 def test_mohammadi_k1_one_is_nan():
@@ -133,8 +243,9 @@ def test_mohammadi_k1_one_is_nan():
 )
 def test_mohammadi_streaming_equals_whole(k1, k2, cuts, seed):
     rng = np.random.default_rng(seed)
-    x = stable_rvs(1.3, (3, k1 * k2 + 3), rng)  # 3 trailing samples are left out
+    x = stable_rvs(1.3, (4, k1 * k2 + 3), rng)  # 3 trailing samples are left out
     x[0, 0] = 0.0
+    x[3, rng.integers(0, k1 * k2, 2)] = [np.nan, np.inf]  # dropped with their blocks
     bounds = sorted({min(c, k2) * k1 for c in cuts} | {0, k1 * k2})
     parts = [K.mohammadi_chunk(x[:, a:b], k1) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     got = K.mohammadi_finalize(K.mohammadi_combine(parts), k1)
@@ -142,7 +253,7 @@ def test_mohammadi_streaming_equals_whole(k1, k2, cuts, seed):
     np.testing.assert_allclose(got, whole, rtol=1e-12)
     if k2 > 1:  # compare 1/alpha: alpha is +inf where the estimate of 1/alpha is <= 0
         inv = K.mohammadi_finalize(K.mohammadi_combine(parts), k1, inverse=True)
-        ref = [1.0 / _mohammadi_ref(r, k1) for r in x[:, : k1 * k2]]
+        ref = [_mohammadi_dropping_inv(r, k1) for r in x[:, : k1 * k2]]
         np.testing.assert_allclose(inv, ref, rtol=1e-10, atol=1e-12)
         np.testing.assert_array_equal(np.isinf(got), inv <= 0)
 

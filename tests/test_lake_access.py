@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import zarr
 from lake_fixtures import RunSpec, read_sgn_plain, write_lake
+from zarr.storage import LocalStore
+
 from sgnlake.analyze import SelectionError, open_lake
 from sgnlake.schema.errors import NotALakeError, RunNotFoundError, SchemaVersionError, SgnlakeError
-from zarr.storage import LocalStore
 
 SPECS = [
     RunSpec("fcn-b50", committed=3, dead={"fc1.weight": [3, 5]}, batch_size=50, seed=0),

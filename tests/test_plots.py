@@ -13,6 +13,7 @@ from matplotlib.image import AxesImage
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle, StepPatch
 from scipy import stats as sps
+
 from sgnlake.analyze import plots
 
 

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pytest
 import zarr
+
 from sgnlake.schema import RunConfig, Schedule, StorageSpec, validate_lake
 from sgnlake.schema.check import check_lake
 

@@ -19,9 +19,10 @@ import numpy as np
 import pytest
 import zarr
 from faulty_store import FaultState, patch_open_store
+from test_reliability_kill import CONFIG, N_SNAPSHOTS, RUN, assert_same_arrays, plain_arrays
+
 from sgnlake.schema import LakeError, RunConfig, Schedule, validate_lake
 from sgnlake.schema.check import check_lake
-from test_reliability_kill import CONFIG, N_SNAPSHOTS, RUN, assert_same_arrays, plain_arrays
 
 #: ``sgnlake collect`` options equal to ``CONFIG`` (except the lake and run id).
 CLI_ARGS = [
@@ -189,6 +190,7 @@ def test_crash_in_training_marks_failed_even_with_a_commit_in_flight(tmp_path: P
 def test_analysis_counts_nonfinite_samples_as_missing(tmp_path: Path) -> None:
     """A parameter with a NaN or inf SGN sample gets no alpha (NaN) and is counted, never averaged in."""
     from lake_fixtures import RunSpec, write_lake
+
     from sgnlake.analyze import open_lake
 
     path = write_lake(str(tmp_path / "lake"), [RunSpec("r", iterations=(0, 100), n_minibatches=40)])

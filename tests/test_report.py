@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from html.parser import HTMLParser
 
 import matplotlib.image as mpimg
@@ -13,6 +14,8 @@ import pandas as pd
 import pytest
 import zarr
 from lake_fixtures import RunSpec, mohammadi_oracle, read_sgn_plain, write_lake
+from typer.testing import CliRunner
+
 from sgnlake.analyze.kernels import DEFAULT_K1, choose_k1
 from sgnlake.analyze.report import (
     _varying_contexts,
@@ -22,8 +25,7 @@ from sgnlake.analyze.report import (
     pick_iterations,
 )
 from sgnlake.cli.app import app
-from sgnlake.schema.errors import ConfigError
-from typer.testing import CliRunner
+from sgnlake.schema.errors import ConfigError, SgnlakeError
 
 M = 36  # minibatches per snapshot (the b = 100 run has M / 2)
 ITS = (0, 100, 200, 300)
@@ -143,6 +145,7 @@ def test_report_key_numbers_match_bruteforce(built, lake_path):
         assert kn.loc[run, "median α (first)"] == pytest.approx(med_first, rel=1e-5)
         assert kn.loc[run, "dead (no α), last"] == f"{dead_last}/{n_params}"
         assert kn.loc[run, "snapshots"] == f"{len(ITS)}/{len(ITS)}" and kn.loc[run, "M"] == m
+        assert kn.loc[run, "non-finite SGN samples (all snapshots)"] == 0
     assert kn.loc["cnn-b50", "dead (no α), last"] == f"2/{n_params}"
     loss = zarr.open_group(lake_path, mode="r")["runs/cnn-b50/loss"][len(ITS) - 1]
     assert kn.loc["cnn-b50", "loss (last)"] == pytest.approx(float(loss))
@@ -211,6 +214,66 @@ def test_cli_report_errors_are_one_line(tmp_path):
     assert res.exit_code == 2 and "no run 'zzz'" in res.output
 
 
+def test_bad_input_fails_before_out_is_created(lake_path, tmp_path):
+    out = tmp_path / "out"
+    bad = [
+        ({"param": "conv9.weight:0"}, "no selected run has a tensor 'conv9.weight'"),
+        ({"param": "fc.bias:4"}, "index 4 is out of range, fc.bias has 4 parameters: use an index in 0..3"),
+        ({"param": "fc.bias"}, "TENSOR:INDEX"),
+        ({"runs": "nope"}, "nope"),
+        ({"estimator": "gaussianity"}, "no per-parameter alpha"),
+        ({"iterations": ["last"]}, "bad iteration 'last'"),
+    ]
+    for kwargs, needle in bad:
+        with pytest.raises(SgnlakeError, match=re.escape(needle)):
+            build_report(lake_path, out, log=lambda msg: None, **kwargs)
+        assert not out.exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="is a file"):
+        build_report(lake_path, tmp_path / "file", log=lambda msg: None)
+
+
+def test_long_titles_are_wrapped_inside_the_png(tmp_path):
+    from sgnlake.analyze import plots
+    from sgnlake.analyze.report import fit_titles
+
+    label = "fcn depth=3 width=32 bias=False dataset=mnist5k n_train=5000 lr=0.1 shuffle=True"
+    fig, axes = plots.new_figure(1, 2, squeeze=False)
+    axes[0, 0].set_title(f"median α over iterations per batch size: {label}")
+    axes[0, 1].set_title("short")
+    assert fit_titles(fig) == 1
+    assert "\n" in axes[0, 0].get_title() and axes[0, 1].get_title() == "short"
+    assert axes[0, 0].get_title().replace("\n", " ") == f"median α over iterations per batch size: {label}"
+    plots.save_figure(fig, tmp_path / "t.png", dpi=40)  # runs the layout as saving does
+    renderer = fig.canvas.get_renderer()
+    left, right = (t.get_window_extent(renderer) for t in (axes[0, 0].title, axes[0, 1].title))
+    width = fig.get_figwidth() * fig.dpi
+    assert 0 <= left.x0 and left.x1 <= right.x0 and right.x1 <= width  # inside, no overlap
+
+
+def test_check_param_notes_only_when_some_run_has_it():
+    from types import SimpleNamespace
+
+    from sgnlake.analyze.report import check_param
+
+    def info(name, numel):
+        return SimpleNamespace(name=name, numel=numel)
+
+    metas = {
+        "small": SimpleNamespace(tensors=[info("fc1.weight", 8), info("fc1.bias", 2)]),
+        "big": SimpleNamespace(tensors=[info("fc1.weight", 32), info("conv.weight", 9)]),
+    }
+    lake = SimpleNamespace(meta=metas.__getitem__)
+    check_param(lake, ["small", "big"], ("fc1.weight", 20))  # big has it: the others get a note
+    check_param(lake, ["small", "big"], ("conv.weight", 0))
+    with pytest.raises(ConfigError, match="0..31"):
+        check_param(lake, ["small", "big"], ("fc1.weight", 32))
+    with pytest.raises(ConfigError, match="tensors: fc1.weight, fc1.bias, conv.weight"):
+        check_param(lake, ["small", "big"], ("fc2.weight", 0))
+    with pytest.raises(ConfigError, match="conv.weight"):
+        check_param(lake, ["small"], ("conv.weight", 0))
+
+
 def test_pick_and_parse_iterations():
     av = [0, 100, 200, 300, 400]
     assert pick_iterations(av) == [0, 200, 400]
@@ -232,13 +295,13 @@ def test_report_on_collected_lake_reads_only(collected_lake, run_arrays, tmp_pat
     """A real (tiny FCN) lake from the collector: every per-run figure, key numbers from plain Zarr,
     and with store=False nothing is written into the lake."""
     lake, meta = collected_lake
-    rep = build_report(
-        lake, tmp_path, store=False, pooled=False, dpi=40, param="fc9.weight:0", log=lambda msg: None
-    )
+    with pytest.raises(ConfigError, match="no selected run has a tensor 'fc9.weight'"):
+        build_report(lake, tmp_path / "no", param="fc9.weight:0", log=lambda msg: None)
+    assert not (tmp_path / "no").exists()
+    rep = build_report(lake, tmp_path, store=False, pooled=False, dpi=40, log=lambda msg: None)
     assert rep.errors == []
     assert {f.path for f in rep.figures} == {f"runs/tiny/{f}" for f in PER_RUN if not f.startswith("pooled")}
     assert any("Fig 2" in n and "not drawn" in n for n in rep.notes)
-    assert any(n.startswith("run tiny: --param fc9.weight:0 does not exist") for n in rep.notes)
     arrays = run_arrays(lake, "tiny")
     k1, _ = choose_k1(meta.n_minibatches, DEFAULT_K1)
     last = np.concatenate(

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+
 from sgnlake.schema import open_lake_group, run_ids, validate_lake
 from sgnlake.schema.transfer import copy_runs
 

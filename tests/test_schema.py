@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import zarr
+
 from sgnlake.schema import (
     ConfigError,
     LakeMeta,

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+
 from sgnlake.schema import ConfigError, RunConfig
 
 pytest.importorskip("torch")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.stats as st
+
 from sgnlake.analyze import validation as V
 from sgnlake.cli.app import main
 from sgnlake.schema.errors import ConfigError
