@@ -1,7 +1,8 @@
 """``sgnlake report``: figures and a self-contained HTML page for a lake.
 
 Exit codes: 0 report written, 1 written but some figures failed (listed on
-stderr and in the page), 2 usage errors (not a lake, unknown run or estimator).
+stderr and in the page), 2 usage errors (not a lake, unknown run or estimator, a
+--param that no selected run has); on exit 2 the --out folder is not created.
 """
 
 from __future__ import annotations
@@ -42,7 +43,10 @@ def register(app: typer.Typer) -> None:
             "(nearest committed one per run); default first, middle, last.",
         ),
         param: str = typer.Option(
-            None, "--param", help="Parameter whose SGN is drawn, TENSOR:INDEX (e.g. fc1.weight:123)."
+            None,
+            "--param",
+            help="Parameter whose SGN is drawn, TENSOR:INDEX (e.g. fc1.weight:123); at least one "
+            "selected run must have it (the others draw their default parameter, with a note).",
         ),
         storage_option: list[str] = typer.Option(
             None,

@@ -28,13 +28,15 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import zarr
 from zarr.core.array import AsyncArray
-from zarr.core.buffer import default_buffer_prototype
+from zarr.core.buffer import Buffer, default_buffer_prototype
 from zarr.core.sync import sync
+from zarr.storage import LocalStore, StorePath
 
 from sgnlake.schema.codecs import array_kwargs
 from sgnlake.schema.errors import LakeError, RunExistsError, ValidationError
@@ -147,6 +149,38 @@ def checkpoint_name(index: int) -> str:
     return f"s{index:06d}"
 
 
+def _put_plain(path: Path, value: Buffer) -> None:
+    """Write ``value`` to ``path`` in place (creating its directory when missing)."""
+    data = value.as_buffer_like()
+    try:
+        f = open(path, "wb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(path, "wb")  # noqa: SIM115 - closed below
+    with f:
+        f.write(data)
+
+
+class ChunkStore(LocalStore):
+    """A :class:`~zarr.storage.LocalStore` that writes in place, without zarr's temp file + rename.
+
+    Used only for the chunks of a snapshot that is not committed yet: readers
+    cannot see them (the stored shape excludes them) and :meth:`RunWriter.truncate`
+    deletes them after a crash, so a torn chunk is harmless, while the temp file,
+    rename and ``mkdir`` of every chunk cost as much as compressing it. Metadata
+    and attributes are always written through the lake's own (atomic) store.
+    """
+
+    async def _set(self, key: str, value: Buffer, exclusive: bool = False) -> None:
+        if exclusive:
+            await super()._set(key, value, exclusive=True)
+            return
+        if not self._is_open:
+            await self._open()
+        self._check_writable()
+        await asyncio.to_thread(_put_plain, self.root / key, value)
+
+
 async def _gather(*coros: Any) -> list[Any]:
     """Await ``coros`` concurrently (inside zarr's event loop)."""
     return list(await asyncio.gather(*coros))
@@ -195,6 +229,13 @@ class RunWriter:
         self.bytes_stored = 0
         self.bytes_raw = 0
         self.write_seconds: list[float] = []
+        store = root.store
+        # exactly a LocalStore (not a wrapper or subclass): chunks go through ChunkStore
+        self._chunk_store: Any = (
+            ChunkStore(store.root, read_only=False)
+            if type(store) is LocalStore and not store.read_only
+            else None
+        )
         self._lock = threading.Lock()
         self._error: BaseException | None = None
         self._error_index = -1
@@ -355,9 +396,12 @@ class RunWriter:
         views = []
         for name, arr in self._arrays.items():
             aa = arr._async_array
+            sp = aa.store_path
+            if self._chunk_store is not None:
+                sp = StorePath(self._chunk_store, sp.path)
             view = AsyncArray(
                 metadata=aa.metadata.update_shape((k + 1, *aa.metadata.shape[1:])),
-                store_path=aa.store_path,
+                store_path=sp,
                 # SGN chunks are never all-NaN: skip zarr's scan for empty (fill-value) chunks
                 config=dataclasses.replace(aa.config, write_empty_chunks=True),
             )

@@ -187,8 +187,20 @@ def test_crash_in_training_marks_failed_even_with_a_commit_in_flight(tmp_path: P
     assert_lake_clean(lake)
 
 
-def test_analysis_counts_nonfinite_samples_as_missing(tmp_path: Path) -> None:
-    """A parameter with a NaN or inf SGN sample gets no alpha (NaN) and is counted, never averaged in."""
+def _mohammadi_finite_oracle(x: np.ndarray, k1: int) -> float:
+    """Mohammadi on the finite samples of one parameter: a non-finite sample leaves the X mean and
+    its whole K1 block leaves the Y mean (written independently of analyze/kernels.py)."""
+    blocks = x[: (len(x) // k1) * k1].reshape(-1, k1)
+    keep = np.isfinite(blocks).all(axis=1)
+    y = np.abs(blocks[keep].astype(np.float64).sum(axis=1))
+    xs = np.abs(x[np.isfinite(x)].astype(np.float64))
+    inv = (np.log(y[y > 0]).mean() - np.log(xs[xs > 0]).mean()) / np.log(k1)
+    return 1.0 / inv
+
+
+def test_analysis_skips_nonfinite_samples_with_a_count(tmp_path: Path) -> None:
+    """A NaN or inf SGN sample is skipped (the parameter keeps an estimate from its finite samples)
+    and counted separately from dead parameters."""
     from lake_fixtures import RunSpec, write_lake
 
     from sgnlake.analyze import open_lake
@@ -201,11 +213,15 @@ def test_analysis_counts_nonfinite_samples_as_missing(tmp_path: Path) -> None:
     block[7, 5] = np.inf
     sgn[1] = block
     lk = open_lake(path)
-    rep = lk.compute_alpha("r", progress=False)
-    alpha = lk.alpha("r", tensor="fc1.bias").values
-    assert np.isnan(alpha[1, [2, 5]]).all()
-    assert np.isfinite(np.delete(alpha[1], [2, 5])).all() and np.isfinite(alpha[0]).all()
-    assert rep.runs[0].dead_last == 2
+    rep = lk.compute_alpha("r", progress=False, k1=5)
+    alpha = lk.alpha("r", tensor="fc1.bias", k1=5).values
+    assert np.isfinite(alpha).all()
+    for p in (2, 5):
+        np.testing.assert_allclose(alpha[1, p], _mohammadi_finite_oracle(block[:, p], 5), rtol=1e-5)
+    assert rep.runs[0].dead_last == 0
+    assert rep.runs[0].nonfinite_samples == 2
+    counts = lk.result("r", tensor="fc1.bias", k1=5)["n_nonfinite"].values
+    assert counts[1, 2] == 1 and counts[1, 5] == 1 and counts.sum() == 2
 
 
 # ----------------------------------------------------------------------------- concurrent writers
