@@ -28,15 +28,13 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import zarr
 from zarr.core.array import AsyncArray
-from zarr.core.buffer import Buffer, default_buffer_prototype
+from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
-from zarr.storage import LocalStore, StorePath
 
 from sgnlake.schema.codecs import array_kwargs
 from sgnlake.schema.errors import LakeError, RunExistsError, ValidationError
@@ -149,38 +147,6 @@ def checkpoint_name(index: int) -> str:
     return f"s{index:06d}"
 
 
-def _put_plain(path: Path, value: Buffer) -> None:
-    """Write ``value`` to ``path`` in place (creating its directory when missing)."""
-    data = value.as_buffer_like()
-    try:
-        f = open(path, "wb")  # noqa: SIM115 - closed below
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        f = open(path, "wb")  # noqa: SIM115 - closed below
-    with f:
-        f.write(data)
-
-
-class ChunkStore(LocalStore):
-    """A :class:`~zarr.storage.LocalStore` that writes in place, without zarr's temp file + rename.
-
-    Used only for the chunks of a snapshot that is not committed yet: readers
-    cannot see them (the stored shape excludes them) and :meth:`RunWriter.truncate`
-    deletes them after a crash, so a torn chunk is harmless, while the temp file,
-    rename and ``mkdir`` of every chunk cost as much as compressing it. Metadata
-    and attributes are always written through the lake's own (atomic) store.
-    """
-
-    async def _set(self, key: str, value: Buffer, exclusive: bool = False) -> None:
-        if exclusive:
-            await super()._set(key, value, exclusive=True)
-            return
-        if not self._is_open:
-            await self._open()
-        self._check_writable()
-        await asyncio.to_thread(_put_plain, self.root / key, value)
-
-
 async def _gather(*coros: Any) -> list[Any]:
     """Await ``coros`` concurrently (inside zarr's event loop)."""
     return list(await asyncio.gather(*coros))
@@ -229,13 +195,9 @@ class RunWriter:
         self.bytes_stored = 0
         self.bytes_raw = 0
         self.write_seconds: list[float] = []
-        store = root.store
-        # exactly a LocalStore (not a wrapper or subclass): chunks go through ChunkStore
-        self._chunk_store: Any = (
-            ChunkStore(store.root, read_only=False)
-            if type(store) is LocalStore and not store.read_only
-            else None
-        )
+        #: (group document, array document, chunk key) of this writer's first checkpoint: later ones
+        #: are written directly from them (see :meth:`_write_checkpoint_direct`)
+        self._checkpoint_docs: tuple[bytes, dict[str, Any], str] | None = None
         self._lock = threading.Lock()
         self._error: BaseException | None = None
         self._error_index = -1
@@ -396,12 +358,9 @@ class RunWriter:
         views = []
         for name, arr in self._arrays.items():
             aa = arr._async_array
-            sp = aa.store_path
-            if self._chunk_store is not None:
-                sp = StorePath(self._chunk_store, sp.path)
             view = AsyncArray(
                 metadata=aa.metadata.update_shape((k + 1, *aa.metadata.shape[1:])),
-                store_path=sp,
+                store_path=aa.store_path,
                 # SGN chunks are never all-NaN: skip zarr's scan for empty (fill-value) chunks
                 config=dataclasses.replace(aa.config, write_empty_chunks=True),
             )
@@ -436,6 +395,15 @@ class RunWriter:
         return int(sum(sync(_gather(*(size(key) for key in keys)))))
 
     def _write_checkpoint(self, k: int, iteration: int, data: bytes) -> None:
+        info = {
+            "snapshot": int(k),
+            "iteration": int(iteration),
+            "sha256": "sha256:" + hashlib.sha256(data).hexdigest(),
+            "format": "torch.save",
+        }
+        if self._checkpoint_docs is not None and data:
+            self._write_checkpoint_direct(k, data, info)
+            return
         cg = self.root.require_group(checkpoint_path(self.meta.run_id))
         name = checkpoint_name(k)
         if name in cg:
@@ -450,16 +418,41 @@ class RunWriter:
             dimension_names=["byte"],
             fill_value=0,
             compressors=None,
-            attributes={
-                CHECKPOINT_ATTR: {
-                    "snapshot": int(k),
-                    "iteration": int(iteration),
-                    "sha256": "sha256:" + hashlib.sha256(data).hexdigest(),
-                    "format": "torch.save",
-                }
-            },
+            attributes={CHECKPOINT_ATTR: info},
         )
         arr[:] = buf
+        if data:
+            proto = default_buffer_prototype()
+            group_doc = sg.metadata.to_buffer_dict(proto)["zarr.json"].to_bytes()
+            array_doc = json.loads(arr.metadata.to_buffer_dict(proto)["zarr.json"].to_bytes())
+            self._checkpoint_docs = (group_doc, array_doc, arr.metadata.encode_chunk_key((0,)))
+
+    def _write_checkpoint_direct(self, k: int, data: bytes, info: dict[str, Any]) -> None:
+        """Write a checkpoint's three keys (group, array metadata, one chunk) in one concurrent batch.
+
+        The same documents as the first checkpoint of this writer (which went through
+        :meth:`zarr.Group.create_array`), with the length, chunk length and attributes
+        replaced: one round trip instead of about ten existence checks and sequential writes.
+        The keys of snapshot ``k`` are new (:meth:`truncate` leaves only the committed
+        checkpoint), or left by a failed attempt at the same commit, which this overwrites.
+        """
+        assert self._checkpoint_docs is not None
+        group_doc, template, chunk_key = self._checkpoint_docs
+        doc = json.loads(json.dumps(template))
+        doc["shape"] = [len(data)]
+        doc["chunk_grid"]["configuration"]["chunk_shape"] = [len(data)]
+        doc["attributes"] = {CHECKPOINT_ATTR: info}
+        base = self.root.store_path / checkpoint_path(self.meta.run_id) / checkpoint_name(k)
+        proto = default_buffer_prototype()
+        sync(
+            _gather(
+                (base / "zarr.json").set(proto.buffer.from_bytes(group_doc)),
+                (base / CHECKPOINT_ARRAY / "zarr.json").set(
+                    proto.buffer.from_bytes(json.dumps(doc).encode())
+                ),
+                (base / CHECKPOINT_ARRAY / chunk_key).set(proto.buffer.from_bytes(data)),
+            )
+        )
 
     # ------------------------------------------------------------------ background thread
 
