@@ -45,6 +45,7 @@ from sgnlake.schema.names import (
     PARAM,
     RESULT_ATTR,
     RESULTS_GROUP,
+    SGN,
     TENSOR_ATTR,
     results_path,
 )
@@ -507,7 +508,11 @@ def _compute_run(
         return kg, sources, targets, regions
 
     kg, sources, targets, regions = _write_guard(lake, prepare)
-    graph = da.store(sources, targets, regions=regions, lock=False, compute=False)
+    fused = _fused_tasks(lake, run, estimator, settings, kg, start, n)
+    if fused is not None:
+        graph: Any = fused  # one task per result chunk: read, estimate, count, write
+    else:
+        graph = da.store(sources, targets, regions=regions, lock=False, compute=False)
     _write_guard(lake, run_graph, graph, progress)
 
     def commit() -> None:
@@ -526,6 +531,107 @@ def _compute_run(
     _write_guard(lake, commit)
     action = "appended" if start else "computed"
     return _finish(lake, run, key, action, n, n - start, n_params, t0, path, estimator, settings)
+
+
+class _FusedTarget:
+    """What every fused task of one tensor shares: the ``sgn`` reader, both result arrays, K1/K2.
+
+    A plain class (not a dataclass or container), so Dask passes it to the tasks as an
+    opaque object instead of traversing it.
+    """
+
+    __slots__ = ("reader", "out", "counts", "k1", "k2", "inverse", "step")
+
+    def __init__(
+        self, reader: Any, out: zarr.Array, counts: zarr.Array, k1: int, k2: int, inverse: bool, step: int
+    ) -> None:
+        self.reader, self.out, self.counts = reader, out, counts
+        self.k1, self.k2, self.inverse, self.step = k1, k2, inverse, step
+
+
+def _read_region(reader: Any, it: int, lo: int, hi: int, step: int) -> np.ndarray:
+    """``sgn[it:it+1, :, lo:hi]`` (whole stored chunks of ``step`` params) in one Zarr call.
+
+    Zarr decodes the chunks of one call concurrently and pays its per-call overhead once.
+    If that read fails, the chunks are read again one by one through the lake's chunk reader,
+    which names the corrupt chunk (or, with ``skip_corrupt``, reads it alone as NaN and
+    records it), exactly as the per-chunk Dask reads do.
+    """
+    m = reader.shape[1]
+    try:
+        return np.asarray(reader.arr[it : it + 1, :, lo:hi])
+    except Exception as e:
+        if isinstance(e, SgnlakeError):
+            raise
+    parts = [
+        reader[(slice(it, it + 1), slice(0, m), slice(j, min(j + step, hi)))] for j in range(lo, hi, step)
+    ]
+    return np.concatenate(parts, axis=-1)
+
+
+def _fused_chunk(target: _FusedTarget, it: int, lo: int, hi: int) -> int:
+    """Read the stored ``sgn`` chunks of snapshot ``it`` over params ``lo:hi``, estimate, write both results.
+
+    The samples reach the Mohammadi kernel as a view in their stored layout, as
+    :func:`sgnlake.analyze.estimators.estimate` hands them over (the kernel works row by
+    row, so the results are the same); the kernel's non-finite statistic (plus the samples
+    past ``k1*k2``, which the kernel leaves out) gives :data:`NONFINITE`. Returns the
+    number of non-finite samples.
+    """
+    from . import kernels
+
+    k1, k2 = target.k1, target.k2
+    used = k1 * k2
+    block = _read_region(target.reader, it, lo, hi, target.step)
+    x = np.moveaxis(block, 1, -1)  # (1, p, M) view of the stored (1, M, p) layout
+    stats = kernels.mohammadi_chunk(x, k1, k2)
+    bad = stats[..., 4]
+    if used < x.shape[-1]:
+        bad = bad + np.count_nonzero(~np.isfinite(x[..., used:]), axis=-1)
+    counts = bad.astype(np.int32)
+    est = kernels.mohammadi_finalize(stats, k1, inverse=target.inverse)
+    target.out[it : it + 1, lo:hi] = est.astype(target.out.dtype, copy=False)
+    target.counts[it : it + 1, lo:hi] = counts
+    return int(counts.sum(dtype=np.int64))
+
+
+def _fused_tasks(
+    lake: Lake, run: str, estimator: str, settings: Mapping[str, Any], kg: zarr.Group, start: int, n: int
+) -> list[Any] | None:
+    """One Dask task per stored result chunk for the Mohammadi estimators, or None when not applicable.
+
+    Replaces the read -> estimate -> count -> store graph (about five tasks per stored
+    ``sgn`` chunk) with one task that reads the ``sgn`` chunks under a result chunk,
+    computes alpha and the non-finite counts from one kernel pass, and writes both result
+    chunks (no two tasks write one chunk). Applies when the ``sgn`` array holds all
+    minibatches in one chunk and each result chunk covers whole ``sgn`` chunks (the
+    collector's layout); the results are identical to the general path.
+    """
+    if estimator not in ("mohammadi", "mohammadi_inv"):
+        return None
+    from .lake import ChunkReader
+
+    est = _estimators()
+    out_name = est._spec(estimator).output_name
+    tasks = []
+    for info in lake.meta(run).tensors:
+        arr = lake.root[f"runs/{run}/{info.name}/{SGN}"]
+        m, pc = arr.shape[1], arr.chunks[2]
+        tg = kg[info.name]
+        out, counts = tg[out_name], tg[NONFINITE]
+        rc = out.chunks[1]
+        if arr.chunks[1] != m or (rc % pc and rc < info.numel) or counts.chunks[1] != rc:
+            return None
+        k1, k2 = est._checked_k1(m, settings["k1"], MINIBATCH)
+        reader = ChunkReader(
+            arr, run, info.name, SGN, lake.iterations(run), lake.skip_corrupt, lake.corrupt_chunks
+        )
+        target = _FusedTarget(reader, out, counts, k1, k2, estimator == "mohammadi_inv", pc)
+        task = dask.delayed(_fused_chunk, pure=False)
+        for it in range(start, n):
+            for lo in range(0, info.numel, rc):
+                tasks.append(task(target, it, lo, min(lo + rc, info.numel)))
+    return tasks
 
 
 def _stored_sum(arr: zarr.Array, n: int, block_elements: int = 1 << 24) -> int:
@@ -591,10 +697,13 @@ def compute_alpha(
     """Compute per-parameter results for every committed snapshot of each run and store them.
 
     Results go to ``results/<run_id>/<key>/`` (see the module docstring), chunk
-    by chunk through :func:`dask.array.store` on the active Dask scheduler
-    (threads by default; see :func:`sgnlake.analyze.cluster.dask_client`), so
-    memory is bounded by a few SGN chunks per worker thread. The
-    ``ResultMeta`` attribute is written last, after all data.
+    by chunk on the active Dask scheduler (threads by default; see
+    :func:`sgnlake.analyze.cluster.dask_client`), so memory is bounded by a few
+    result chunks' worth of SGN per worker thread. The Mohammadi estimators run
+    one fused task per result chunk (read the SGN chunks, estimate, count the
+    non-finite samples, write both results); the others go through
+    :func:`dask.array.store`. The ``ResultMeta`` attribute is written last,
+    after all data.
 
     Parameters
     ----------
