@@ -128,3 +128,38 @@ def test_bad_names_and_sizes():
         load_dataset("imagenet")
     with pytest.raises(ConfigError, match="exceeds the 5000"):
         load_dataset("mnist5k", n_train=5001)
+
+
+def test_download_goes_through_torchvision_and_reads_its_layout(tmp_path, tiny_images, monkeypatch):
+    """--download calls torchvision's dataset class (train split, download=True) and then reads the
+    files where torchvision puts them (ROOT/MNIST/raw). torchvision cannot be installed beside the
+    CPU torch wheel here, so a stand-in module writes what torchvision would download."""
+    import sys
+    import types
+
+    images, labels = tiny_images
+    calls = []
+
+    class FakeMNIST:
+        def __init__(self, root, train, download):
+            calls.append((root, train, download))
+            raw = tmp_path / "MNIST" / "raw"
+            raw.mkdir(parents=True)
+            write_idx(raw / "train-images-idx3-ubyte", images)
+            write_idx(raw / "train-labels-idx1-ubyte", labels)
+
+    datasets = types.ModuleType("torchvision.datasets")
+    datasets.MNIST = FakeMNIST
+    datasets.FashionMNIST = FakeMNIST
+    datasets.CIFAR10 = FakeMNIST
+    tv = types.ModuleType("torchvision")
+    tv.datasets = datasets
+    monkeypatch.setitem(sys.modules, "torchvision", tv)
+    monkeypatch.setitem(sys.modules, "torchvision.datasets", datasets)
+
+    d = load_dataset("mnist", data_dir=tmp_path, download=True)
+    assert calls == [(str(tmp_path), True, True)]
+    np.testing.assert_array_equal(d.images[:, 0], images)
+    np.testing.assert_array_equal(d.labels, labels.astype(np.int64))
+    load_dataset("mnist", data_dir=tmp_path, download=True)  # files present: no second download
+    assert len(calls) == 1
