@@ -33,6 +33,8 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 from scipy import stats as sps
 
+from .summary import STAT_COLUMNS
+
 #: Axis label of the tail index.
 ALPHA_LABEL = "tail index α (1 = Cauchy-like, 2 = Gaussian)"
 #: Axis label of the training iteration.
@@ -42,21 +44,13 @@ SGN_LABEL = "SGN  U = g_j − g  (∂loss/∂w units)"
 #: Axis label of a density of SGN values.
 DENSITY_LABEL = "probability density (1 / SGN units)"
 
-#: Columns of :func:`alpha_stats` output (the statistics of
-#: :func:`sgnlake.analyze.summary.summary`, so its output feeds the same figures).
+#: Columns of :func:`alpha_stats` output: the statistics of
+#: :func:`sgnlake.analyze.summary.summary`, so its output feeds the same figures
+#: (less the count of non-finite SGN samples, which alpha alone cannot give).
 STATS_COLUMNS = (
     "iteration",
     "group",
-    "n_params",
-    "n",
-    "n_nan",
-    "n_gt2",
-    "median",
-    "mean",
-    "q_lo",
-    "q_hi",
-    "mean_inv",
-    "alpha_from_mean_inv",
+    *(c for c in STAT_COLUMNS if c != "n_nonfinite_samples"),
 )
 
 _GAUSS_KW = {"color": "tab:red", "lw": 1.6}

@@ -36,23 +36,12 @@ from sgnlake.schema.errors import ConfigError, LakeError
 from sgnlake.schema.names import MINIBATCH
 
 from . import plots
+from .lake import CONFIG_COLUMNS
 
 #: Config columns that define a "context": runs that agree on all of them except
-#: the axis a figure varies (and the seed) are drawn together.
-CONTEXT_COLUMNS = (
-    "model",
-    "depth",
-    "width",
-    "bias",
-    "dataset",
-    "n_train",
-    "batch_size",
-    "lr",
-    "shuffle",
-    "partition",
-    "dtype",
-    "keepbits",
-)
+#: the axis a figure varies (and the seed) are drawn together. ``n_minibatches``
+#: follows from ``n_train`` and ``batch_size``.
+CONTEXT_COLUMNS = tuple(c for c in CONFIG_COLUMNS if c not in ("seed", "n_minibatches"))
 
 #: At most this many figures per cross-run kind (one per context); the rest are listed.
 MAX_CONTEXT_FIGURES = 6

@@ -64,22 +64,19 @@ def register(app: typer.Typer) -> None:
         """
         from sgnlake.analyze import open_lake
         from sgnlake.analyze.report import write_report
-        from sgnlake.collect import collect
-        from sgnlake.schema import RunExistsError
+        from sgnlake.collect.sweep import FAILED, plan, run_sweep
 
         t0 = time.perf_counter()
         out.mkdir(parents=True, exist_ok=True)
         lake_path = out / "lake"
-        for cfg in demo_configs(quick):
-            typer.echo(f"collect {cfg.run_id}")
-            try:
-                collect(lake_path, cfg)
-            except RunExistsError:
-                meta = open_lake(lake_path).meta(cfg.run_id)
-                if meta.status == "complete":
-                    typer.echo(f"  {cfg.run_id} is complete: skipped")
-                    continue
-                collect(lake_path, cfg, resume=True)
+        # the sweep machinery skips complete runs, resumes interrupted ones and refuses conflicts
+        summary = run_sweep(lake_path, plan(demo_configs(quick)), echo=typer.echo)
+        if summary.interrupted:
+            raise typer.Exit(130)
+        if summary.n_failed:
+            failed = ", ".join(summary.ids(FAILED))
+            typer.echo(f"error: runs failed: {failed}: see the lines above, then rerun to resume", err=True)
+            raise typer.Exit(1)
         lake = open_lake(lake_path)
         typer.echo("alpha (mohammadi, per parameter)")
         lake.compute_alpha(force=force)
