@@ -187,6 +187,9 @@ class Estimator:
         labelled by ``output_labels``.
     output_labels : tuple of str
         Coordinate values of ``output_dim``.
+    pooled : str or None
+        The registered estimator that pools all coordinates of a snapshot into one sample
+        of this one (``mohammadi`` -> ``pooled``), for per-parameter vs pooled comparisons.
     """
 
     name: str
@@ -201,6 +204,7 @@ class Estimator:
     output_name: str = "alpha"
     output_dim: str | None = None
     output_labels: tuple[str, ...] = ()
+    pooled: str | None = None
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -317,6 +321,7 @@ ESTIMATORS: dict[str, Estimator] = {
             stream=_mohammadi_stream(inverse=False),
             fused=partial(kernels.mohammadi_counted, inverse=False),
             to_alpha=_identity,
+            pooled="pooled",
         ),
         Estimator(
             "mohammadi_inv",

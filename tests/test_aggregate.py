@@ -38,16 +38,17 @@ def _oracle_row(v: np.ndarray, q: tuple[float, float]) -> dict[str, float]:
         return {"n": 0, "n_nan": v.size, "n_gt2": 0} | dict.fromkeys(
             ("median", "mean", "q_lo", "q_hi", "mean_inv", "alpha_from_mean_inv"), nan
         )
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # inf - inf between quantile neighbours
         mean_inv = float(np.mean(1.0 / used))
+        q_lo, q_hi = float(np.quantile(used, q[0])), float(np.quantile(used, q[1]))
     return {
         "n": used.size,
         "n_nan": v.size - used.size,
         "n_gt2": int(np.sum(used > 2)),
         "median": float(np.median(used)),
         "mean": float(np.mean(used)),
-        "q_lo": float(np.quantile(used, q[0])),
-        "q_hi": float(np.quantile(used, q[1])),
+        "q_lo": q_lo,
+        "q_hi": q_hi,
         "mean_inv": mean_inv,
         "alpha_from_mean_inv": 1.0 / mean_inv if mean_inv else float("inf"),
     }

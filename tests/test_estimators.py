@@ -173,6 +173,8 @@ def test_registry_owns_per_parameter_and_alpha():
         E.check_estimator("mohammadi_inv", alpha=True)
     assert E.ESTIMATORS["pooled"].default_dims == ("minibatch", "param")
     assert [n for n, e in E.ESTIMATORS.items() if e.fused is not None] == ["mohammadi", "mohammadi_inv"]
+    assert {n: e.pooled for n, e in E.ESTIMATORS.items() if e.pooled} == {"mohammadi": "pooled"}
+    assert all(E.ESTIMATORS[e.pooled].per_parameter is False for e in E.ESTIMATORS.values() if e.pooled)
 
 
 def test_alpha_fn_matches_kernels():
