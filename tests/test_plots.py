@@ -288,3 +288,18 @@ def test_save_figure_writes_png(tmp_path, alpha_da):
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     img = mpimg.imread(path)
     assert img.shape[:2] == (150, 200)
+
+
+def test_long_titles_are_wrapped_inside_the_png(tmp_path):
+    label = "fcn depth=3 width=32 bias=False dataset=mnist5k n_train=5000 lr=0.1 shuffle=True"
+    fig, axes = plots.new_figure(1, 2, squeeze=False)
+    axes[0, 0].set_title(f"median α over iterations per batch size: {label}")
+    axes[0, 1].set_title("short")
+    assert plots.fit_titles(fig) == 1
+    assert "\n" in axes[0, 0].get_title() and axes[0, 1].get_title() == "short"
+    assert axes[0, 0].get_title().replace("\n", " ") == f"median α over iterations per batch size: {label}"
+    plots.save_figure(fig, tmp_path / "t.png", dpi=40)  # runs the layout as saving does
+    renderer = fig.canvas.get_renderer()
+    left, right = (t.get_window_extent(renderer) for t in (axes[0, 0].title, axes[0, 1].title))
+    width = fig.get_figwidth() * fig.dpi
+    assert 0 <= left.x0 and left.x1 <= right.x0 and right.x1 <= width  # inside, no overlap
