@@ -24,6 +24,7 @@ iteration), :mod:`.alpha_lines` (Figs 1, 2, 6-7, 13-15, pooled),
 
 from __future__ import annotations
 
+from ..aggregate import STATS_COLUMNS, alpha_stats  # the one aggregate, re-exported
 from .alpha_lines import (
     STAT_LABELS,
     plot_alpha_by_batch_size,
@@ -46,7 +47,6 @@ from .sgn import (
     plot_sgn_qq,
     plot_sgn_stable_fit,
 )
-from .stats import STATS_COLUMNS, alpha_stats
 from .style import (
     ALPHA_AXIS_CAP,
     ALPHA_LABEL,

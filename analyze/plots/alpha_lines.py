@@ -45,7 +45,7 @@ def plot_alpha_over_iterations(
     ----------
     ax : Axes
     stats : pandas.DataFrame
-        Rows of one group from :func:`alpha_stats` or ``Lake.summary(by="model")``
+        Rows of one group from :func:`sgnlake.analyze.aggregate.alpha_stats` or ``Lake.summary(by="model")``
         (columns ``iteration``, ``median``, ``mean``, ``alpha_from_mean_inv``,
         ``q_lo``, ``q_hi``, ``n_params``, ``n_nan``, ``n_gt2``).
     title : str
@@ -192,7 +192,7 @@ def plot_alpha_by_batch_size(ax: Axes, table: pd.DataFrame, *, y: str = "median"
 def plot_alpha_by_layer(ax: Axes, stats: pd.DataFrame, *, y: str = "mean", title: str | None = None):
     """Paper Figs 13-15: alpha of one run over iterations, one line per layer.
 
-    ``stats`` is :func:`alpha_stats` grouped by module (or tensor): columns
+    ``stats`` is :func:`sgnlake.analyze.aggregate.alpha_stats` grouped by module (or tensor): columns
     ``iteration``, ``group`` and ``y``. Layers keep their order in the table.
     """
     return plot_alpha_lines(
@@ -282,7 +282,7 @@ def plot_param_vs_pooled(
     ----------
     ax : Axes
     stats : pandas.DataFrame
-        :func:`alpha_stats` by tensor/module: ``iteration``, ``group``,
+        :func:`sgnlake.analyze.aggregate.alpha_stats` by tensor/module: ``iteration``, ``group``,
         ``center``, ``q_lo``, ``q_hi``.
     pooled : pandas.DataFrame
         Columns ``iteration``, ``group``, ``alpha``.

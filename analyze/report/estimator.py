@@ -14,9 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from sgnlake.schema.errors import ConfigError
-from sgnlake.schema.names import MINIBATCH
-
 
 def resolve_report_estimator(estimator: str, settings: Mapping[str, Any]) -> dict[str, Any]:
     """Check that ``estimator`` gives one alpha per parameter and fill in its default settings.
@@ -27,20 +24,10 @@ def resolve_report_estimator(estimator: str, settings: Mapping[str, Any]) -> dic
         Unknown estimator or setting, or an estimator without a per-parameter
         alpha (``gaussianity``, ``mohammadi_inv``, ``pooled``, ``multivariate``).
     """
-    from ..estimators import ESTIMATORS, resolve_settings
+    from ..estimators import check_estimator, get
 
-    resolved = resolve_settings(estimator, **settings)  # one-line error for unknown names
-    spec = ESTIMATORS[estimator]
-    per_param = [
-        n
-        for n, s in ESTIMATORS.items()
-        if s.default_dims == (MINIBATCH,) and (s.output_name == "alpha" or "alpha" in s.output_labels)
-    ]
-    if estimator not in per_param:
-        raise ConfigError(
-            f"estimator {estimator!r} gives no per-parameter alpha ({spec.description}): "
-            f"use one of {', '.join(per_param)}"
-        )
+    resolved = get(estimator).resolve(**settings)  # one-line error for unknown names and settings
+    check_estimator(estimator, alpha=True)  # and for estimators without a per-parameter alpha
     return resolved
 
 
@@ -52,7 +39,9 @@ def _settings_text(estimator: str, settings: Mapping[str, Any]) -> str:
 
 def pooled_supported(estimator: str) -> bool:
     """Whether the per-parameter vs pooled figure is drawn for ``estimator`` (the pooled estimate is Mohammadi's)."""
-    return estimator == "mohammadi"
+    from ..estimators import get
+
+    return get(estimator).pooled is not None
 
 
 def pooled_alpha(x: np.ndarray, settings: Mapping[str, Any]) -> float:
