@@ -81,7 +81,7 @@ def open_store(
         fsspec storage options (credentials, endpoint, ...).
     """
     loc = os.fspath(location)
-    if is_url(loc):
+    if is_url(loc):  # an object store needs fsspec and its options; a local folder does not
         options = dict(storage_options or {})
         # Object-store listings are cached per filesystem instance by fsspec; a lake
         # is written by other processes, so readers must see fresh listings.
@@ -261,6 +261,21 @@ def stored_bytes(
         return sum(await asyncio.gather(*(_size(s, k) for k in names)))
 
     return int(run_sync(go()))
+
+
+def is_empty(
+    where: str | os.PathLike[str] | Store,
+    prefix: str = "",
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+) -> bool:
+    """True when nothing is stored under directory ``prefix`` (a missing folder or bucket prefix).
+
+    The "is there anything here yet" probe of a lake location, the same for local
+    folders and object stores.
+    """
+    s = storage(where, storage_options=storage_options)
+    return not run_sync(_list(s, prefix))
 
 
 def exists(store: Store, key: str) -> bool:

@@ -259,3 +259,20 @@ def test_stored_bytes_counts_what_is_on_disk(tmp_path):
     assert stored_bytes(lake, run_path("nope")) == 0
     assert stored_bytes(str(tmp_path / "no-lake"), run_path("r1")) == 0
     assert not (tmp_path / "no-lake").exists()  # measuring creates nothing
+
+
+def test_is_empty_probes_a_location_without_creating_it(tmp_path):
+    from sgnlake.schema.store import exists, is_empty
+
+    try:
+        from .lake_fixtures import write_lake
+    except ImportError:
+        from lake_fixtures import write_lake
+
+    assert is_empty(str(tmp_path / "new")) and not (tmp_path / "new").exists()
+    (tmp_path / "empty").mkdir()
+    assert is_empty(str(tmp_path / "empty"))
+    lake = write_lake(str(tmp_path / "lake"))
+    assert not is_empty(lake) and not is_empty(lake, "runs/r1") and is_empty(lake, "runs/r2")
+    store = open_lake_group(lake).store
+    assert exists(store, "zarr.json") and not exists(store, "runs/r2/zarr.json")
