@@ -87,7 +87,7 @@ def open_store(
         # is written by other processes, so readers must see fresh listings.
         options.setdefault("use_listings_cache", False)
         try:
-            return FsspecStore.from_url(loc, storage_options=options, read_only=read_only)
+            return _fsspec_store(loc, options, read_only)
         except (ImportError, ValueError, TypeError) as e:
             # unknown scheme, backend not installed (s3fs, gcsfs), or a bad storage option
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
@@ -98,6 +98,21 @@ def open_store(
     return LocalStore(local_path(loc), read_only=read_only)
 
 
+def _fsspec_store(url: str, options: Mapping[str, Any], read_only: bool) -> FsspecStore:
+    """An fsspec store usable from any event loop, whose sessions are closed.
+
+    The filesystem is opened in synchronous mode behind ``AsyncFileSystemWrapper``:
+    its IO runs on fsspec's own event loop, so zarr's loop and :func:`run_sync` can
+    both use the store, and fsspec closes its HTTP session when the filesystem is
+    released (an asynchronous s3fs instance leaves an unclosed aiohttp session).
+    """
+    from fsspec.core import url_to_fs
+    from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
+
+    fs, path = url_to_fs(url, **options)
+    return FsspecStore(AsyncFileSystemWrapper(fs, asynchronous=True), path=path, read_only=read_only)
+
+
 # ----------------------------------------------------------------------------- store operations
 #
 # Listing, sizes, existence, reading, writing and deletion of stored objects go through
@@ -105,11 +120,10 @@ def open_store(
 # ``delete_dir``) for local and fsspec lakes alike. The Store API is asynchronous; the
 # functions below run it from synchronous code on one event loop owned by sgnlake.
 #
-# An fsspec store that zarr opened is bound to zarr's own event loop (s3fs keeps an
-# aiohttp session created on it), so it cannot be awaited on another loop. Storage
-# operations therefore use a loop-independent twin (:func:`storage`): the same
-# filesystem in synchronous mode (its IO runs on fsspec's own loop; fsspec closes its
-# session at exit) behind ``AsyncFileSystemWrapper``. Local stores need no twin.
+# Stores of :func:`open_store` work on any event loop (see :func:`_fsspec_store`); an
+# fsspec store opened elsewhere with an asynchronous filesystem is bound to zarr's loop
+# (s3fs keeps an aiohttp session created on it), so :func:`storage` gives it a
+# loop-independent twin over the same filesystem in synchronous mode.
 
 _LOOP: list[asyncio.AbstractEventLoop] = []
 _LOOP_LOCK = threading.Lock()
