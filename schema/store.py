@@ -192,11 +192,7 @@ def storage(
         return _sync_twin(where)
     if isinstance(where, Store):
         return where
-    loc = os.fspath(where)
-    if not is_url(loc):
-        # absolute: two spellings of one folder are the same lake (copy refuses src == dst)
-        return LocalStore(os.path.abspath(local_path(loc)), read_only=read_only)
-    return _sync_twin(open_store(loc, read_only=read_only, storage_options=storage_options))
+    return open_store(where, read_only=read_only, storage_options=storage_options)
 
 
 def same_location(a: Store, b: Store) -> bool:
