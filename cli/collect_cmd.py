@@ -1,8 +1,7 @@
-"""``sgnlake collect`` (train with SGD and store SGN snapshots) and ``sgnlake ls`` (list runs)."""
+"""``sgnlake collect``: train with SGD and store SGN snapshots."""
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
@@ -251,9 +250,9 @@ def register(app: typer.Typer) -> None:
         import dataclasses
 
         from sgnlake.collect.config import derive_run_id
-        from sgnlake.collect.inventory import raw_bytes
         from sgnlake.collect.models import resolve_model_args
         from sgnlake.collect.runner import DEFAULT_MEMORY_BUDGET_MB, collect, stored_run_meta
+        from sgnlake.schema.inventory import raw_bytes
         from sgnlake.schema.meta import RunConfig, StorageSpec
         from sgnlake.schema.store import parse_storage_options
 
@@ -321,7 +320,7 @@ def register(app: typer.Typer) -> None:
                 err=True,
             )
             raise typer.Exit(130) from None
-        from sgnlake.collect.inventory import list_runs
+        from sgnlake.schema.inventory import list_runs
 
         row = next((r for r in list_runs(lake, storage_options=so) if r["run_id"] == rid), None)
         size = f", {row['stored_bytes'] / 1e6:.1f} MB stored" if row else ""
@@ -332,23 +331,3 @@ def register(app: typer.Typer) -> None:
         )
         if meta.status != "complete" and meta.reason:
             typer.echo(f"  {meta.reason}")
-
-    @app.command("ls")
-    def ls_cmd(
-        lake: str = typer.Argument(..., help="Lake: a local folder or an fsspec URL."),
-        as_json: bool = typer.Option(False, "--json", help="Print a JSON list of runs instead of a table."),
-        storage_option: list[str] | None = typer.Option(
-            None, "--storage-option", "-o", help="fsspec storage option key=value for URL lakes (repeatable)."
-        ),
-    ) -> None:
-        """List the runs of a lake: id, model, dataset, batch, snapshots, status, stored size, ratio."""
-        from sgnlake.collect.inventory import format_table, list_runs
-        from sgnlake.schema.store import parse_storage_options
-
-        rows = list_runs(lake, storage_options=parse_storage_options(storage_option))
-        if as_json:
-            typer.echo(json.dumps(rows, indent=2))
-        elif not rows:
-            typer.echo("the lake has no runs yet")
-        else:
-            typer.echo(format_table(rows))
