@@ -36,7 +36,7 @@ import xarray as xr
 import zarr
 from dask.base import tokenize
 
-from sgnlake.schema.errors import ConfigError, LakeError, SgnlakeError
+from sgnlake.schema.errors import ConfigError, LakeError, LakeReadOnlyError, SgnlakeError
 from sgnlake.schema.lake import now, software_versions
 from sgnlake.schema.meta import ResultMeta, TensorInfo
 from sgnlake.schema.names import (
@@ -439,9 +439,9 @@ def _write_guard(lake: Lake, fn, *args: Any) -> Any:
             f"storage error while computing results in {lake.location} ({e.strerror or e}): the "
             "result stays unfinished; fix the storage and run again"
         ) from None
-    except ValueError as e:
-        if "read-only" in str(e) or "read only" in str(e):
-            raise LakeError(
+    except ValueError:  # zarr's answer to a write into a read-only store: ask the store, not the message
+        if lake.read_only or getattr(lake.writable_root().store, "read_only", False):
+            raise LakeReadOnlyError(
                 f"cannot write results into {lake.location}: the store is read-only; "
                 "open it writable or copy it first"
             ) from None
