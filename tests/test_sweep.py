@@ -463,3 +463,47 @@ def test_rerun_finds_runs_stored_under_old_format_ids(swept, tmp_path: Path) -> 
     got = zarr.open_group(lake / "runs" / third_old, mode="r")
     assert got.attrs["sgnlake_run"]["status"] == "complete"
     np.testing.assert_array_equal(got["fc1.weight/sgn"][:], ref["fc1.weight/sgn"][:])
+
+
+def test_one_thread_rule_for_collect_and_sweep(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Threads come from the CPUs this process may use (affinity), shared by the jobs, one left per writer."""
+    import torch
+
+    from sgnlake.collect import config, runner
+
+    monkeypatch.setattr(config.os, "sched_getaffinity", lambda _pid: set(range(6)), raising=False)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 64)
+    assert config.available_cpus() == 6
+    assert [config.default_threads(j) for j in (1, 2, 3, 6, 12)] == [5, 2, 1, 1, 1]
+    assert runner.default_threads(torch.device("cpu")) == config.default_threads(1)
+    assert runner.default_threads(torch.device("cpu"), background=False) is None
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)  # never more than torch's default
+    assert config.default_threads(1) == 4
+
+
+def test_one_resume_rule_for_collector_sweep_and_cli() -> None:
+    from sgnlake.collect.config import compatible_run, resolve_config, resume_config, resume_differences
+
+    (asked,) = sw.expand(sw.loads_spec("[base]\nmodel='fcn'\nbatch_size=20\nn_train=200"))
+    stored = resolve_config(asked)  # what the collector stores: model arguments and epochs filled in
+    assert stored.model_args == {"depth": 3, "width": 32, "bias": False} and stored.epochs == 1
+    same = dataclasses.replace(stored, model_args={}, device="cpu", memory_budget_mb=64, data_dir="/x")
+    assert resume_differences(stored, same) == []  # model defaults filled; device etc. may differ
+    cfg = resume_config(stored, same)
+    assert (cfg.device, cfg.memory_budget_mb, cfg.data_dir, cfg.model_args) == (
+        "cpu",
+        64,
+        "/x",
+        stored.model_args,
+    )
+    other = dataclasses.replace(stored, lr=0.05)
+    assert resume_differences(stored, other) == [("lr", 0.1, 0.05)]
+    with pytest.raises(ConfigError, match=r"different lr \(0.1 stored\)"):
+        resume_config(stored, other)
+    # the CLI's --resume: options not given keep their stored values
+    assert resume_config(stored, other, explicit={"device"}).lr == 0.1
+    meta = type("Meta", (), {"config": stored})()
+    assert sw.config_conflict(sw.plan_run(other), meta) == "lr is 0.1 in the lake, 0.05 in the sweep"
+    renamed = {"old-name": meta}
+    assert compatible_run(dataclasses.replace(same, run_id="new"), renamed) == "old-name"
+    assert compatible_run(dataclasses.replace(other, run_id="new"), renamed) is None
