@@ -124,6 +124,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(sw.format_plan(plans))
             if lake is not None:
                 have = sw.existing_runs(lake, parse_storage_options(storage_option))
+                plans = sw.adopt_stored_ids(plans, have)  # runs stored under ids of an older sgnlake
                 done = [p.run_id for p in plans if p.run_id in have and sw.is_complete(have[p.run_id])]
                 part = [p.run_id for p in plans if p.run_id in have and p.run_id not in done]
                 typer.echo(

@@ -432,7 +432,9 @@ def test_sweep_package_modules_stay_small() -> None:
     assert len(sizes) >= 4 and max(sizes.values()) <= 500, sizes
 
 
-def test_rerun_finds_runs_stored_under_old_format_ids(swept, tmp_path: Path) -> None:
+def test_rerun_finds_runs_stored_under_old_format_ids(
+    swept, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A lake whose runs carry ids of an older naming rule: the sweep skips/resumes them by config."""
     import shutil
 
@@ -453,6 +455,10 @@ def test_rerun_finds_runs_stored_under_old_format_ids(swept, tmp_path: Path) -> 
     third_old = third.run_id.replace("-w8-n200", "")
     shutil.rmtree(lake / "runs" / third.run_id)
     collect(lake, dataclasses.replace(third.config, run_id=third_old), progress=False, stop_after=1)
+    cfg = tmp_path / "grid.toml"
+    cfg.write_text(TINY)
+    code, out, _ = run_cli(["sweep", str(lake), "--config", str(cfg), "--dry-run"], capsys)
+    assert code == 0 and "3 of these runs complete (skipped), 1 to resume, 0 new" in out
     summary = sw.run_sweep(lake, plans[:3], progress=False, echo=None)
     assert summary.ids("skipped") == list(old.values())
     assert summary.ids("resumed") == [third_old]
