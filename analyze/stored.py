@@ -22,7 +22,7 @@ import pandas as pd
 import zarr
 from dask.base import tokenize
 
-from sgnlake.schema.errors import LakeError, SgnlakeError
+from sgnlake.schema.errors import LakeError, LakeReadOnlyError, SgnlakeError
 from sgnlake.schema.meta import ResultMeta
 from sgnlake.schema.names import ITERATION, RESULT_ATTR, RESULTS_GROUP, results_path
 
@@ -145,9 +145,9 @@ def write_guard(lake: Lake, fn, *args: Any) -> Any:
             f"storage error while computing results in {lake.location} ({e.strerror or e}): the "
             "result stays unfinished; fix the storage and run again"
         ) from None
-    except ValueError as e:
-        if "read-only" in str(e) or "read only" in str(e):
-            raise LakeError(
+    except ValueError:  # zarr's answer to a write into a read-only store: ask the store, not the message
+        if lake.read_only or getattr(lake.writable_root().store, "read_only", False):
+            raise LakeReadOnlyError(
                 f"cannot write results into {lake.location}: the store is read-only; "
                 "open it writable or copy it first"
             ) from None

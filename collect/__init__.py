@@ -8,7 +8,8 @@ without it:
 - :func:`~sgnlake.collect.models.build_model`, :data:`MODELS`,
   :func:`~sgnlake.collect.models.register_model`: the model registry;
 - :func:`~sgnlake.collect.data.load_dataset`: training data;
-- :func:`~sgnlake.collect.config.derive_run_id`: the default run id;
+- :func:`~sgnlake.collect.run_ids.derive_run_id`: the one naming rule of runs
+  (:func:`~sgnlake.collect.config.default_run_id` completes model arguments first);
 - :func:`~sgnlake.schema.inventory.list_runs`: the ``sgnlake ls`` table (re-exported;
   it lives in the stage-neutral :mod:`sgnlake.schema`).
 """
@@ -29,7 +30,8 @@ _LAZY = {
     "MODELS": "models",
     "load_dataset": "data",
     "Dataset": "data",
-    "derive_run_id": "config",
+    "derive_run_id": "run_ids",
+    "default_run_id": "config",
     "compute_snapshot": "snapshot",
     "Snapshot": "snapshot",
 }
