@@ -181,6 +181,9 @@ class RunWriter:
     :class:`~sgnlake.schema.errors.LakeError`.
     """
 
+    #: The run's single-writer lease (:class:`sgnlake.schema.lease.Lease`), checked before each commit.
+    lease: Any = None
+
     def __init__(self, root: zarr.Group, meta: RunMeta, *, background: bool = True, slots: int = 2) -> None:
         self.root = root
         self.meta = meta
@@ -351,6 +354,8 @@ class RunWriter:
         """Write and commit snapshot ``snap`` (synchronously, in the calling thread)."""
         t0 = time.perf_counter()
         k = snap.index
+        if self.lease is not None:  # never write once another collector took the run over
+            self.lease.check()
         if k != self.meta.committed:
             raise LakeError(f"snapshot {k} submitted but {self.meta.committed} are committed")
         _wait(snap)

@@ -47,7 +47,21 @@ from .store import list_keys, read_bytes, run_sync, storage, write_bytes
 LEASES_PREFIX = ".leases"
 #: Seconds without a heartbeat after which a lease held on another host (or by an unknown pid) is stale.
 DEFAULT_TTL = 60.0
+#: Environment variable overriding :data:`DEFAULT_TTL` (seconds) for the leases sgnlake takes.
+TTL_ENV = "SGNLAKE_LEASE_TTL"
 _GEN = re.compile(r"^g(\d{9})\.json$")
+
+
+def lease_ttl() -> float:
+    """The lease timeout in seconds: ``$SGNLAKE_LEASE_TTL`` if set (> 0), else :data:`DEFAULT_TTL`."""
+    raw = os.environ.get(TTL_ENV, "")
+    try:
+        ttl = float(raw) if raw else DEFAULT_TTL
+    except ValueError:
+        raise LakeError(f"{TTL_ENV}={raw!r} is not a number of seconds: unset it or give e.g. 60") from None
+    if not ttl > 0 or ttl == float("inf"):
+        raise LakeError(f"{TTL_ENV}={raw!r} must be a positive number of seconds")
+    return ttl
 
 
 class LeaseHeldError(LakeError):
@@ -82,6 +96,27 @@ def _prefix(key: str) -> str:
     if not key:
         raise ValueError("a lease key must not be empty")
     return f"{LEASES_PREFIX}/{key}"
+
+
+#: ``.leases`` is stored as an empty Zarr array so that Zarr's listings of the root see a node, never
+#: stray objects; the records live under it, where Zarr never looks.
+_NODE_DOC = {
+    "zarr_format": 3,
+    "node_type": "array",
+    "shape": [0],
+    "data_type": "uint8",
+    "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [1]}},
+    "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+    "fill_value": 0,
+    "codecs": [{"name": "bytes"}],
+    "attributes": {"sgnlake_leases": "lease records of sgnlake writers (see sgnlake.schema.lease)"},
+}
+
+
+def _ensure_node(store: Store) -> None:
+    key = f"{LEASES_PREFIX}/zarr.json"
+    if read_bytes(store, key) is None:
+        _create_exclusive(store, key, json.dumps(_NODE_DOC).encode())
 
 
 def _gen_key(prefix: str, n: int) -> str:
@@ -256,6 +291,7 @@ class Lease:
             **dict(owner_info or {}),
         }
         label = what or key
+        _ensure_node(store)
         for _ in range(5):
             gens = _generations(store, prefix)
             n = gens[-1] if gens else 0
