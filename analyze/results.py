@@ -25,6 +25,7 @@ import pandas as pd
 import xarray as xr
 import zarr
 
+from sgnlake.schema.codecs import default_compressors
 from sgnlake.schema.errors import ConfigError, LakeError, SgnlakeError
 from sgnlake.schema.lake import now, software_versions
 from sgnlake.schema.meta import ResultMeta, TensorInfo
@@ -337,8 +338,9 @@ def _compute_run(
             kg = wroot[results_path(run, key)]
             del kg.attrs[RESULT_ATTR]  # unfinished until the attribute is written again
         it = kg.create_array(
-            ITERATION, shape=(n,), dtype="int64", dimension_names=[ITERATION], overwrite=True
-        )
+            ITERATION, shape=(n,), dtype="int64", dimension_names=[ITERATION], overwrite=True,
+            compressors=default_compressors(),
+        )  # fmt: skip
         it[:] = its
         sources, targets, regions = [], [], []
         for info, outs in planned:
@@ -361,6 +363,7 @@ def _compute_run(
                         fill_value=np.nan if np.issubdtype(out.dtype, np.floating) else -1,
                         dimension_names=[ITERATION, PARAM],
                         overwrite=True,
+                        compressors=default_compressors(),  # zstd + crc32c checksum
                     )
                 # align every task's output with one stored chunk: no two tasks write one chunk
                 sources.append(out.data.rechunk((1, arr.chunks[1])))

@@ -99,7 +99,7 @@ def test_sigterm_marks_interrupted_exits_143_and_resume_finishes(tmp_path: Path,
 def test_second_collector_refused_on_s3(tmp_path: Path) -> None:
     """The same lease on object storage: in-process holder, a real second process refused."""
     pytest.importorskip("moto")
-    from s3_fixtures import LoggingMotoServer, S3
+    from s3_fixtures import S3, LoggingMotoServer
 
     from sgnlake.schema.lease import Lease
 
