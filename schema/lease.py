@@ -13,7 +13,8 @@ A newcomer takes the lease over (creates generation N + 1) only when
 generation N is provably not live:
 
 * it was released (its owner finished, on any exit path), or
-* its owner ran on this host and its process is gone, or
+* its owner ran on this host and its process is gone (or it is this process
+  and no :class:`Lease` object of it holds that record any more), or
 * its heartbeat is older than ``ttl`` (default :data:`DEFAULT_TTL` seconds;
   this assumes clocks of the hosts agree to well within ``ttl``).
 
@@ -146,10 +147,19 @@ def _create_exclusive(store: Store, key: str, data: bytes) -> bool:
     return read_bytes(store, key) == data
 
 
+#: Tokens of the leases this process holds now (a record of this pid with another token was left
+#: by an earlier attempt whose release could not be written, e.g. on a full disk).
+_HELD: set[str] = set()
+_HELD_LOCK = threading.Lock()
+
+
 def _process_gone(owner: Mapping[str, Any]) -> bool:
     """True when ``owner`` ran on this host and its process no longer exists."""
     if owner.get("host") != socket.gethostname():
         return False
+    if owner.get("pid") == os.getpid():  # this process: live only while a Lease object holds it
+        with _HELD_LOCK:
+            return owner.get("token") not in _HELD
     try:
         pid = int(owner.get("pid", -1))
     except (TypeError, ValueError):
@@ -309,6 +319,8 @@ class Lease:
                     )
             record = {"owner": owner, "heartbeat": time.time(), "ttl": float(ttl), "generation": n + 1}
             if _create_exclusive(store, _gen_key(prefix, n + 1), json.dumps(record).encode()):
+                with _HELD_LOCK:
+                    _HELD.add(owner["token"])
                 lease = cls(store, key, n + 1, record, ttl)
                 for old in gens:  # older generations are history: drop them (best effort)
                     with contextlib.suppress(Exception):
@@ -365,6 +377,8 @@ class Lease:
     def release(self) -> None:
         """Stop the heartbeat and mark the lease released (idempotent; never raises on storage errors)."""
         self._stop.set()
+        with _HELD_LOCK:
+            _HELD.discard(self.record["owner"]["token"])
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
         with self._lock:

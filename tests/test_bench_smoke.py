@@ -1,6 +1,6 @@
 """Smoke runs of every benchmark script in ``bench/`` so they cannot rot.
 
-All six scripts run once, concurrently, with ``--smoke`` (tiny sizes), each
+All seven scripts run once, concurrently, with ``--smoke`` (tiny sizes), each
 writing its markdown table and its headline numbers (``--json``) into a
 temporary folder. Each test then checks one script's output: the table was
 written, and the correctness checks the script makes along the way hold (the
@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-STUDIES = ("collector", "storage", "alpha_throughput", "fits", "out_of_core", "scaling")
+STUDIES = ("collector", "storage", "alpha_throughput", "fits", "out_of_core", "scaling", "checksum")
 TIMEOUT_S = 240
 
 
@@ -134,3 +134,10 @@ def test_scaling_smoke(smoke_runs: dict) -> None:
     _md, m = _ok(smoke_runs, "scaling")
     assert len(m["alpha_s"]) == 2 and all(s > 0 for s in m["alpha_s"])
     assert m["sizes_bytes"][1] == 2 * m["sizes_bytes"][0]
+
+
+def test_checksum_smoke(smoke_runs: dict) -> None:
+    _md, m = _ok(smoke_runs, "checksum")
+    assert m["write_ratio"] > 0 and m["read_ratio"] > 0
+    assert m["flipped"]["True"].startswith("detected")  # the checksum finds a flipped bit
+    assert 0 < m["sizes"]["True"] - m["sizes"]["False"] < 0.01 * m["sizes"]["False"]
