@@ -41,11 +41,15 @@ def register(app: typer.Typer) -> None:
         jobs: int = typer.Option(16, "--jobs", "-j", min=1, help="Objects transferred concurrently."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     ) -> None:
-        from sgnlake.schema.store import parse_storage_options
+        from sgnlake.schema.store import is_url, parse_storage_options
         from sgnlake.schema.transfer import RunCopy, copy_runs
 
-        src_opts = parse_storage_options(storage_option)
-        dst_opts = parse_storage_options(dst_storage_option) if dst_storage_option else src_opts
+        # --storage-option reaches whichever side is an object store (a local lake takes none)
+        opts = parse_storage_options(storage_option)
+        src_opts = opts if is_url(src) or not is_url(dst) else {}
+        dst_opts = parse_storage_options(dst_storage_option) if dst_storage_option else None
+        if dst_opts is None:
+            dst_opts = opts if is_url(dst) else {}
 
         def say(rc: RunCopy) -> None:
             typer.echo(

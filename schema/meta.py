@@ -150,6 +150,12 @@ DTYPES = ("float32", "float16")
 CODECS = ("zstd", "blosc-zstd", "none")
 
 
+#: Valid compression levels per codec (zstd: its negative "fast" levels up to 22; blosc: 0..9).
+LEVELS: dict[str, tuple[int, int]] = {"zstd": (-131072, 22), "blosc-zstd": (0, 9)}
+#: Largest ``--seed`` (torch, numpy and Python all take a 63-bit seed).
+MAX_SEED = 2**63 - 1
+
+
 @dataclass(frozen=True)
 class StorageSpec:
     """How SGN arrays are stored.
@@ -190,6 +196,9 @@ class StorageSpec:
                 raise ConfigError("--keepbits applies to float32 storage: drop --dtype float16")
         if self.param_chunk < 1:
             raise ConfigError(f"param_chunk must be >= 1, got {self.param_chunk}")
+        lo, hi = LEVELS.get(self.codec, (None, None))
+        if lo is not None and not lo <= self.level <= hi:
+            raise ConfigError(f"--level {self.level} out of range for codec {self.codec!r}: use {lo}..{hi}")
 
     @property
     def lossy(self) -> bool:
@@ -365,6 +374,8 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         check_run_id(self.run_id)
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"--seed {self.seed} out of range: use 0..{MAX_SEED}")
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
         if not (isinstance(self.lr, int | float) and math.isfinite(self.lr) and self.lr > 0):
