@@ -227,7 +227,14 @@ def make_plan(config: RunConfig, n_examples: int) -> Plan:
     m = n_examples // b
     spe = math.ceil(n_examples / b)
     total = config.iterations if config.iterations is not None else (config.epochs or 1) * spe
-    its = tuple(config.schedule.iterations(total, spe))
+    sched = config.schedule
+    beyond = sorted(t for t in (sched.at or ()) if t > total) if sched.kind == "at" else []
+    if beyond:
+        raise ConfigError(
+            f"--at {beyond[0]} is beyond the run's last step {total}: use steps 0..{total}, or train "
+            "longer (--iterations/--epochs)"
+        )
+    its = tuple(sched.iterations(total, spe))
     if not its:
         raise ConfigError(
             f"the schedule takes no snapshot in {total} training steps: lower --every, use --at, or train longer"
