@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sgnlake.schema.errors import ConfigError, DivergedError, LakeError, RunExistsError
+from sgnlake.schema.errors import ConfigError, DivergedError, LakeError, RunExistsError, SgnlakeError
 from sgnlake.schema.lake import now, open_lake_group, probe_lake, read_run_meta, software_versions
 from sgnlake.schema.lease import Lease, lease_ttl
 from sgnlake.schema.meta import RunConfig, RunMeta
@@ -359,7 +359,16 @@ def _write(
             updated=now(),
             extra=info,
         )
-        writer = RunWriter.create(root, meta, background=background, slots=WRITER_SLOTS)
+        try:
+            writer = RunWriter.create(root, meta, background=background, slots=WRITER_SLOTS)
+        except SgnlakeError:
+            raise
+        except Exception as e:  # the storage failed while the run was created (outage, read-only)
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise LakeError(
+                f"creating run {cfg.run_id!r} failed ({type(e).__name__}: {first}): nothing was committed; "
+                "fix the storage and run the same command again"
+            ) from None
     else:
         writer = RunWriter.reopen(root, cfg.run_id, background=background, slots=WRITER_SLOTS)
         resumes = list(writer.meta.extra.get("resumed", []))

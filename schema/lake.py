@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -176,6 +177,10 @@ def storage_error(e: BaseException, loc: str) -> None:
                 "(--storage-option client_kwargs.endpoint_url=...) and the network"
             ) from None
         chain, seen = chain.__cause__ or chain.__context__, seen + 1
+    if isinstance(e, OSError) and e.errno in (errno.EROFS, errno.EACCES):
+        raise LakeReadOnlyError(
+            f"cannot write to {loc} ({_first_line(e)}): the location is read-only; use a writable one"
+        ) from None
     if isinstance(e, TypeError) and is_url(loc):
         raise LakeError(
             f"unknown storage option for {loc} ({_first_line(e)}): check the --storage-option names"

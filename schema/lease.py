@@ -28,6 +28,7 @@ next heartbeat or :meth:`Lease.check` and must stop writing
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -41,7 +42,7 @@ from typing import Any
 from zarr.abc.store import Store
 from zarr.storage import FsspecStore
 
-from .errors import LakeError
+from .errors import LakeError, LakeReadOnlyError, SgnlakeError
 from .store import list_keys, read_bytes, run_sync, storage, write_bytes
 
 #: Top-level prefix of lease records (a name no run, result or checkpoint can take).
@@ -291,6 +292,33 @@ class Lease:
             A live process holds the lease.
         """
         store = _store(where, storage_options)
+        try:
+            return cls._acquire(store, key, owner_info, ttl, heartbeat, what)
+        except SgnlakeError:
+            raise
+        except Exception as e:  # the storage failed (read-only, unreachable, ...): one line
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            label = what or key
+            if isinstance(e, PermissionError) or getattr(e, "errno", None) in (errno.EROFS, errno.EACCES):
+                raise LakeReadOnlyError(
+                    f"cannot write the lease of {label} ({type(e).__name__}: {first}): the lake is "
+                    "read-only here; collect into a writable location"
+                ) from None
+            raise LakeError(
+                f"cannot take the lease of {label} ({type(e).__name__}: {first}): check the storage "
+                "and try again"
+            ) from None
+
+    @classmethod
+    def _acquire(
+        cls,
+        store: Store,
+        key: str,
+        owner_info: Mapping[str, Any] | None,
+        ttl: float,
+        heartbeat: bool,
+        what: str | None,
+    ) -> Lease:
         prefix = _prefix(key)
         t = time.time()
         owner = {
