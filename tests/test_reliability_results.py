@@ -25,7 +25,7 @@ from sgnlake.cli.app import app
 from sgnlake.schema.check import check_lake
 
 KEY5 = "mohammadi-k1_5"
-BIG = (("fc1.weight", (64, 512), "weight", "fc1", "Linear"), ("fc1.bias", (64,), "bias", "fc1", "Linear"))
+BIG = (("fc1.weight", (32, 256), "weight", "fc1", "Linear"), ("fc1.bias", (32,), "bias", "fc1", "Linear"))
 
 
 def cli(*args: str):
@@ -94,7 +94,7 @@ def test_overlapping_alpha_processes_one_killed(tmp_path, victim):
     """Two ``sgnlake alpha`` of one result, one SIGKILLed mid-write: whatever is published is complete."""
     lake = write_lake(
         str(tmp_path / "lake"),
-        [RunSpec("big", tensors=BIG, n_minibatches=20, iterations=tuple(range(0, 800, 100)))],
+        [RunSpec("big", tensors=BIG, n_minibatches=20, iterations=tuple(range(0, 500, 100)))],
     )
     first = _alpha_proc(lake)
     _wait_for_generation(lake)
