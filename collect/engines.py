@@ -74,6 +74,13 @@ def activation_numel(model: nn.Module, example_shape: Sequence[int], device: tor
     return max(total[0], 1) + int(torch.Size(example_shape).numel())
 
 
+#: Activation bytes one vmap call may hold on the CPU. Measured (``bench/collect_snapshot.py``, 1 torch
+#: thread, b = 50): LeNet (5.7 MB of activations per minibatch) is fastest at 5-10 minibatches per
+#: call and 1.6-2.6x slower at 50-100, whose temporaries spill out of the caches; the FCN 784-64x3-10
+#: (0.8 MB) still gains up to ~80 minibatches per call. 64 MiB sits at both optima.
+CPU_CALL_ACTIVATION_BYTES = 64 * 2**20
+
+
 def vmap_chunk(
     model: nn.Module,
     example_shape: Sequence[int],
@@ -83,14 +90,21 @@ def vmap_chunk(
     memory_budget_mb: int,
     device: torch.device | str,
 ) -> int:
-    """Minibatches per vmap call so that one call stays within ``memory_budget_mb``.
+    """Minibatches per vmap call: within ``memory_budget_mb``, and on the CPU at its measured optimum.
 
     Estimate per minibatch: 4 bytes x (4 x activations of its ``b`` examples,
     forward and backward, plus elementwise temporaries, + 2 x the gradient size).
+    On the CPU the activations of one call are also capped at
+    :data:`CPU_CALL_ACTIVATION_BYTES`, where larger calls run slower (speed, not
+    memory); the choice is deterministic, so a resumed run batches as before.
     """
     act = activation_numel(model, example_shape, device)
-    per_mb = 4 * (4 * batch_size * act + 2 * n_grad_params)
-    return int(max(1, min(n_minibatches, (memory_budget_mb * 2**20) // per_mb)))
+    act_bytes = 4 * 4 * batch_size * act
+    per_mb = act_bytes + 4 * 2 * n_grad_params
+    chunk = min(n_minibatches, (memory_budget_mb * 2**20) // per_mb)
+    if torch.device(device).type == "cpu":
+        chunk = min(chunk, CPU_CALL_ACTIVATION_BYTES // act_bytes)
+    return int(max(1, chunk))
 
 
 def _check_names(model: nn.Module, names: Sequence[str]) -> dict[str, nn.Parameter]:
