@@ -11,9 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from sgnlake.collect.data import load_dataset
-from sgnlake.collect.engines import choose_engine
+from sgnlake.collect.engines import choose_engine, vmap_chunk
 from sgnlake.collect.models import build_model
-from sgnlake.collect.engines import vmap_chunk
 from sgnlake.collect.snapshot import centre, compute_snapshot, n_minibatches, partition
 from sgnlake.schema.errors import ConfigError, DivergedError
 
