@@ -203,8 +203,8 @@ def register(app: typer.Typer) -> None:
         codec: str = typer.Option(
             "zstd", "--codec", help="Lossless compressor: zstd (default), blosc-zstd (with shuffle) or none."
         ),
-        level: int = typer.Option(
-            1, "--level", help="Compression level (zstd/blosc). Default 1 (fast; 3 saves ~2.5% more)."
+        level: int | None = typer.Option(
+            None, "--level", help="Compression level. Default: zstd -1 (fast, lossless x1.2-1.5), blosc 1."
         ),
         keepbits: int | None = typer.Option(
             None,
