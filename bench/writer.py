@@ -43,8 +43,8 @@ GOAL_CPU = 1.3
 GOAL_SCALING = 0.8
 
 
-def make_snapshot(m: int, path: Path) -> None:
-    """Compute one LeNet snapshot at ``M = m`` (b = 50) after a few SGD steps; save it as ``.npz``."""
+def make_snapshot(m: int, path: Path, device: str = "cpu") -> None:
+    """Compute one LeNet snapshot at ``M = m`` (b = 50) after a few SGD steps on ``device``; save it (``.npz``)."""
     import torch
     import torch.nn.functional as F
 
@@ -56,19 +56,19 @@ def make_snapshot(m: int, path: Path) -> None:
     torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
     b = 50
     data = load_dataset("mnist5k")
-    x, y = data.tensors("cpu")
+    x, y = data.tensors(device)
     reps = -(-(m * b) // x.shape[0])
     x, y = x.repeat(reps, 1, 1, 1)[: m * b], y.repeat(reps)[: m * b]
     torch.manual_seed(0)
-    model = build_model("lenet", input_shape=data.input_shape, num_classes=data.num_classes)
+    model = build_model("lenet", input_shape=data.input_shape, num_classes=data.num_classes).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     for i in range(20):
-        idx = torch.arange(i * b, (i + 1) * b) % x.shape[0]
+        idx = (torch.arange(i * b, (i + 1) * b) % x.shape[0]).to(device)
         opt.zero_grad()
         F.cross_entropy(model(x[idx]), y[idx]).backward()
         opt.step()
     n_grad = sum(p.numel() for p in model.parameters())
-    chunk = vmap_chunk(model, data.input_shape, b, n_grad, m, 2048, "cpu")
+    chunk = vmap_chunk(model, data.input_shape, b, n_grad, m, 2048, device)
     s = compute_snapshot(model, x, y, index=0, iteration=20, batch_size=b, seed=0, engine="vmap", chunk=chunk)
     arrays = {f"sgn/{n}": a for n, a in s.sgn.items()}
     arrays.update({f"grad/{n}": a for n, a in s.grad.items()})
@@ -180,6 +180,7 @@ def main() -> None:
     p.add_argument("--snapshots", type=int, default=4, help="snapshots written per timed block")
     p.add_argument("--repeat", type=int, default=3, help="interleaved repetitions (median reported)")
     p.add_argument("--cores", default=None, help="comma list of core counts (default 1, 2, all)")
+    p.add_argument("--device", default="cpu", help="where the snapshot is computed once (cpu, cuda)")
     p.add_argument("--child", action="store_true", help=argparse_hidden())
     p.add_argument("--snapshot", type=Path, default=None, help=argparse_hidden())
     p.add_argument("--lake", type=Path, default=None, help=argparse_hidden())
@@ -196,7 +197,7 @@ def main() -> None:
     work = C.scratch(args, "writer")
     snap_file = work / "snapshot.npz"
     t0 = time.perf_counter()
-    make_snapshot(args.m, snap_file)
+    make_snapshot(args.m, snap_file, args.device)
     made = time.perf_counter() - t0
     res: dict[int, list[dict]] = {c: [] for c in cores}
     run = 0
