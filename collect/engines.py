@@ -75,10 +75,11 @@ def activation_numel(model: nn.Module, example_shape: Sequence[int], device: tor
 
 
 #: Activation bytes one vmap call may hold on the CPU. Measured (``bench/collect_snapshot.py``, 1 torch
-#: thread, b = 50): LeNet (5.7 MB of activations per minibatch) is fastest at 5-10 minibatches per
-#: call and 1.6-2.6x slower at 50-100, whose temporaries spill out of the caches; the FCN 784-64x3-10
-#: (0.8 MB) still gains up to ~80 minibatches per call. 64 MiB sits at both optima.
-CPU_CALL_ACTIVATION_BYTES = 64 * 2**20
+#: thread, b = 50, M = 100): LeNet (5.7 MB of activations per minibatch) runs alike at 8-20 minibatches
+#: per call and 1.7x slower in one call of 100, whose temporaries spill out of the caches; the FCN
+#: 784-64x3-10 (0.8 MB) is fastest in one call of all 100 (17-25% slower at 50 or 85), where it
+#: equals a plain ``torch.func`` vmap. 128 MiB gives LeNet 5 calls of 20 and the FCN one call.
+CPU_CALL_ACTIVATION_BYTES = 128 * 2**20
 
 
 def vmap_chunk(
@@ -104,7 +105,10 @@ def vmap_chunk(
     chunk = min(n_minibatches, (memory_budget_mb * 2**20) // per_mb)
     if torch.device(device).type == "cpu":
         chunk = min(chunk, CPU_CALL_ACTIVATION_BYTES // act_bytes)
-    return int(max(1, chunk))
+    chunk = max(1, chunk)
+    # equal calls: M = 100 at a cap of 85 runs as 2 x 50, not 85 + a slow small remainder
+    calls = -(-n_minibatches // chunk)
+    return int(max(1, -(-n_minibatches // calls)))
 
 
 def _check_names(model: nn.Module, names: Sequence[str]) -> dict[str, nn.Parameter]:
@@ -178,11 +182,15 @@ def vmap_gradients(
 
     fn = vmap(grad(loss_fn, has_aux=True), in_dims=(None, 0, 0), randomness="different")
     m = batches.shape[0]
+    chunk = max(1, min(chunk, m))
+    if chunk >= m:  # one call: its outputs are the result, no copy
+        gs, (ls, cs) = fn(sel, x[batches], y[batches])
+        return MinibatchGradients({n: gs[n].reshape(m, -1) for n in names}, ls, cs.sum())
     dev = x.device
     grads = {n: torch.empty((m, params[n].numel()), dtype=torch.float32, device=dev) for n in names}
     losses = torch.empty(m, dtype=torch.float32, device=dev)
     correct = torch.zeros((), dtype=torch.int64, device=dev)
-    for start in range(0, m, max(1, chunk)):
+    for start in range(0, m, chunk):
         idx = batches[start : start + chunk]
         gs, (ls, cs) = fn(sel, x[idx], y[idx])
         stop = start + idx.shape[0]

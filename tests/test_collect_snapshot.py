@@ -108,11 +108,13 @@ def test_one_non_finite_gradient_is_caught(data, bad, monkeypatch):
 
 
 def test_cpu_vmap_chunk_is_capped_where_larger_calls_run_slower():
-    """On the CPU one vmap call holds at most 64 MiB of activations (measured optimum); CUDA only the budget."""
+    """On the CPU one vmap call holds at most 128 MiB of activations (measured optimum), in equal calls."""
     lenet = build_model("lenet")
     fcn = build_model("fcn", depth=4, width=64)
-    assert vmap_chunk(lenet, (1, 28, 28), 50, 37106, 100, 512, "cpu") == 11  # 5.7 MB per minibatch
-    assert vmap_chunk(fcn, (1, 28, 28), 50, 59008, 100, 512, "cpu") == 85  # 0.79 MB per minibatch
+    assert vmap_chunk(lenet, (1, 28, 28), 50, 37106, 100, 512, "cpu") == 20  # 5.7 MB per minibatch: 5 x 20
+    assert vmap_chunk(lenet, (1, 28, 28), 50, 37106, 110, 512, "cpu") == 22  # 5 equal calls, not 4 x 23 + 18
+    assert vmap_chunk(fcn, (1, 28, 28), 50, 59008, 100, 512, "cpu") == 100  # 0.79 MB per minibatch: one call
+    assert vmap_chunk(fcn, (1, 28, 28), 50, 59008, 1200, 4096, "cpu") == 150  # 8 calls of 150 at M = 1200
     assert vmap_chunk(fcn, (1, 28, 28), 50, 59008, 20, 512, "cpu") == 20  # never more than M
     assert vmap_chunk(lenet, (1, 28, 28), 50, 37106, 100, 1, "cpu") == 1  # the memory budget still rules
 
