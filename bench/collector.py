@@ -65,6 +65,7 @@ class Setup:
     chunk: int
     batch_size: int
     seed: int = 0
+    staging: Any = None
     timings: dict[str, list[float]] = field(default_factory=dict)
 
 
@@ -90,7 +91,10 @@ def make_setup(label: str, engine: str, n_train: int, batch_size: int, budget_mb
         else 1
     )
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    return Setup(label, name, margs, engine, model, opt, x, y, names, chunk, batch_size)
+    from sgnlake.collect.staging import HostStaging
+
+    # the collector's reused host buffers (sgnlake.collect.runner): no fresh 10-100 MB per snapshot
+    return Setup(label, name, margs, engine, model, opt, x, y, names, chunk, batch_size, staging=HostStaging("cpu"))
 
 
 def snapshot(s: Setup, index: int) -> Any:
@@ -109,6 +113,7 @@ def snapshot(s: Setup, index: int) -> Any:
         partition_kind="permute",
         engine=s.engine,
         chunk=s.chunk,
+        staging=s.staging,
     )
 
 
@@ -135,7 +140,7 @@ def bare_block(s: Setup, k: int) -> tuple[float, float]:
     """Wall and process-CPU seconds per snapshot of ``compute_snapshot``, nothing stored."""
     t0, c0 = time.perf_counter(), time.process_time()
     for i in range(k):
-        snapshot(s, i)
+        snapshot(s, i).release()
     return (time.perf_counter() - t0) / k, (time.process_time() - c0) / k
 
 
@@ -312,7 +317,7 @@ def main() -> None:
             for label in args.models.split(","):
                 for engine in ("loop", "vmap"):
                     s = make_setup(label, engine, args.n_train, 50)
-                    snapshot(s, 0)  # warm-up
+                    snapshot(s, 0).release()  # warm-up
                     times: dict[str, list[float]] = {"engine": [], "bare": [], "paper": [], **{c: [] for c in codecs}}
                     cpus: dict[str, list[float]] = {"bare": [], "lake": []}
                     busy: list[float] = []
