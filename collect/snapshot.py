@@ -139,13 +139,13 @@ def centre(grads: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor
     least 64 columns wide (the last one absorbs the remainder), where torch's
     column sums take the same path as over the whole array: the result is
     bit-identical to ``(g.double() - g.sum(0, dtype=float64) / M).float()``
-    (checked in ``tests/test_collect_snapshot.py``). On CUDA the mean is one
-    reduction and blocks only bound the temporary memory.
+    (checked in ``tests/test_collect_snapshot.py``). On other devices (CUDA)
+    the mean is one reduction and blocks only bound the temporary memory.
     """
     m, p = grads.shape
     if out is None:
         out = grads
-    if grads.device.type == "cuda" or p == 0:
+    if grads.device.type != "cpu" or p == 0:
         mean = grads.sum(0, dtype=torch.float64) / m
         step = max(1, _CENTRE_BYTES // max(1, 8 * m))
         for s in range(0, p, step):

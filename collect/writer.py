@@ -153,6 +153,29 @@ async def _gather(*coros: Any) -> list[Any]:
     return list(await asyncio.gather(*coros))
 
 
+_COPIER: ThreadPoolExecutor | None = None
+_COPIER_LOCK = threading.Lock()
+
+
+def _copier() -> ThreadPoolExecutor:
+    """The process's pool of threads (one per usable core) that make strided chunks contiguous."""
+    global _COPIER
+    with _COPIER_LOCK:
+        if _COPIER is None:
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+            _COPIER = ThreadPoolExecutor(max(1, cores or 1), thread_name_prefix="sgnlake-copy")
+        return _COPIER
+
+
+def _forget_copier() -> None:  # a forked child has none of its parent's threads
+    global _COPIER, _COPIER_LOCK
+    _COPIER, _COPIER_LOCK = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_copier)
+
+
 def _chunk_parts(
     index: int, value: np.ndarray, chunks: tuple[int, ...]
 ) -> Iterator[tuple[tuple[slice, ...], np.ndarray]]:
@@ -217,9 +240,6 @@ class RunWriter:
         #: are written directly from them (see :meth:`_write_checkpoint_direct`)
         self._checkpoint_docs: tuple[bytes, dict[str, Any], str] | None = None
         self._lock = threading.Lock()
-        #: threads making strided chunks contiguous (one per core)
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        self._copier = ThreadPoolExecutor(max(1, cores or 1), thread_name_prefix="sgnlake-copy")
         self._error: BaseException | None = None
         self._error_index = -1
         self._background = background
@@ -393,7 +413,7 @@ class RunWriter:
                 jobs.extend((view, sel, part) for sel, part in _chunk_parts(k, value, aa.metadata.chunks[1:]))
         # chunk-shaped C-contiguous values take zarr's no-copy path; the strided ones are copied in
         # parallel here (numpy releases the GIL) instead of one by one in zarr's event loop thread
-        parts = list(self._copier.map(np.ascontiguousarray, [j[2] for j in jobs]))
+        parts = list(_copier().map(np.ascontiguousarray, [j[2] for j in jobs]))
         views.extend(view.setitem(sel, part) for (view, sel, _), part in zip(jobs, parts, strict=True))
         sync(_gather(*views))
         del parts, jobs
@@ -573,4 +593,3 @@ class RunWriter:
             self._queue.put(None)
             self._thread.join()
         self._thread = None
-        self._copier.shutdown(wait=False)
