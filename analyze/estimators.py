@@ -1,32 +1,28 @@
-"""Thin xarray wrappers around :mod:`sgnlake.analyze.kernels`, lazy with Dask.
+"""The estimator registry, and :func:`estimate`: one estimator along a core dim, lazily with Dask.
 
-:func:`estimate` applies one registered estimator along a core dimension
-(``minibatch`` by default) with ``xr.apply_ufunc(..., dask="parallelized")``;
-the result has the input's dims without the core dim(s), plus ``stable_param``
-(McCulloch) or ``test`` (Gaussianity).
+Every estimator is one :class:`Estimator` in :data:`ESTIMATORS`, and the entry owns its
+behaviour: its numpy kernel (:mod:`sgnlake.analyze.kernels`), its settings (validation,
+defaults, command-line option, result-key naming), whether it gives one result per
+parameter, how its settings become kernel parameters for a given sample size (K1, K2),
+its Dask strategy (streamed chunk/combine/finalize or per block, see
+:mod:`sgnlake.analyze.strategies`), its fused per-chunk path (used by
+:func:`sgnlake.analyze.results.compute_alpha`) and how its output gives an alpha. Code
+elsewhere asks the registry (:func:`get`, :func:`per_parameter_estimators`,
+:func:`alpha_estimators`, :func:`check_estimator`, :func:`settings_from_options`)
+instead of testing estimator names.
 
-Chunking along the core dim:
-
-* ``mohammadi`` / ``mohammadi_inv`` stream: a parameter's samples may be split
-  across chunks along the core dim. The chunk boundaries are moved to the
-  nearest multiple of K1 (moving fewer than K1 samples each) so that no Y block
-  straddles two chunks, then every chunk gives the 7 partial statistics of
-  :func:`~sgnlake.analyze.kernels.mohammadi_chunk`, ``dask.array.reduction``
-  combines them (sums, min, max; a tree reduction) and
-  :func:`~sgnlake.analyze.kernels.mohammadi_finalize` turns them into alpha.
-* every other estimator needs all samples of a parameter at once: the core
-  dim(s) are rechunked to one chunk first (lake ``sgn`` arrays already hold all
-  M minibatches of a snapshot in one chunk, so this is free there).
-
-:data:`ESTIMATORS` lists each estimator with its settings and defaults;
-:func:`result_key` names a persisted result (``"mohammadi-k1_sqrt"``).
+:func:`estimate` applies one estimator along a core dimension (``minibatch`` by
+default); the result has the input's dims without the core dim(s), plus
+``stable_param`` (McCulloch) or ``test`` (Gaussianity). :func:`result_key` names a
+persisted result (``"mohammadi-k1_sqrt"``).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -34,6 +30,7 @@ import xarray as xr
 
 from sgnlake.analyze import kernels
 from sgnlake.analyze.kernels import DEFAULT_HILL_K, DEFAULT_K1, GAUSSIANITY_TESTS, K1_RULES, STABLE_PARAMS
+from sgnlake.analyze.strategies import Stream, count_nonfinite, layout_blocks, streamed
 from sgnlake.schema.errors import ConfigError
 from sgnlake.schema.names import MINIBATCH, PARAM
 
@@ -41,95 +38,23 @@ __all__ = [
     "DEFAULT_HILL_K",
     "DEFAULT_K1",
     "ESTIMATORS",
-    "EstimatorSpec",
+    "Estimator",
+    "Setting",
+    "alpha_estimators",
+    "check_estimator",
     "count_nonfinite",
     "estimate",
+    "get",
+    "per_parameter_estimators",
     "resolve_settings",
     "result_key",
-    "summarize_alpha",
+    "settings_from_options",
 ]
 
-
-@dataclass(frozen=True)
-class EstimatorSpec:
-    """One registered estimator.
-
-    Attributes
-    ----------
-    name : str
-        Registry key and first part of :func:`result_key`.
-    description : str
-        One line for help texts.
-    defaults : Mapping[str, Any]
-        Settings with their default values (all settings the estimator accepts).
-    output_name : str
-        Name of the returned DataArray.
-    output_dim : str or None
-        New dimension of the result (McCulloch: ``stable_param``; Gaussianity:
-        ``test``), labelled by ``output_labels``.
-    output_labels : tuple of str
-        Coordinate values of ``output_dim``.
-    streams : bool
-        True when the core dim need not be in one chunk.
-    default_dims : tuple of str
-        Core dims used when ``estimate(dim=None)``.
-    """
-
-    name: str
-    description: str
-    defaults: Mapping[str, Any] = field(default_factory=dict)
-    output_name: str = "alpha"
-    output_dim: str | None = None
-    output_labels: tuple[str, ...] = ()
-    streams: bool = False
-    default_dims: tuple[str, ...] = (MINIBATCH,)
+Params = dict[str, Any]
 
 
-ESTIMATORS: dict[str, EstimatorSpec] = {
-    spec.name: spec
-    for spec in (
-        EstimatorSpec(
-            "mohammadi",
-            "Mohammadi et al. 2015 (Simsekli et al. 2019) alpha per parameter; streams",
-            {"k1": DEFAULT_K1},
-            streams=True,
-        ),
-        EstimatorSpec(
-            "mohammadi_inv",
-            "1/alpha of the Mohammadi estimator (average this, not alpha); streams",
-            {"k1": DEFAULT_K1},
-            output_name="inv_alpha",
-            streams=True,
-        ),
-        EstimatorSpec("hill", "Hill estimator on the top-k order statistics of |x|", {"k": DEFAULT_HILL_K}),
-        EstimatorSpec(
-            "mcculloch",
-            "McCulloch 1986 quantile fit: alpha, beta, scale, loc (scipy S1)",
-            output_name="stable_fit",
-            output_dim="stable_param",
-            output_labels=STABLE_PARAMS,
-        ),
-        EstimatorSpec(
-            "gaussianity",
-            "p-values of Shapiro-Wilk, Anderson-Darling, D'Agostino K^2, KS vs fitted normal",
-            output_name="pvalue",
-            output_dim="test",
-            output_labels=GAUSSIANITY_TESTS,
-        ),
-        EstimatorSpec(
-            "pooled",
-            "one Mohammadi alpha over all coordinates of the core dims (Simsekli main.py)",
-            {"k1": DEFAULT_K1},
-            default_dims=(MINIBATCH, PARAM),
-        ),
-        EstimatorSpec(
-            "multivariate",
-            "Simsekli's alpha_estimator on row norms: first core dim = rows, the rest = vector",
-            {"k1": DEFAULT_K1},
-            default_dims=(MINIBATCH, PARAM),
-        ),
-    )
-}
+# --------------------------------------------------------------------------- settings
 
 
 def _check_k1(value: Any) -> str | int:
@@ -140,6 +65,7 @@ def _check_k1(value: Any) -> str | int:
             )
         return int(value)
     if isinstance(value, str):
+        value = value.strip()
         if value in K1_RULES:
             return value
         if value.isdigit():
@@ -148,28 +74,352 @@ def _check_k1(value: Any) -> str | int:
 
 
 def _check_hill_k(value: Any) -> int | float:
+    bad = f"Hill k = {value!r} is invalid: pass a positive int or a fraction in (0, 1)"
     if isinstance(value, str):
         try:
-            value = int(value) if value.isdigit() else float(value)
+            value = int(value) if value.strip().isdigit() else float(value)
         except ValueError:
-            raise ConfigError(
-                f"Hill k = {value!r} is invalid: pass a positive int or a fraction in (0, 1)"
-            ) from None
+            raise ConfigError(bad) from None
+        if isinstance(value, float) and value >= 1 and value == int(value):
+            value = int(value)  # "10.0" counts 10 order statistics
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1:
         return int(value)
     if isinstance(value, (float, np.floating)) and 0 < value < 1:
         return float(value)
-    raise ConfigError(f"Hill k = {value!r} is invalid: pass a positive int or a fraction in (0, 1)")
+    raise ConfigError(bad)
 
 
-_CHECKS: dict[str, Callable[[Any], Any]] = {"k1": _check_k1, "k": _check_hill_k}
+@dataclass(frozen=True)
+class Setting:
+    """One estimator setting: its name (in keys and ``**settings``), default, check and CLI option.
+
+    ``check`` validates a value and converts strings from a command line
+    (``"30"`` -> 30); it raises a one-line :class:`ConfigError`.
+    """
+
+    name: str
+    default: Any
+    check: Callable[[Any], Any]
+    option: str
 
 
-def _spec(estimator: str) -> EstimatorSpec:
+K1 = Setting("k1", DEFAULT_K1, _check_k1, "--k1")
+HILL_K = Setting("k", DEFAULT_HILL_K, _check_hill_k, "--hill-k")
+
+
+# --------------------------------------------------------------------------- kernel parameters
+
+
+def _k1k2(n: int, rule: str | int, dim: str) -> tuple[int, int]:
+    """:func:`~sgnlake.analyze.kernels.choose_k1`, refusing K1 < 2 (every estimate would be NaN)."""
+    k1, k2 = kernels.choose_k1(n, rule)
+    if k1 < 2:
+        raise ConfigError(
+            f"K1 rule {rule!r} gives K1 = {k1} for {n} samples along {dim!r} (prime or < 4): "
+            "pass k1='sqrt' or an integer K1 >= 2"
+        )
+    return k1, k2
+
+
+def _plan_k1_first(sizes: Sequence[int], dims: Sequence[str], s: Mapping[str, Any]) -> Params:
+    """K1, K2 for the samples along the first core dim (per-parameter and multivariate)."""
+    k1, k2 = _k1k2(sizes[0], s["k1"], dims[0])
+    return {"k1": k1, "k2": k2}
+
+
+def _plan_k1_pooled(sizes: Sequence[int], dims: Sequence[str], s: Mapping[str, Any]) -> Params:
+    """K1, K2 for all coordinates of the core dims pooled into one sample."""
+    k1, k2 = _k1k2(math.prod(sizes), s["k1"], "*".join(dims))
+    return {"k1": k1, "k2": k2}
+
+
+def _plan_gaussianity(sizes: Sequence[int], dims: Sequence[str], s: Mapping[str, Any]) -> Params:
+    if sizes[0] < 8:
+        raise ConfigError(f"Gaussianity tests need at least 8 samples along {dims[0]!r}, got {sizes[0]}")
+    return {}
+
+
+def _plan_none(sizes: Sequence[int], dims: Sequence[str], s: Mapping[str, Any]) -> Params:
+    return {}
+
+
+# --------------------------------------------------------------------------- the registry
+
+
+@dataclass(frozen=True)
+class Estimator:
+    """One registered estimator and its behaviour.
+
+    Attributes
+    ----------
+    name : str
+        Registry key and first part of :func:`result_key`.
+    description : str
+        One line for help texts.
+    kernel : callable
+        The numpy kernel, ``kernel(x, **settings)`` with the samples on the last axis
+        (per-parameter) or on the last ``ncore`` axes (``kernel(x, ncore=..., **settings)``,
+        pooled estimators); float64 of shape ``(...)`` or ``(..., len(output_labels))``.
+    settings : tuple of Setting
+        The settings it accepts (their defaults fill in what is not given).
+    per_parameter : bool
+        One result per parameter along ``minibatch``; otherwise one result pooled over
+        ``(minibatch, param)`` (the default core dims).
+    plan : callable
+        ``plan(sizes, dims, settings) -> params``: the kernel parameters for the sizes of the
+        core dims (K1, K2), recorded in the result's attrs; raises a one-line
+        :class:`ConfigError` when the estimator cannot work on that many samples.
+    stream : Stream or None
+        The streamed Dask strategy (chunk/combine/finalize, called with ``plan``'s params);
+        None: the core dim(s) go to the kernel in one chunk.
+    fused : callable or None
+        Fused per-chunk path, ``fused(x, **params) -> (estimate, n_nonfinite)`` from one
+        pass over ``x`` (samples on the last axis); used by
+        :func:`sgnlake.analyze.results.compute_alpha` to read, estimate, count and write
+        each result chunk in one task.
+    to_alpha : callable or None
+        Turns the kernel's output into alpha (``1/x`` for ``mohammadi_inv``, the ``alpha``
+        label for ``mcculloch``); None when the estimator gives no alpha.
+    output_name : str
+        Name of the returned DataArray (of the stored output without ``output_dim``).
+    output_dim : str or None
+        New dimension of the result (McCulloch: ``stable_param``; Gaussianity: ``test``),
+        labelled by ``output_labels``.
+    output_labels : tuple of str
+        Coordinate values of ``output_dim``.
+    pooled : str or None
+        The registered estimator that pools all coordinates of a snapshot into one sample
+        of this one (``mohammadi`` -> ``pooled``), for per-parameter vs pooled comparisons.
+    """
+
+    name: str
+    description: str
+    kernel: Callable[..., np.ndarray]
+    settings: tuple[Setting, ...] = ()
+    per_parameter: bool = True
+    plan: Callable[[Sequence[int], Sequence[str], Mapping[str, Any]], Params] = _plan_none
+    stream: Stream | None = None
+    fused: Callable[..., tuple[np.ndarray, np.ndarray]] | None = None
+    to_alpha: Callable[[np.ndarray], np.ndarray] | None = None
+    output_name: str = "alpha"
+    output_dim: str | None = None
+    output_labels: tuple[str, ...] = ()
+    pooled: str | None = None
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """Settings with their default values (all settings the estimator accepts)."""
+        return {s.name: s.default for s in self.settings}
+
+    @property
+    def default_dims(self) -> tuple[str, ...]:
+        """Core dims used when ``estimate(dim=None)``."""
+        return (MINIBATCH,) if self.per_parameter else (MINIBATCH, PARAM)
+
+    @property
+    def stores_alpha(self) -> bool:
+        """True when a stored per-parameter result has an ``alpha`` output."""
+        return self.per_parameter and (self.output_name == "alpha" or "alpha" in self.output_labels)
+
+    def resolve(self, **settings: Any) -> dict[str, Any]:
+        """All settings with defaults filled in, validated (see :func:`resolve_settings`)."""
+        known = {s.name: s for s in self.settings}
+        unknown = sorted(set(settings) - set(known))
+        if unknown:
+            allowed = ", ".join(known) or "none"
+            raise ConfigError(
+                f"unknown setting {unknown[0]!r} for estimator {self.name!r}: allowed: {allowed}"
+            )
+        return {name: s.check(settings.get(name, s.default)) for name, s in known.items()}
+
+    def key(self, **settings: Any) -> str:
+        """The result key (see :func:`result_key`)."""
+        return "-".join([self.name] + [f"{k}_{v}" for k, v in self.resolve(**settings).items()])
+
+    def alpha_fn(self, **settings: Any) -> Callable[[np.ndarray], np.ndarray]:
+        """Per-parameter alpha of numpy samples (last axis) with these settings, as a function.
+
+        Raises
+        ------
+        ConfigError
+            The estimator gives no per-parameter alpha, or a setting is invalid.
+        """
+        if self.to_alpha is None or not self.per_parameter:
+            names = [n for n, e in ESTIMATORS.items() if e.per_parameter and e.to_alpha is not None]
+            raise ConfigError(f"estimator {self.name!r} gives no per-parameter alpha: use {', '.join(names)}")
+        return partial(_alpha_of, self.kernel, self.to_alpha, self.resolve(**settings))
+
+
+def _alpha_of(
+    kernel: Callable[..., np.ndarray],
+    to_alpha: Callable[[np.ndarray], np.ndarray],
+    settings: Mapping[str, Any],
+    x: np.ndarray,
+) -> np.ndarray:
+    return to_alpha(kernel(x, **settings))
+
+
+def _identity(x: np.ndarray) -> np.ndarray:
+    return x
+
+
+def _reciprocal(x: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        return 1.0 / x
+
+
+def _first_label(x: np.ndarray) -> np.ndarray:
+    return x[..., 0]
+
+
+def _pooled_kernel(x: np.ndarray, k1: str | int, ncore: int) -> np.ndarray:
+    return np.asarray(kernels.pooled(x, k1, axis=tuple(range(-ncore, 0))), dtype=np.float64)
+
+
+def _multivariate_kernel(x: np.ndarray, k1: str | int, ncore: int) -> np.ndarray:
+    lead = x.shape[:-ncore]
+    rows = x.reshape(*lead, x.shape[-ncore], -1)
+    return kernels.multivariate(rows, k1)
+
+
+def _mohammadi_stream_chunk(block: np.ndarray, k1: int, k2: int) -> np.ndarray:
+    return kernels.mohammadi_chunk(block, k1)  # k2 = this block's length / k1
+
+
+def _mohammadi_stream(inverse: bool) -> Stream:
+    return Stream(
+        chunk=_mohammadi_stream_chunk,
+        combine=kernels.mohammadi_combine,
+        finalize=partial(_mohammadi_finalize, inverse=inverse),
+        n_stats=kernels.N_MOHAMMADI_STATS,
+        block_length=_block_k1,
+        used=_used_k1k2,
+    )
+
+
+def _mohammadi_finalize(stats: np.ndarray, k1: int, k2: int, inverse: bool) -> np.ndarray:
+    return kernels.mohammadi_finalize(stats, k1, inverse=inverse)
+
+
+def _block_k1(params: Mapping[str, Any]) -> int:
+    return int(params["k1"])
+
+
+def _used_k1k2(params: Mapping[str, Any]) -> int:
+    return int(params["k1"]) * int(params["k2"])
+
+
+ESTIMATORS: dict[str, Estimator] = {
+    e.name: e
+    for e in (
+        Estimator(
+            "mohammadi",
+            "Mohammadi et al. 2015 (Simsekli et al. 2019) alpha per parameter; streams",
+            kernels.mohammadi,
+            (K1,),
+            plan=_plan_k1_first,
+            stream=_mohammadi_stream(inverse=False),
+            fused=partial(kernels.mohammadi_counted, inverse=False),
+            to_alpha=_identity,
+            pooled="pooled",
+        ),
+        Estimator(
+            "mohammadi_inv",
+            "1/alpha of the Mohammadi estimator (average this, not alpha); streams",
+            kernels.mohammadi_inv,
+            (K1,),
+            plan=_plan_k1_first,
+            stream=_mohammadi_stream(inverse=True),
+            fused=partial(kernels.mohammadi_counted, inverse=True),
+            to_alpha=_reciprocal,
+            output_name="inv_alpha",
+        ),
+        Estimator(
+            "hill",
+            "Hill estimator on the top-k order statistics of |x|",
+            kernels.hill,
+            (HILL_K,),
+            to_alpha=_identity,
+        ),
+        Estimator(
+            "mcculloch",
+            "McCulloch 1986 quantile fit: alpha, beta, scale, loc (scipy S1)",
+            kernels.mcculloch,
+            to_alpha=_first_label,
+            output_name="stable_fit",
+            output_dim="stable_param",
+            output_labels=STABLE_PARAMS,
+        ),
+        Estimator(
+            "gaussianity",
+            "p-values of Shapiro-Wilk, Anderson-Darling, D'Agostino K^2, KS vs fitted normal",
+            kernels.gaussianity,
+            plan=_plan_gaussianity,
+            output_name="pvalue",
+            output_dim="test",
+            output_labels=GAUSSIANITY_TESTS,
+        ),
+        Estimator(
+            "pooled",
+            "one Mohammadi alpha over all coordinates of the core dims (Simsekli main.py)",
+            _pooled_kernel,
+            (K1,),
+            per_parameter=False,
+            plan=_plan_k1_pooled,
+        ),
+        Estimator(
+            "multivariate",
+            "Simsekli's alpha_estimator on row norms: first core dim = rows, the rest = vector",
+            _multivariate_kernel,
+            (K1,),
+            per_parameter=False,
+            plan=_plan_k1_first,
+        ),
+    )
+}
+
+
+def get(estimator: str) -> Estimator:
+    """The registry entry of ``estimator``; a one-line :class:`ConfigError` for an unknown name."""
     try:
         return ESTIMATORS[estimator]
     except KeyError:
         raise ConfigError(f"unknown estimator {estimator!r}: use one of {', '.join(ESTIMATORS)}") from None
+
+
+def per_parameter_estimators() -> list[str]:
+    """Registered estimators that give one result per parameter (along ``minibatch``)."""
+    return [n for n, e in ESTIMATORS.items() if e.per_parameter]
+
+
+def alpha_estimators() -> list[str]:
+    """Per-parameter estimators whose stored result has an ``alpha`` output (figures, reports)."""
+    return [n for n, e in ESTIMATORS.items() if e.stores_alpha]
+
+
+def check_estimator(estimator: str, alpha: bool = False) -> Estimator:
+    """The registry entry of a per-parameter estimator (with an ``alpha`` output if ``alpha``).
+
+    Raises
+    ------
+    ConfigError
+        One line: unknown estimator, a pooled (per-snapshot) estimator, or (``alpha``) one
+        without a per-parameter alpha.
+    """
+    if alpha:
+        names = alpha_estimators()
+        if estimator not in names:
+            spec = get(estimator)
+            raise ConfigError(
+                f"estimator {estimator!r} gives no per-parameter alpha ({spec.description}): "
+                f"use one of {', '.join(names)}"
+            )
+        return ESTIMATORS[estimator]
+    names = per_parameter_estimators()
+    if estimator not in names:
+        what = "unknown estimator" if estimator not in ESTIMATORS else "per-snapshot estimator"
+        raise ConfigError(f"{what} {estimator!r}: per-parameter results need one of {', '.join(names)}")
+    return ESTIMATORS[estimator]
 
 
 def resolve_settings(estimator: str, **settings: Any) -> dict[str, Any]:
@@ -193,15 +443,7 @@ def resolve_settings(estimator: str, **settings: Any) -> dict[str, Any]:
     ConfigError
         Unknown estimator, unknown setting or invalid value.
     """
-    spec = _spec(estimator)
-    unknown = sorted(set(settings) - set(spec.defaults))
-    if unknown:
-        allowed = ", ".join(spec.defaults) or "none"
-        raise ConfigError(f"unknown setting {unknown[0]!r} for estimator {estimator!r}: allowed: {allowed}")
-    out = {}
-    for key, default in spec.defaults.items():
-        out[key] = _CHECKS[key](settings.get(key, default))
-    return out
+    return get(estimator).resolve(**settings)
 
 
 def result_key(estimator: str, **settings: Any) -> str:
@@ -220,68 +462,37 @@ def result_key(estimator: str, **settings: Any) -> str:
         ``"<estimator>[-<setting>_<value>]..."``, e.g. ``"mohammadi-k1_sqrt"``,
         ``"hill-k_0.1"``, ``"mcculloch"``; a valid Zarr node name.
     """
-    resolved = resolve_settings(estimator, **settings)
-    parts = [estimator] + [f"{k}_{v}" for k, v in resolved.items()]
-    return "-".join(parts)
+    return get(estimator).key(**settings)
 
 
-# --------------------------------------------------------------------------- dask streaming
+def settings_from_options(estimator: str, options: Mapping[str, str | None]) -> dict[str, Any]:
+    """Estimator settings from command-line options (``{"--k1": "30", "--hill-k": None}``).
 
+    Options given as None are left out; the others must be settings of ``estimator``.
 
-def _aligned_chunks(chunks: Sequence[int], k1: int) -> tuple[int, ...]:
-    """Chunk sizes of the same total whose boundaries are multiples of ``k1``.
-
-    Each inner boundary moves to the nearest multiple of ``k1``; boundaries that
-    collapse are merged. ``sum(chunks)`` must be a multiple of ``k1``.
+    Raises
+    ------
+    ConfigError
+        One line naming the option: it does not apply to ``estimator``, or its value is invalid.
     """
-    total = int(sum(chunks))
-    bounds = np.cumsum(chunks)[:-1]
-    snapped = sorted({int(round(b / k1)) * k1 for b in bounds} - {0, total})
-    edges = [0, *(b for b in snapped if 0 < b < total), total]
-    return tuple(int(e) for e in np.diff(edges)) or (total,)
-
-
-def _stats_block(block: np.ndarray, k1: int) -> np.ndarray:
-    return kernels.mohammadi_chunk(block, k1)[..., None, :]
-
-
-def _combine(x: np.ndarray, axis: Any = None, keepdims: bool = False, **_: Any) -> np.ndarray:
-    return kernels.mohammadi_combine(x, axis=axis, keepdims=keepdims)
-
-
-def _mohammadi_dask(arr: Any, k1: int, k2: int, inverse: bool) -> Any:
-    """Streaming Mohammadi on a dask array with the samples on the last axis."""
-    import dask.array as dsa
-
-    arr = arr[..., : k1 * k2]
-    arr = arr.rechunk({arr.ndim - 1: _aligned_chunks(arr.chunks[-1], k1)})
-    nb = len(arr.chunks[-1])
-    stats = arr.map_blocks(
-        _stats_block,
-        k1=k1,
-        new_axis=arr.ndim,
-        chunks=(*arr.chunks[:-1], (1,) * nb, (kernels.N_MOHAMMADI_STATS,)),
-        dtype=np.float64,
-        meta=np.empty((0,) * (arr.ndim + 1), dtype=np.float64),
-    )
-    combined = dsa.reduction(
-        stats,
-        chunk=_combine,
-        combine=_combine,
-        aggregate=_combine,
-        axis=arr.ndim - 1,
-        dtype=np.float64,
-        concatenate=True,
-        meta=np.empty((0,) * arr.ndim, dtype=np.float64),
-    )
-    return combined.map_blocks(
-        kernels.mohammadi_finalize,
-        k1=k1,
-        inverse=inverse,
-        drop_axis=combined.ndim - 1,
-        dtype=np.float64,
-        meta=np.empty((0,) * (combined.ndim - 1), dtype=np.float64),
-    )
+    spec = get(estimator)
+    mine = {s.option: s for s in spec.settings}
+    out: dict[str, Any] = {}
+    for option, raw in options.items():
+        if raw is None:
+            continue
+        if option not in mine:
+            users = [
+                n for n in per_parameter_estimators() if option in {s.option for s in ESTIMATORS[n].settings}
+            ]
+            raise ConfigError(
+                f"{option} applies to the {' and '.join(users)} estimator, not {estimator!r}: drop it"
+            )
+        try:
+            out[mine[option].name] = mine[option].check(raw.strip())
+        except ConfigError as e:
+            raise ConfigError(f"{option} {raw!r}: {e}") from None
+    return out
 
 
 # --------------------------------------------------------------------------- estimate
@@ -295,70 +506,6 @@ def _one_chunk(da: xr.DataArray, dims: Sequence[str]) -> xr.DataArray:
     if _is_dask(da):
         return da.chunk(dict.fromkeys(dims, -1))
     return da
-
-
-def _checked_k1(n: int, rule: str | int, dim: str) -> tuple[int, int]:
-    """:func:`~sgnlake.analyze.kernels.choose_k1`, refusing K1 < 2 (every estimate would be NaN)."""
-    k1, k2 = kernels.choose_k1(n, rule)
-    if k1 < 2:
-        raise ConfigError(
-            f"K1 rule {rule!r} gives K1 = {k1} for {n} samples along {dim!r} (prime or < 4): "
-            "pass k1='sqrt' or an integer K1 >= 2"
-        )
-    return k1, k2
-
-
-def _mohammadi_kernel(x: np.ndarray, k1: int, k2: int, inverse: bool) -> np.ndarray:
-    return kernels.mohammadi_finalize(kernels.mohammadi_chunk(x, k1, k2), k1, inverse=inverse)
-
-
-def _mohammadi_block(block: np.ndarray, k1: int, k2: int, inverse: bool, axis: int) -> np.ndarray:
-    """Mohammadi along ``axis`` of one block, the axis kept with length 1 (no copy of the block)."""
-    return np.expand_dims(_mohammadi_kernel(np.moveaxis(block, axis, -1), k1, k2, inverse), axis)
-
-
-def _mohammadi_blocks(arr: Any, k1: int, k2: int, inverse: bool, axis: int) -> Any:
-    """Mohammadi along the last axis of ``arr`` (one chunk along it), each block in its stored layout.
-
-    ``apply_ufunc(dask="parallelized")`` would hand every block to the kernel through
-    ``dask.array.apply_gufunc``, which concatenates the core-dim chunks (here one) into a new
-    C-ordered array: a transposing copy of each stored ``(1, M, P)`` chunk to ``(1, P, M)``, after
-    which the kernel's reductions run along a short contiguous axis; together ~2x the CPU of the
-    kernel on the stored layout (bench/alpha_throughput.py). Here xarray's core-last view is
-    moved back to the input's order (``axis``: the core dim's position there), the kernel gets
-    a view of each block, and its output keeps a length-1 axis (no concatenation) that is
-    dropped afterwards.
-    """
-    if isinstance(arr, np.ndarray):
-        return _mohammadi_kernel(arr, k1, k2, inverse)
-    import dask.array as dsa
-
-    x = dsa.moveaxis(arr, -1, axis)
-    chunks = list(x.chunks)
-    chunks[axis] = (1,) * len(chunks[axis])
-    out = x.map_blocks(
-        _mohammadi_block,
-        k1=k1,
-        k2=k2,
-        inverse=inverse,
-        axis=axis,
-        chunks=tuple(chunks),
-        dtype=np.float64,
-        meta=np.empty((0,) * x.ndim, dtype=np.float64),
-    )
-    index: list[Any] = [slice(None)] * x.ndim
-    index[axis] = 0
-    return out[tuple(index)]
-
-
-def _pooled_kernel(x: np.ndarray, k1: str | int, ncore: int) -> np.ndarray:
-    return np.asarray(kernels.pooled(x, k1, axis=tuple(range(-ncore, 0))), dtype=np.float64)
-
-
-def _multivariate_kernel(x: np.ndarray, k1: str | int, ncore: int) -> np.ndarray:
-    lead = x.shape[:-ncore]
-    rows = x.reshape(*lead, x.shape[-ncore], -1)
-    return kernels.multivariate(rows, k1)
 
 
 def estimate(
@@ -390,83 +537,56 @@ def estimate(
     xarray.DataArray
         float64 with ``da``'s dims minus the core dim(s) (plus ``stable_param``
         or ``test``), ``da``'s other coordinates, and attrs ``estimator``,
-        ``settings``, ``result_key`` (and ``k1``, ``k2`` actually used for the
-        Mohammadi estimators). NaN marks dead parameters (no two distinct
-        finite samples); non-finite samples are dropped per parameter (see
-        :mod:`sgnlake.analyze.kernels`) and counted by :func:`count_nonfinite`.
+        ``settings``, ``result_key`` and the kernel parameters of the estimator's
+        plan (``k1``, ``k2`` actually used for the Mohammadi estimators). NaN marks
+        dead parameters (no two distinct finite samples); non-finite samples are
+        dropped per parameter (see :mod:`sgnlake.analyze.kernels`) and counted by
+        :func:`count_nonfinite`. An estimator with a stream (Mohammadi) accepts a
+        core dim split across chunks (see :mod:`sgnlake.analyze.strategies`); the
+        others get it rechunked to one chunk (free for lake ``sgn`` arrays).
 
     Raises
     ------
     ConfigError
         Unknown estimator, setting or dimension, or too few samples.
     """
-    spec = _spec(estimator)
-    resolved = resolve_settings(estimator, **settings)
+    spec = get(estimator)
+    resolved = spec.resolve(**settings)
     dims = spec.default_dims if dim is None else ((dim,) if isinstance(dim, str) else tuple(dim))
     missing = [d for d in dims if d not in da.dims]
     if missing:
         raise ConfigError(
             f"dimension {missing[0]!r} is not in the data (dims: {', '.join(map(str, da.dims))}): pass dim=..."
         )
-    if estimator not in ("pooled", "multivariate") and len(dims) != 1:
+    if spec.per_parameter and len(dims) != 1:
         raise ConfigError(
             f"estimator {estimator!r} works along one dimension, got {len(dims)}: pass dim='name'"
         )
+    params = spec.plan(tuple(da.sizes[d] for d in dims), dims, resolved)
     attrs: dict[str, Any] = {
         "estimator": estimator,
         "settings": dict(resolved),
-        "result_key": result_key(estimator, **resolved),
+        "result_key": spec.key(**resolved),
+        **params,
     }
+    kwargs = dict(resolved) if spec.per_parameter else {**resolved, "ncore": len(dims)}
     core = [list(dims)]
-    out_core: list[list[str]] = [[spec.output_dim]] if spec.output_dim else [[]]
-    gufunc: dict[str, Any] = {}
-    if spec.output_dim:
-        gufunc["output_sizes"] = {spec.output_dim: len(spec.output_labels)}
-
-    if estimator in ("mohammadi", "mohammadi_inv"):
+    if spec.stream is not None:
         (d,) = dims
-        k1, k2 = _checked_k1(da.sizes[d], resolved["k1"], d)
-        attrs.update(k1=k1, k2=k2)
-        inverse = estimator == "mohammadi_inv"
         if _is_dask(da) and len(da.chunksizes[d]) > 1:
-            out = xr.apply_ufunc(
-                _mohammadi_dask,
-                da,
-                input_core_dims=core,
-                dask="allowed",
-                kwargs={"k1": k1, "k2": k2, "inverse": inverse},
-            )
+            func, fkw = streamed, {"stream": spec.stream, "params": params}
         else:
-            out = xr.apply_ufunc(
-                _mohammadi_blocks,
-                da,
-                input_core_dims=core,
-                dask="allowed",
-                kwargs={"k1": k1, "k2": k2, "inverse": inverse, "axis": da.get_axis_num(d)},
-            )
+            func, fkw = layout_blocks, {"kernel": spec.kernel, "kwargs": kwargs, "axis": da.get_axis_num(d)}
+        out = xr.apply_ufunc(func, da, input_core_dims=core, dask="allowed", kwargs=fkw)
     else:
-        if estimator == "hill":
-            func, kwargs = kernels.hill, {"k": resolved["k"]}
-        elif estimator == "mcculloch":
-            func, kwargs = kernels.mcculloch, {}
-        elif estimator == "gaussianity":
-            func, kwargs = kernels.gaussianity, {}
-        elif estimator == "pooled":
-            func, kwargs = _pooled_kernel, {"k1": resolved["k1"], "ncore": len(dims)}
-            n_pool = math.prod(da.sizes[d] for d in dims)
-            attrs["k1"], attrs["k2"] = _checked_k1(n_pool, resolved["k1"], "*".join(dims))
-        else:  # multivariate
-            func, kwargs = _multivariate_kernel, {"k1": resolved["k1"], "ncore": len(dims)}
-            attrs["k1"], attrs["k2"] = _checked_k1(da.sizes[dims[0]], resolved["k1"], dims[0])
-        if estimator == "gaussianity" and da.sizes[dims[0]] < 8:
-            raise ConfigError(
-                f"Gaussianity tests need at least 8 samples along {dims[0]!r}, got {da.sizes[dims[0]]}"
-            )
+        gufunc: dict[str, Any] = {}
+        if spec.output_dim:
+            gufunc["output_sizes"] = {spec.output_dim: len(spec.output_labels)}
         out = xr.apply_ufunc(
-            func,
+            spec.kernel,
             _one_chunk(da, dims),
             input_core_dims=core,
-            output_core_dims=out_core,
+            output_core_dims=[[spec.output_dim]] if spec.output_dim else [[]],
             dask="parallelized",
             output_dtypes=[np.float64],
             dask_gufunc_kwargs=gufunc,
@@ -477,99 +597,3 @@ def estimate(
     out.name = spec.output_name
     out.attrs = attrs
     return out
-
-
-def _nonfinite_block(block: np.ndarray, axis: int) -> np.ndarray:
-    """Non-finite samples of one block along ``axis`` (kept with length 1), as int32."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        total = block.sum()
-    shape = list(block.shape)
-    shape[axis] = 1
-    if np.isfinite(total) or not np.issubdtype(block.dtype, np.floating):
-        return np.zeros(shape, dtype=np.int32)  # one fast pass: a finite sum has no NaN/inf term
-    return np.count_nonzero(~np.isfinite(block), axis=axis, keepdims=True).astype(np.int32)
-
-
-def count_nonfinite(da: xr.DataArray, dim: str = MINIBATCH) -> xr.DataArray:
-    """Number of non-finite (NaN, +-inf) samples along ``dim``, lazily when ``da`` is Dask-backed.
-
-    The estimators drop these samples per parameter (see :mod:`sgnlake.analyze.kernels`);
-    this is the count to report next to their results.
-
-    Parameters
-    ----------
-    da : xarray.DataArray
-        Samples, e.g. a tensor's ``sgn`` (iteration, minibatch, param).
-    dim : str
-        Sample dimension (default ``minibatch``).
-
-    Returns
-    -------
-    xarray.DataArray
-        int32 named ``n_nonfinite`` with ``da``'s dims minus ``dim`` (in their order) and
-        its coordinates on them. Each block costs one summing pass when it holds no
-        non-finite sample (the usual case).
-    """
-    if dim not in da.dims:
-        raise ConfigError(
-            f"dimension {dim!r} is not in the data (dims: {', '.join(map(str, da.dims))}): pass dim=..."
-        )
-    axis = da.get_axis_num(dim)
-    data = da.data
-    if isinstance(data, np.ndarray):
-        counts: Any = _nonfinite_block(data, axis).squeeze(axis)
-    else:
-        chunks = list(data.chunks)
-        chunks[axis] = (1,) * len(chunks[axis])
-        per_block = data.map_blocks(
-            _nonfinite_block,
-            axis=axis,
-            chunks=tuple(chunks),
-            dtype=np.int32,
-            meta=np.empty((0,) * data.ndim, dtype=np.int32),
-        )
-        if len(chunks[axis]) == 1:
-            index: list[Any] = [slice(None)] * data.ndim
-            index[axis] = 0
-            counts = per_block[tuple(index)]
-        else:
-            counts = per_block.sum(axis=axis, dtype=np.int32)
-    dims = [d for d in da.dims if d != dim]
-    coords = {k: v for k, v in da.coords.items() if dim not in v.dims}
-    return xr.DataArray(counts, dims=dims, coords=coords, name="n_nonfinite")
-
-
-def summarize_alpha(alpha: xr.DataArray, dim: str | Sequence[str] | None = None) -> xr.Dataset:
-    """:func:`~sgnlake.analyze.kernels.summarize` of a DataArray over ``dim``.
-
-    Parameters
-    ----------
-    alpha : xarray.DataArray
-        Per-parameter alphas (NaN = dead), numpy- or Dask-backed.
-    dim : str or sequence of str, optional
-        Dims to aggregate (default: all).
-
-    Returns
-    -------
-    xarray.Dataset
-        Variables ``median``, ``mean``, ``mean_inv``, ``alpha_of_mean_inv``,
-        ``n_used``, ``n_nan``, ``n_gt2`` over the remaining dims (computed
-        eagerly when ``alpha`` is numpy-backed, lazily otherwise).
-    """
-    dims = list(alpha.dims) if dim is None else ([dim] if isinstance(dim, str) else list(dim))
-    names = ("median", "mean", "mean_inv", "alpha_of_mean_inv", "n_used", "n_nan", "n_gt2")
-
-    def _stack(x: np.ndarray) -> np.ndarray:
-        s = kernels.summarize(x.reshape(*x.shape[: x.ndim - len(dims)], -1), axis=-1)
-        return np.stack([s[n] for n in names], axis=-1)
-
-    out = xr.apply_ufunc(
-        _stack,
-        _one_chunk(alpha, dims),
-        input_core_dims=[dims],
-        output_core_dims=[["statistic"]],
-        dask="parallelized",
-        output_dtypes=[np.float64],
-        dask_gufunc_kwargs={"output_sizes": {"statistic": len(names)}},
-    )
-    return xr.Dataset({n: out.isel(statistic=i, drop=True) for i, n in enumerate(names)})

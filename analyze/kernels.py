@@ -25,7 +25,8 @@ Non-finite samples and dead parameters:
 Estimators:
 
 * :func:`mohammadi` (and :func:`mohammadi_inv`, :func:`mohammadi_chunk`,
-  :func:`mohammadi_combine`, :func:`mohammadi_finalize` for streaming),
+  :func:`mohammadi_combine`, :func:`mohammadi_finalize` for streaming,
+  :func:`mohammadi_counted` for the fused per-chunk path),
   :func:`pooled`, :func:`multivariate` -- Mohammadi et al. (2015), Cor. 2.4,
   the estimator of Simsekli et al. (2019).
 * :func:`hill` -- Hill (1975) on the top-k order statistics of ``|x|``.
@@ -33,7 +34,8 @@ Estimators:
   location), vectorised; identical to ``scipy.stats.levy_stable._fitstart``
   (S1 parameterisation).
 * :func:`gaussianity`, :func:`benjamini_hochberg`, :func:`gaussianity_summary`.
-* :func:`summarize` aggregates per-parameter alphas.
+
+Per-group aggregates of the alphas live in :mod:`sgnlake.analyze.aggregate`.
 """
 
 from __future__ import annotations
@@ -413,7 +415,7 @@ def mohammadi_finalize(stats: ArrayLike, k1: int, inverse: bool = False) -> Floa
         NaN for dead parameters (fewer than two distinct finite samples), for
         no non-zero finite X or Y, and for K1 = 1. When the estimate of 1/alpha is <= 0
         (possible only for very few, light-tailed samples) alpha is +inf: it is
-        flagged by ``alpha > 2`` in :func:`summarize`, never clipped; 1/alpha
+        flagged by ``n_gt2`` in :func:`sgnlake.analyze.aggregate.group_stats`, never clipped; 1/alpha
         (``inverse=True``) is returned as is.
     """
     s = _f64(stats)
@@ -426,6 +428,40 @@ def mohammadi_finalize(stats: ArrayLike, k1: int, inverse: bool = False) -> Floa
             return np.asarray(inv, dtype=np.float64)
         alpha = np.where(inv > 0, 1.0 / np.where(inv > 0, inv, 1.0), np.inf)
     return np.where(np.isnan(inv), np.nan, alpha).astype(np.float64)
+
+
+def mohammadi_counted(
+    x: ArrayLike, k1: int, k2: int, inverse: bool = False
+) -> tuple[FloatArray, NDArray[np.int64]]:
+    """Mohammadi alpha (or 1/alpha) and the non-finite sample count from one pass over ``x``.
+
+    The one Mohammadi kernel: :func:`mohammadi`, :func:`mohammadi_inv` and the fused
+    per-chunk path of :func:`sgnlake.analyze.results.compute_alpha` all end here.
+
+    Parameters
+    ----------
+    x : array_like, shape (..., n)
+        Samples on the last axis (a strided view is fine: rows are read in place).
+    k1, k2 : int
+        Block length and block count (:func:`choose_k1`); the first ``k1*k2`` samples are used.
+    inverse : bool
+        Return 1/alpha instead of alpha (see :func:`mohammadi_finalize`).
+
+    Returns
+    -------
+    estimate : numpy.ndarray of float64, shape (...)
+        ``mohammadi_finalize(mohammadi_chunk(x, k1, k2), k1, inverse)``.
+    n_nonfinite : numpy.ndarray of int64, shape (...)
+        :func:`count_nonfinite` of ``x`` (samples past ``k1*k2`` included), taken from
+        the kernel's own statistic instead of a second pass.
+    """
+    a = np.asarray(x)
+    stats = mohammadi_chunk(a, k1, k2)
+    bad = stats[..., 4].astype(np.int64)
+    used = int(k1) * int(k2)
+    if used < a.shape[-1]:
+        bad = bad + count_nonfinite(a[..., used:])
+    return mohammadi_finalize(stats, k1, inverse=inverse), bad
 
 
 def mohammadi(x: ArrayLike, k1: str | int = DEFAULT_K1) -> FloatArray:
@@ -631,7 +667,7 @@ def hill(x: ArrayLike, k: int | float | None = None) -> FloatArray:
     -------
     numpy.ndarray of float64, shape (...)
         alpha, not clipped at 2 (Hill on stable samples is biased upwards for
-        alpha near 2 -- flag ``alpha > 2``, see :func:`summarize`). NaN for dead
+        alpha near 2 -- flag ``alpha > 2``, see :func:`sgnlake.analyze.aggregate.group_stats`). NaN for dead
         parameters and when X_(k+1) = 0 (more than n - k - 1 zeros); +inf when
         the top k+1 values are all equal. Non-finite samples are dropped: such
         a parameter is estimated from its n' finite samples with
@@ -986,50 +1022,3 @@ def gaussianity_summary(
     with np.errstate(invalid="ignore", divide="ignore"):
         frac = np.where(n_tested > 0, n_rej / n_tested, np.nan)
     return {"fraction": frac, "n_rejected": n_rej, "n_tested": n_tested}
-
-
-# --------------------------------------------------------------------------- summaries
-
-
-def summarize(alpha: ArrayLike, axis: int | Sequence[int] | None = None) -> dict[str, FloatArray]:
-    """Aggregate per-parameter alphas; NaN (dead/invalid) is counted, never averaged.
-
-    Parameters
-    ----------
-    alpha : array_like
-        Tail indices (NaN for dead parameters).
-    axis : int or sequence of int, optional
-        Axes to aggregate over (None: all).
-
-    Returns
-    -------
-    dict of numpy.ndarray
-        ``median``, ``mean`` (inf if any alpha is +inf), ``mean_inv`` (mean of
-        1/alpha, nearly unbiased for the Mohammadi estimator), ``alpha_of_mean_inv``
-        (its reciprocal, an alpha), ``n_used`` (non-NaN), ``n_nan`` (dead/invalid),
-        ``n_gt2`` (alpha > 2, outside the stable range: flagged, not clipped).
-        Statistics of an all-NaN slice are NaN.
-    """
-    a = _f64(alpha)
-    ax = None if axis is None else tuple(np.atleast_1d(axis).tolist())
-    valid = ~np.isnan(a)
-    n_used = np.count_nonzero(valid, axis=ax).astype(np.float64)
-    n_nan = np.count_nonzero(~valid, axis=ax).astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        n_gt2 = np.count_nonzero(a > 2, axis=ax).astype(np.float64)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            median = np.nanmedian(a, axis=ax)
-            mean = np.nanmean(a, axis=ax)
-            mean_inv = np.nanmean(1.0 / a, axis=ax)
-            inv_mean_inv = 1.0 / mean_inv
-    return {
-        "median": np.asarray(median, dtype=np.float64),
-        "mean": np.asarray(mean, dtype=np.float64),
-        "mean_inv": np.asarray(mean_inv, dtype=np.float64),
-        "alpha_of_mean_inv": np.asarray(inv_mean_inv, dtype=np.float64),
-        "n_used": n_used,
-        "n_nan": n_nan,
-        "n_gt2": n_gt2,
-    }

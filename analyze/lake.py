@@ -20,7 +20,7 @@ import xarray as xr
 import zarr
 from dask.base import tokenize
 
-from sgnlake.schema.errors import CorruptChunkError, LakeError, RunNotFoundError, SgnlakeError
+from sgnlake.schema.errors import LakeError, RunNotFoundError
 from sgnlake.schema.lake import open_lake_group, read_run_meta, run_group, run_ids
 from sgnlake.schema.meta import RunMeta, TensorInfo
 from sgnlake.schema.names import (
@@ -33,41 +33,20 @@ from sgnlake.schema.names import (
     SGN,
     WEIGHT,
 )
+from sgnlake.schema.run_table import CONFIG_COLUMNS, STATE_COLUMNS, config_columns, run_row
+
+from .chunk_reader import ChunkReader
+from .selection import (
+    IndexSel,
+    IterationSel,
+    SelectionError,
+    _index_positions,
+    _label_positions,
+    _take,
+)
 
 if TYPE_CHECKING:
     from .results import ComputeReport
-
-#: Config columns of :attr:`Lake.runs` copied onto per-run results (``sgn_runs``
-#: coords, :meth:`Lake.summary` columns): what figures group and colour by.
-CONFIG_COLUMNS = (
-    "model",
-    "depth",
-    "width",
-    "bias",
-    "dataset",
-    "n_train",
-    "batch_size",
-    "lr",
-    "seed",
-    "shuffle",
-    "partition",
-    "n_minibatches",
-    "dtype",
-    "keepbits",
-)
-
-#: Selection of iterations: ``None`` (all committed), one value, a list of values,
-#: or a label slice ``slice(100, 500)`` (both ends inclusive, like ``xarray.sel``).
-IterationSel = int | Sequence[int] | slice | None
-#: Positional selection along ``param`` (flat index) or ``minibatch``.
-IndexSel = int | Sequence[int] | slice | None
-
-
-class SelectionError(SgnlakeError, KeyError):
-    """A selection asks for iterations, parameters or runs that the lake does not hold."""
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
 
 
 def open_lake(
@@ -106,57 +85,6 @@ def open_lake(
     loc = os.fspath(location)
     root = open_lake_group(loc, mode="r", storage_options=storage_options)
     return Lake(loc, root, storage_options=storage_options, read_only=read_only, skip_corrupt=skip_corrupt)
-
-
-class ChunkReader:
-    """A Zarr array seen through Dask one chunk at a time, naming any chunk that cannot be decoded.
-
-    ``da.from_array`` calls :meth:`__getitem__` with exactly one chunk's region.
-    A decoding error becomes a one-line :class:`CorruptChunkError` naming run,
-    tensor, array, iteration and chunk key; with ``skip`` the chunk reads as NaN
-    and its key is appended to ``sink``.
-    """
-
-    def __init__(
-        self,
-        arr: zarr.Array,
-        run: str,
-        tensor: str,
-        name: str,
-        iterations: np.ndarray,
-        skip: bool,
-        sink: list[str],
-    ) -> None:
-        self.arr, self.run, self.tensor, self.name = arr, run, tensor, name
-        self.iterations, self.skip, self.sink = iterations, skip, sink
-        self.shape, self.dtype, self.ndim = arr.shape, arr.dtype, arr.ndim
-
-    def __getitem__(self, sel: Any) -> np.ndarray:
-        try:
-            return np.asarray(self.arr[sel])
-        except Exception as e:
-            if isinstance(e, SgnlakeError):
-                raise
-            where, key = self._where(sel)
-            if self.skip:
-                self.sink.append(key)
-                shape = tuple(len(range(*s.indices(n))) for s, n in zip(sel, self.shape, strict=False))
-                return np.full(shape, np.nan, dtype=self.dtype)
-            first = str(e).splitlines()[0] if str(e) else ""
-            raise CorruptChunkError(
-                f"{where} cannot be decoded ({type(e).__name__}: {first}): run 'sgnlake check' on the "
-                "lake, or pass --skip-corrupt (skip_corrupt=True) to read it as NaN"
-            ) from None
-
-    def _where(self, sel: Any) -> tuple[str, str]:
-        sel = sel if isinstance(sel, tuple) else (sel,)
-        starts = [s.start or 0 if isinstance(s, slice) else int(s) for s in sel]
-        starts += [0] * (self.ndim - len(starts))
-        coords = tuple(st // c for st, c in zip(starts, self.arr.chunks, strict=True))
-        key = f"{self.arr.path}/{self.arr.metadata.encode_chunk_key(coords)}"
-        it = starts[0]
-        label = f", iteration {int(self.iterations[it])}" if it < len(self.iterations) else ""
-        return f"run {self.run!r}, tensor {self.tensor!r}, array {self.name!r}{label}, chunk {key}", key
 
 
 def _is_glob(pattern: str) -> bool:
@@ -299,68 +227,25 @@ class Lake:
         cols = ["tensor", "shape", "numel", "kind", "module", "module_type", "offset"]
         return pd.DataFrame(rows, columns=cols).set_index("tensor")
 
-    @staticmethod
-    def _run_row(meta: RunMeta) -> dict[str, Any]:
-        c = meta.config
-        args = dict(c.model_args)
-        row: dict[str, Any] = {
-            "run_id": meta.run_id,
-            "model": c.model,
-            "depth": args.pop("depth", None),
-            "width": args.pop("width", None),
-            "bias": args.pop("bias", None),
-            "dataset": c.dataset,
-            "n_train": c.n_train,
-            "batch_size": c.batch_size,
-            "lr": c.lr,
-            "seed": c.seed,
-            "epochs": c.epochs,
-            "iterations": c.iterations,
-            "shuffle": c.shuffle,
-            "partition": c.partition,
-            "engine": meta.engine or c.engine,
-            "device": meta.device or c.device,
-            "dtype": c.storage.dtype,
-            "codec": c.storage.codec,
-            "keepbits": c.storage.keepbits,
-            "param_chunk": c.storage.param_chunk,
-            "status": meta.status,
-            "committed": meta.committed,
-            "planned": len(meta.planned_iterations),
-            "total_steps": meta.total_steps,
-            "n_examples": meta.n_examples,
-            "n_minibatches": meta.n_minibatches,
-            "remainder": meta.remainder,
-            "n_tensors": len(meta.tensors),
-            "n_params": sum(t.numel for t in meta.tensors),
-            "created": meta.created,
-            "updated": meta.updated,
-            "reason": meta.reason,
-        }
-        for k, v in args.items():  # other model arguments, e.g. channels
-            row.setdefault(k, v)
-        return row
-
     @property
     def runs(self) -> pd.DataFrame:
         """One row per run (index ``run_id``), from run metadata only.
 
-        Columns: ``model, depth, width, bias, dataset, n_train, batch_size, lr,
-        seed, epochs, iterations, shuffle, partition, engine, device, dtype,
-        codec, keepbits, param_chunk, status, committed, planned, total_steps,
-        n_examples, n_minibatches, remainder, n_tensors, n_params, created,
-        updated, reason`` and any further model arguments.
+        Columns (:func:`sgnlake.schema.run_table.run_row`): the run config
+        ``model, depth, width, bias, dataset, n_train, batch_size, lr, seed,
+        epochs, iterations, shuffle, partition, engine, device, dtype, codec,
+        level, keepbits, param_chunk``, the state ``status, committed, planned,
+        total_steps, n_examples, n_minibatches, remainder, n_tensors, n_params,
+        created, updated, reason`` and any further model arguments.
         """
-        rows = [self._run_row(self.meta(r)) for r in self.run_ids()]
+        rows = [run_row(self.meta(r)) for r in self.run_ids()]
         if not rows:
-            return pd.DataFrame(columns=["run_id", *CONFIG_COLUMNS, "status", "committed"]).set_index(
-                "run_id"
-            )
+            return pd.DataFrame(columns=[*config_columns(), *STATE_COLUMNS]).set_index("run_id")
         return pd.DataFrame(rows).set_index("run_id")
 
     def config_coords(self, run: str) -> dict[str, Any]:
         """The :data:`CONFIG_COLUMNS` of one run as a dict."""
-        row = self._run_row(self.meta(run))
+        row = run_row(self.meta(run))
         return {k: row.get(k) for k in CONFIG_COLUMNS}
 
     # ------------------------------------------------------------------ selections
@@ -622,79 +507,3 @@ class Lake:
         from .summary import summary
 
         return summary(self, runs, by=by, estimator=estimator, iterations=iterations, **settings)
-
-
-# ---------------------------------------------------------------------- selection helpers
-
-
-def _label_positions(
-    values: np.ndarray, sel: IterationSel, run: str
-) -> tuple[slice | np.ndarray, np.ndarray]:
-    """Positions of iteration *values* ``sel`` in the sorted ``values``."""
-    if sel is None:
-        return slice(None), values
-    span = f"{values[0]}..{values[-1]}" if len(values) else "none"
-    if isinstance(sel, slice):
-        lo = 0 if sel.start is None else int(np.searchsorted(values, sel.start, side="left"))
-        hi = len(values) if sel.stop is None else int(np.searchsorted(values, sel.stop, side="right"))
-        pos = slice(lo, hi, sel.step)
-        picked = values[pos]
-        if len(picked) == 0:
-            raise SelectionError(
-                f"run {run!r} has no committed snapshot in iterations {sel.start}..{sel.stop} "
-                f"(it has {len(values)} at {span})"
-            )
-        return pos, picked
-    want = np.atleast_1d(np.asarray(sel))
-    if want.dtype.kind not in "iu":
-        raise SelectionError(f"iterations must be integers, a list of them or a slice, got {sel!r}")
-    idx = np.searchsorted(values, want)
-    ok = np.zeros(len(want), dtype=bool)
-    inside = idx < len(values)
-    ok[inside] = values[idx[inside]] == want[inside]
-    if not np.all(ok):
-        missing = want[~ok]
-        shown = ", ".join(map(str, missing[:5])) + (" ..." if len(missing) > 5 else "")
-        raise SelectionError(
-            f"run {run!r} has no committed snapshot at iteration {shown} "
-            f"(it has {len(values)} snapshots at {span}; see lake.iterations({run!r}))"
-        )
-    return _compact(idx), values[idx]
-
-
-def _index_positions(
-    size: int, sel: IndexSel, what: str, run: str, tensor: str | None = None
-) -> tuple[slice | np.ndarray, np.ndarray]:
-    """Positions (and coordinate values) of a positional selection along one axis."""
-    full = np.arange(size, dtype=np.int64)
-    if sel is None:
-        return slice(None), full
-    if isinstance(sel, slice):
-        return sel, full[sel]
-    idx = np.atleast_1d(np.asarray(sel))
-    where = f"tensor {tensor!r} of run {run!r}" if tensor else f"run {run!r}"
-    if idx.dtype.kind not in "iu":
-        raise SelectionError(f"{what}s must be integers, a list of them or a slice, got {sel!r}")
-    bad = idx[(idx < 0) | (idx >= size)]
-    if len(bad):
-        raise SelectionError(f"{what} {bad[0]} out of range: {where} has {size} {what}s (0..{size - 1})")
-    return _compact(idx), full[idx]
-
-
-def _compact(idx: np.ndarray) -> slice | np.ndarray:
-    """A slice when ``idx`` is a contiguous increasing run, else the index array."""
-    idx = np.asarray(idx, dtype=np.int64)
-    if len(idx) and np.all(np.diff(idx) == 1):
-        return slice(int(idx[0]), int(idx[-1]) + 1)
-    return idx
-
-
-def _take(x: da.Array, positions: Sequence[slice | np.ndarray]) -> da.Array:
-    """Apply one selection per axis (slices at once, index arrays one axis at a time)."""
-    x = x[tuple(p if isinstance(p, slice) else slice(None) for p in positions)]
-    for axis, p in enumerate(positions):
-        if not isinstance(p, slice):
-            key = [slice(None)] * x.ndim
-            key[axis] = p
-            x = x[tuple(key)]
-    return x

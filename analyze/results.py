@@ -1,22 +1,12 @@
 """Per-parameter estimator results: computed lazily, stored in the lake, reopened lazily.
 
-Stored layout (plain Zarr v3, readable by ``xarray.open_datatree``)::
-
-    results/<run_id>/<key>/            attrs: sgnlake_result = ResultMeta (written LAST)
-      iteration  (iteration)           int64, the run's committed iterations
-      <tensor>/                        attrs: sgnlake_tensor = TensorInfo
-        alpha  (iteration, param)      float, NaN where no tail index (dead units)
-        ...                            further outputs (McCulloch: beta, scale, loc)
-        n_nonfinite (iteration, param) int32, non-finite SGN samples of the parameter
-                                       (NaN/inf; dropped by the estimator, see
-                                       :mod:`sgnlake.analyze.kernels`)
-
-``key`` is :func:`sgnlake.analyze.estimators.result_key` of the estimator and
-its settings. A result whose ``ResultMeta`` attribute is missing is unfinished
-(a crashed computation) and is recomputed. A run that gained snapshots since
-its result was stored gets only the new snapshots computed and appended; a
-stored result without ``n_nonfinite`` (written by an older sgnlake) is
-recomputed.
+Stored layout: see :mod:`sgnlake.analyze.stored` (``results/<run_id>/<key>/``, ``key`` =
+:func:`sgnlake.analyze.estimators.result_key` of the estimator and its settings). A result
+whose ``ResultMeta`` attribute is missing is unfinished (a crashed computation) and is
+recomputed. A run that gained snapshots since its result was stored gets only the new
+snapshots computed and appended; a stored result without ``n_nonfinite`` (written by an
+older sgnlake) is recomputed. Estimators with a fused kernel (Mohammadi) are computed by
+:mod:`sgnlake.analyze.fused`, one task per result chunk.
 """
 
 from __future__ import annotations
@@ -34,33 +24,47 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 import zarr
-from dask.base import tokenize
 
 from sgnlake.schema.errors import ConfigError, LakeError, SgnlakeError
 from sgnlake.schema.lake import now, software_versions
 from sgnlake.schema.meta import ResultMeta, TensorInfo
-from sgnlake.schema.names import (
-    ITERATION,
-    MINIBATCH,
-    PARAM,
-    RESULT_ATTR,
-    RESULTS_GROUP,
-    SGN,
-    TENSOR_ATTR,
-    results_path,
-)
+from sgnlake.schema.names import ITERATION, MINIBATCH, PARAM, RESULT_ATTR, TENSOR_ATTR, results_path
 
+from . import estimators
+from .fused import fused_tasks
 from .lake import SelectionError
+from .stored import (
+    ALPHA,
+    NONFINITE,
+    RESULT_CHUNK_ELEMENTS,
+    result_chunk,
+    stored_dask,
+    stored_meta,
+    stored_results,
+    stored_sum,
+    write_guard,
+)
 
 if TYPE_CHECKING:
     from .lake import Lake
 
-#: Output variable that holds the tail index.
-ALPHA = "alpha"
-#: Output variable that counts the non-finite SGN samples of each parameter and snapshot.
-NONFINITE = "n_nonfinite"
-#: Target size (elements) of a stored result chunk along ``param`` (a multiple of the SGN chunk).
-RESULT_CHUNK_ELEMENTS = 65536
+__all__ = [
+    "ALPHA",
+    "NONFINITE",
+    "RESULT_CHUNK_ELEMENTS",
+    "ComputeReport",
+    "RunResult",
+    "alpha",
+    "check_estimator",
+    "compute_alpha",
+    "lazy_estimate",
+    "resolve_settings",
+    "result",
+    "result_key",
+    "run_graph",
+    "stored_meta",
+    "stored_results",
+]
 
 
 @dataclass
@@ -106,44 +110,19 @@ class ComputeReport:
 # ---------------------------------------------------------------------- estimator glue
 
 
-def _estimators():
-    from . import estimators
-
-    return estimators
-
-
-def per_parameter_estimators() -> list[str]:
-    """Registered estimators that give one result per parameter (along ``minibatch``)."""
-    registry = _estimators().ESTIMATORS
-    return [n for n in registry if tuple(getattr(registry[n], "default_dims", (MINIBATCH,))) == (MINIBATCH,)]
-
-
 def check_estimator(estimator: str) -> None:
     """Raise a one-line :class:`ConfigError` unless ``estimator`` gives per-parameter results."""
-    names = per_parameter_estimators()
-    if estimator not in names:
-        what = "unknown estimator" if estimator not in _estimators().ESTIMATORS else "per-snapshot estimator"
-        raise ConfigError(f"{what} {estimator!r}: per-parameter results need one of {', '.join(names)}")
+    estimators.check_estimator(estimator)
 
 
 def result_key(estimator: str, **settings: Any) -> str:
-    """The result key (group name) of an estimator and its settings (defaults filled in)."""
-    check_estimator(estimator)
-    try:
-        return _estimators().result_key(estimator, **settings)
-    except SgnlakeError:
-        raise
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"bad settings for estimator {estimator!r}: {e}") from None
+    """The result key (group name) of a per-parameter estimator and its settings (defaults filled in)."""
+    return estimators.check_estimator(estimator).key(**settings)
 
 
 def resolve_settings(estimator: str, **settings: Any) -> dict[str, Any]:
     """All settings of ``estimator`` with defaults filled in (what is recorded in ``ResultMeta``)."""
-    check_estimator(estimator)
-    est = _estimators()
-    if hasattr(est, "resolve_settings"):
-        return dict(est.resolve_settings(estimator, **settings))
-    return dict(settings)
+    return estimators.check_estimator(estimator).resolve(**settings)
 
 
 def _outputs(res: xr.DataArray, estimator: str) -> dict[str, xr.DataArray]:
@@ -177,105 +156,15 @@ def lazy_estimate(
     x = lake.sgn(run, info.name)
     if start:
         x = x.isel({ITERATION: slice(start, None)})
-    est = _estimators()
     try:
-        res = est.estimate(x, estimator=estimator, dim=MINIBATCH, **settings)
+        res = estimators.estimate(x, estimator=estimator, dim=MINIBATCH, **settings)
     except SgnlakeError:
         raise
     except (TypeError, ValueError) as e:
         raise ConfigError(f"bad settings for estimator {estimator!r}: {e}") from None
     outs = _outputs(res, estimator)
-    outs[NONFINITE] = est.count_nonfinite(x, MINIBATCH).transpose(ITERATION, PARAM)
+    outs[NONFINITE] = estimators.count_nonfinite(x, MINIBATCH).transpose(ITERATION, PARAM)
     return outs
-
-
-# ---------------------------------------------------------------------- stored results
-
-
-def _node(group: zarr.Group, path: str) -> zarr.Group | None:
-    try:
-        node = group[path]
-    except KeyError:
-        return None
-    return node if isinstance(node, zarr.Group) else None
-
-
-def stored_meta(lake: Lake, run: str, key: str) -> tuple[zarr.Group, ResultMeta] | None:
-    """The stored, finished result ``key`` of ``run`` that still matches the run, or None.
-
-    A result matches when its iterations are a prefix of the run's committed
-    iterations (the run may have gained snapshots since).
-    """
-    g = _node(lake.root, results_path(run, key))
-    if g is None or RESULT_ATTR not in g.attrs:
-        return None
-    try:
-        meta = ResultMeta.from_dict(g.attrs[RESULT_ATTR])
-    except SgnlakeError:
-        return None
-    its = lake.iterations(run)
-    if meta.n_iterations > len(its) or ITERATION not in g:
-        return None
-    run_created = lake.meta(run).created
-    if meta.run_created and run_created and meta.run_created != run_created:
-        return None  # the run was collected again under the same id
-    stored_its = np.asarray(g[ITERATION][: meta.n_iterations])
-    if not np.array_equal(stored_its, its[: meta.n_iterations]):
-        return None
-    names = {t.name for t in lake.meta(run).tensors}
-    if not all(n in g and isinstance(g[n], zarr.Group) and NONFINITE in g[n] for n in names):
-        return None  # a tensor is missing, or the result predates the non-finite counts
-    return g, meta
-
-
-def stored_results(lake: Lake, runs: str | Sequence[str] | None = None) -> pd.DataFrame:
-    """Derived results stored in the lake, one row per (run, key).
-
-    Columns: ``run_id, key, estimator, settings, n_iterations, committed,
-    up_to_date, finished, created``. ``finished`` is False for a result whose
-    computation did not complete (no ``ResultMeta`` attribute).
-    """
-    rows = []
-    ids = lake.run_ids() if runs is None else lake.select_runs(runs)
-    base = _node(lake.root, RESULTS_GROUP)
-    for run in ids:
-        rg = _node(base, run) if base is not None else None
-        if rg is None:
-            continue
-        for key, g in sorted(rg.groups()):
-            attrs = g.attrs.get(RESULT_ATTR)
-            meta = ResultMeta.from_dict(attrs) if attrs else None
-            committed = lake.meta(run).committed
-            rows.append(
-                {
-                    "run_id": run,
-                    "key": key,
-                    "estimator": meta.estimator if meta else None,
-                    "settings": dict(meta.settings) if meta else None,
-                    "n_iterations": meta.n_iterations if meta else 0,
-                    "committed": committed,
-                    "up_to_date": bool(meta and meta.n_iterations == committed),
-                    "finished": meta is not None,
-                    "created": meta.created if meta else None,
-                }
-            )
-    cols = [
-        "run_id",
-        "key",
-        "estimator",
-        "settings",
-        "n_iterations",
-        "committed",
-        "up_to_date",
-        "finished",
-        "created",
-    ]
-    return pd.DataFrame(rows, columns=cols)
-
-
-def _stored_dask(lake: Lake, arr: zarr.Array, path: str, n: int, created: str) -> da.Array:
-    token = tokenize(lake.location, path, arr.shape, arr.chunks, n, created)
-    return da.from_array(arr, chunks=arr.chunks, name=f"result-{token}", lock=False)[:n]
 
 
 # ---------------------------------------------------------------------- reading results
@@ -331,7 +220,7 @@ def result(
             tg = g[info.name]
             for name, arr in sorted(tg.arrays()):
                 path = f"{results_path(run, key, info.name)}/{name}"
-                parts.setdefault(name, []).append(_stored_dask(lake, arr, path, n_stored, rmeta.created))
+                parts.setdefault(name, []).append(stored_dask(lake, arr, path, n_stored, rmeta.created))
         if n_stored < len(its):
             for name, out in lazy_estimate(lake, run, info, estimator, n_stored, **settings).items():
                 if found and name not in parts:
@@ -420,34 +309,6 @@ def run_graph(obj: Any, progress: bool) -> None:
         dask.compute(obj)
 
 
-def _result_chunk(sgn_param_chunk: int, numel: int) -> int:
-    pc = max(1, sgn_param_chunk)
-    return min(numel, pc * max(1, RESULT_CHUNK_ELEMENTS // pc))
-
-
-def _write_guard(lake: Lake, fn, *args: Any) -> Any:
-    """Run a write, turning store permission errors into one-line LakeErrors."""
-    try:
-        return fn(*args)
-    except PermissionError as e:
-        raise LakeError(
-            f"cannot write results into {lake.location} ({e.strerror or e}): the lake is read-only; "
-            "copy it somewhere writable (sgnlake copy) first"
-        ) from None
-    except OSError as e:
-        raise LakeError(
-            f"storage error while computing results in {lake.location} ({e.strerror or e}): the "
-            "result stays unfinished; fix the storage and run again"
-        ) from None
-    except ValueError as e:
-        if "read-only" in str(e) or "read only" in str(e):
-            raise LakeError(
-                f"cannot write results into {lake.location}: the store is read-only; "
-                "open it writable or copy it first"
-            ) from None
-        raise
-
-
 def _compute_run(
     lake: Lake, run: str, estimator: str, key: str, settings: Mapping[str, Any], force: bool, progress: bool
 ) -> RunResult:
@@ -482,7 +343,7 @@ def _compute_run(
         sources, targets, regions = [], [], []
         for info, outs in planned:
             sgn_chunk = lake.root[f"runs/{run}/{info.name}/sgn"].chunks[2]
-            rc = _result_chunk(sgn_chunk, info.numel)
+            rc = result_chunk(sgn_chunk, info.numel)
             if start and info.name in kg:
                 tg = kg[info.name]
             else:
@@ -507,13 +368,13 @@ def _compute_run(
                 regions.append((slice(start, n), slice(0, info.numel)))
         return kg, sources, targets, regions
 
-    kg, sources, targets, regions = _write_guard(lake, prepare)
-    fused = _fused_tasks(lake, run, estimator, settings, kg, start, n)
+    kg, sources, targets, regions = write_guard(lake, prepare)
+    fused = fused_tasks(lake, run, estimators.get(estimator), settings, kg, start, n)
     if fused is not None:
         graph: Any = fused  # one task per result chunk: read, estimate, count, write
     else:
         graph = da.store(sources, targets, regions=regions, lock=False, compute=False)
-    _write_guard(lake, run_graph, graph, progress)
+    write_guard(lake, run_graph, graph, progress)
 
     def commit() -> None:
         rmeta = ResultMeta(
@@ -528,116 +389,9 @@ def _compute_run(
         )
         kg.attrs[RESULT_ATTR] = rmeta.to_dict()  # LAST: marks the result finished
 
-    _write_guard(lake, commit)
+    write_guard(lake, commit)
     action = "appended" if start else "computed"
     return _finish(lake, run, key, action, n, n - start, n_params, t0, path, estimator, settings)
-
-
-class _FusedTarget:
-    """What every fused task of one tensor shares: the ``sgn`` reader, both result arrays, K1/K2.
-
-    A plain class (not a dataclass or container), so Dask passes it to the tasks as an
-    opaque object instead of traversing it.
-    """
-
-    __slots__ = ("reader", "out", "counts", "k1", "k2", "inverse", "step")
-
-    def __init__(
-        self, reader: Any, out: zarr.Array, counts: zarr.Array, k1: int, k2: int, inverse: bool, step: int
-    ) -> None:
-        self.reader, self.out, self.counts = reader, out, counts
-        self.k1, self.k2, self.inverse, self.step = k1, k2, inverse, step
-
-
-def _read_region(reader: Any, it: int, lo: int, hi: int, step: int) -> np.ndarray:
-    """``sgn[it:it+1, :, lo:hi]`` (whole stored chunks of ``step`` params) in one Zarr call.
-
-    Zarr decodes the chunks of one call concurrently and pays its per-call overhead once.
-    If that read fails, the chunks are read again one by one through the lake's chunk reader,
-    which names the corrupt chunk (or, with ``skip_corrupt``, reads it alone as NaN and
-    records it), exactly as the per-chunk Dask reads do.
-    """
-    m = reader.shape[1]
-    try:
-        return np.asarray(reader.arr[it : it + 1, :, lo:hi])
-    except Exception as e:
-        if isinstance(e, SgnlakeError):
-            raise
-    parts = [
-        reader[(slice(it, it + 1), slice(0, m), slice(j, min(j + step, hi)))] for j in range(lo, hi, step)
-    ]
-    return np.concatenate(parts, axis=-1)
-
-
-def _fused_chunk(target: _FusedTarget, it: int, lo: int, hi: int) -> int:
-    """Read the stored ``sgn`` chunks of snapshot ``it`` over params ``lo:hi``, estimate, write both results.
-
-    The samples reach the Mohammadi kernel as a view in their stored layout, as
-    :func:`sgnlake.analyze.estimators.estimate` hands them over (the kernel works row by
-    row, so the results are the same); the kernel's non-finite statistic (plus the samples
-    past ``k1*k2``, which the kernel leaves out) gives :data:`NONFINITE`. Returns the
-    number of non-finite samples.
-    """
-    from . import kernels
-
-    k1, k2 = target.k1, target.k2
-    used = k1 * k2
-    block = _read_region(target.reader, it, lo, hi, target.step)
-    x = np.moveaxis(block, 1, -1)  # (1, p, M) view of the stored (1, M, p) layout
-    stats = kernels.mohammadi_chunk(x, k1, k2)
-    bad = stats[..., 4]
-    if used < x.shape[-1]:
-        bad = bad + np.count_nonzero(~np.isfinite(x[..., used:]), axis=-1)
-    counts = bad.astype(np.int32)
-    est = kernels.mohammadi_finalize(stats, k1, inverse=target.inverse)
-    target.out[it : it + 1, lo:hi] = est.astype(target.out.dtype, copy=False)
-    target.counts[it : it + 1, lo:hi] = counts
-    return int(counts.sum(dtype=np.int64))
-
-
-def _fused_tasks(
-    lake: Lake, run: str, estimator: str, settings: Mapping[str, Any], kg: zarr.Group, start: int, n: int
-) -> list[Any] | None:
-    """One Dask task per stored result chunk for the Mohammadi estimators, or None when not applicable.
-
-    Replaces the read -> estimate -> count -> store graph (about five tasks per stored
-    ``sgn`` chunk) with one task that reads the ``sgn`` chunks under a result chunk,
-    computes alpha and the non-finite counts from one kernel pass, and writes both result
-    chunks (no two tasks write one chunk). Applies when the ``sgn`` array holds all
-    minibatches in one chunk and each result chunk covers whole ``sgn`` chunks (the
-    collector's layout); the results are identical to the general path.
-    """
-    if estimator not in ("mohammadi", "mohammadi_inv"):
-        return None
-    from .lake import ChunkReader
-
-    est = _estimators()
-    out_name = est._spec(estimator).output_name
-    tasks = []
-    for info in lake.meta(run).tensors:
-        arr = lake.root[f"runs/{run}/{info.name}/{SGN}"]
-        m, pc = arr.shape[1], arr.chunks[2]
-        tg = kg[info.name]
-        out, counts = tg[out_name], tg[NONFINITE]
-        rc = out.chunks[1]
-        if arr.chunks[1] != m or (rc % pc and rc < info.numel) or counts.chunks[1] != rc:
-            return None
-        k1, k2 = est._checked_k1(m, settings["k1"], MINIBATCH)
-        reader = ChunkReader(
-            arr, run, info.name, SGN, lake.iterations(run), lake.skip_corrupt, lake.corrupt_chunks
-        )
-        target = _FusedTarget(reader, out, counts, k1, k2, estimator == "mohammadi_inv", pc)
-        task = dask.delayed(_fused_chunk, pure=False)
-        for it in range(start, n):
-            for lo in range(0, info.numel, rc):
-                tasks.append(task(target, it, lo, min(lo + rc, info.numel)))
-    return tasks
-
-
-def _stored_sum(arr: zarr.Array, n: int, block_elements: int = 1 << 24) -> int:
-    """Sum of the first ``n`` rows of a stored 2-D count array, read a bounded block of rows at a time."""
-    step = max(1, block_elements // max(1, arr.shape[1]))
-    return int(sum(np.asarray(arr[i : min(i + step, n)]).sum(dtype=np.int64) for i in range(0, n, step)))
 
 
 def _finish(
@@ -663,7 +417,7 @@ def _finish(
             tg = g[info.name]
             if ALPHA in tg:
                 last.append(np.asarray(tg[ALPHA][n - 1], dtype=np.float64))
-            nonfinite += _stored_sum(tg[NONFINITE], n)
+            nonfinite += stored_sum(tg[NONFINITE], n)
         if last:
             vals = np.concatenate(last)
             used = ~np.isnan(vals)  # +inf (1/alpha <= 0) is an estimate above 2, not a dead unit
@@ -700,8 +454,8 @@ def compute_alpha(
     by chunk on the active Dask scheduler (threads by default; see
     :func:`sgnlake.analyze.cluster.dask_client`), so memory is bounded by a few
     result chunks' worth of SGN per worker thread. The Mohammadi estimators run
-    one fused task per result chunk (read the SGN chunks, estimate, count the
-    non-finite samples, write both results); the others go through
+    one fused task per result chunk (:mod:`sgnlake.analyze.fused`: read the SGN chunks,
+    estimate, count the non-finite samples, write both results); the others go through
     :func:`dask.array.store`. The ``ResultMeta`` attribute is written last,
     after all data.
 

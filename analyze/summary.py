@@ -51,38 +51,25 @@ present; missing snapshots are computed on the fly (and not stored).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
 from sgnlake.schema.errors import ConfigError
 from sgnlake.schema.names import ITERATION
 
+from .aggregate import STAT_COLUMNS, alpha_stats, group_stats
 from .lake import CONFIG_COLUMNS, IterationSel, _label_positions
-from .results import ALPHA, NONFINITE
+from .stored import ALPHA, NONFINITE
 
 if TYPE_CHECKING:
     from .lake import Lake
 
+__all__ = ["GROUPINGS", "STAT_COLUMNS", "SUMMARY_COLUMNS", "group_stats", "summary"]
+
 #: Groupings accepted by :func:`summary`.
 GROUPINGS = ("tensor", "module", "kind", "model")
-#: Statistic columns, in order (before the estimator and config columns).
-STAT_COLUMNS = (
-    "n_params",
-    "n",
-    "n_nan",
-    "n_nonfinite_samples",
-    "n_gt2",
-    "median",
-    "mean",
-    "q_lo",
-    "q_hi",
-    "mean_inv",
-    "alpha_from_mean_inv",
-)
 #: All columns of :func:`summary`, in order.
 SUMMARY_COLUMNS = (
     "run_id",
@@ -94,54 +81,6 @@ SUMMARY_COLUMNS = (
     "key",
     *CONFIG_COLUMNS,
 )
-
-
-def group_stats(
-    values: np.ndarray, quantiles: tuple[float, float] = (0.25, 0.75), nonfinite: np.ndarray | None = None
-) -> dict[str, np.ndarray]:
-    """Statistics of a ``(snapshots, params)`` block of alphas, one value per snapshot.
-
-    NaN (no estimate) counts in ``n_nan`` and is left out of every statistic;
-    +inf (an estimate of 1/alpha <= 0, see :func:`sgnlake.analyze.kernels.mohammadi_finalize`)
-    is a used estimate above 2 (it makes ``mean`` infinite, ``mean_inv`` adds 0),
-    as in :func:`sgnlake.analyze.kernels.summarize`.
-
-    Parameters
-    ----------
-    values : numpy.ndarray, shape (snapshots, params)
-        Per-parameter alphas.
-    quantiles : (float, float)
-        Quantiles reported as ``q_lo`` and ``q_hi``.
-    nonfinite : numpy.ndarray, shape (snapshots, params), optional
-        Non-finite SGN samples per parameter (the ``n_nonfinite`` result); their
-        row sums are ``n_nonfinite_samples``.
-
-    Returns
-    -------
-    dict of str to numpy.ndarray
-        The :data:`STAT_COLUMNS` (NaN where a snapshot has no finite value);
-        ``n_nonfinite_samples`` only when ``nonfinite`` is given.
-    """
-    v = np.asarray(values, dtype=np.float64)
-    used = ~np.isnan(v)
-    out: dict[str, np.ndarray] = {}
-    if nonfinite is not None:
-        out["n_nonfinite_samples"] = np.asarray(nonfinite).sum(axis=1, dtype=np.int64)
-    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mean_inv = np.nanmean(1.0 / v, axis=1)
-        return out | {
-            "n_params": np.full(v.shape[0], v.shape[1], dtype=np.int64),
-            "n": used.sum(axis=1).astype(np.int64),
-            "n_nan": (~used).sum(axis=1).astype(np.int64),
-            "n_gt2": (used & (v > 2)).sum(axis=1).astype(np.int64),
-            "median": np.nanmedian(v, axis=1),
-            "mean": np.nanmean(v, axis=1),
-            "q_lo": np.nanquantile(v, quantiles[0], axis=1),
-            "q_hi": np.nanquantile(v, quantiles[1], axis=1),
-            "mean_inv": mean_inv,
-            "alpha_from_mean_inv": 1.0 / mean_inv,
-        }
 
 
 def summary(
@@ -194,28 +133,17 @@ def summary(
         if iterations is not None:
             pos, _ = _label_positions(ds[ITERATION].values, iterations, run)
             ds = ds.isel({ITERATION: pos})
-        a = ds[ALPHA]
-        labels = np.full(a.sizes["param"], "all", dtype=object) if by == "model" else a[by].values
-        groups = list(dict.fromkeys(labels.tolist()))
-        cols = {g: np.flatnonzero(labels == g) for g in groups}
-        its = a[ITERATION].values
-        step = max(1, block_bytes // max(1, 12 * a.sizes["param"]))  # float64 alpha + int32 count
-        parts: list[dict[str, Any]] = []
+        its = ds[ITERATION].values
+        step = max(1, block_bytes // max(1, 12 * ds.sizes["param"]))  # float64 alpha + int32 count
+        parts = []
         for i0 in range(0, len(its), step):
             part = ds.isel({ITERATION: slice(i0, i0 + step)}).compute()  # one graph: SGN read once
-            block = np.asarray(part[ALPHA].values)
-            counts = np.asarray(part[NONFINITE].values)
-            for g in groups:
-                st = group_stats(block[:, cols[g]], quantiles, counts[:, cols[g]])
-                st.update(iteration=its[i0 : i0 + step], group=g)
-                parts.append(st)
-        df = pd.concat([pd.DataFrame(p) for p in parts], ignore_index=True)
+            parts.append(alpha_stats(part[ALPHA], by, quantiles=quantiles, nonfinite=part[NONFINITE]))
+        df = pd.concat(parts, ignore_index=True)
         df["run_id"], df["by"] = run, by
         df["estimator"], df["key"] = estimator, ds.attrs.get("key", "")
         for k, v in lake.config_coords(run).items():
             df[k] = v
-        order = {g: i for i, g in enumerate(groups)}
-        df = df.sort_values(["iteration", "group"], key=lambda s: s.map(order) if s.name == "group" else s)
         frames.append(df)
     if not frames:
         return pd.DataFrame(columns=list(SUMMARY_COLUMNS))

@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
 from sgnlake.analyze import kernels
-from sgnlake.analyze.estimators import resolve_settings, result_key
+from sgnlake.analyze.estimators import get as get_estimator
 from sgnlake.schema.errors import ConfigError
 
 #: Estimators compared by default: (registry name, settings).
@@ -88,21 +88,6 @@ def stable_rvs(
     return (scale * x).astype(dtype, copy=False)
 
 
-def _estimator_fn(name: str, settings: dict[str, Any]) -> Callable[[NDArray[Any]], NDArray[np.float64]]:
-    """Per-parameter alpha function of a registered estimator."""
-    if name in ("mohammadi", "mohammadi_inv"):
-        k1 = settings["k1"]
-        if name == "mohammadi":
-            return lambda x: kernels.mohammadi(x, k1)
-        return lambda x: 1.0 / kernels.mohammadi_inv(x, k1)
-    if name == "hill":
-        k = settings["k"]
-        return lambda x: kernels.hill(x, k)
-    if name == "mcculloch":
-        return lambda x: kernels.mcculloch(x)[..., 0]
-    raise ConfigError(f"estimator {name!r} gives no per-parameter alpha: use mohammadi, hill or mcculloch")
-
-
 def error_stats(estimates: NDArray[Any], alpha: float) -> dict[str, float]:
     """Error statistics of per-parameter estimates of a known ``alpha``.
 
@@ -166,7 +151,8 @@ def run_validation(
         not depend on the other cells requested.
     estimators : iterable of (name, settings)
         Registered estimators giving a per-parameter alpha (``mohammadi``,
-        ``mohammadi_inv``, ``hill``, ``mcculloch``).
+        ``mohammadi_inv``, ``hill``, ``mcculloch``; see
+        :meth:`sgnlake.analyze.estimators.Estimator.alpha_fn`).
     dtype : numpy dtype
         Storage dtype of the samples (float32 like the lake's SGN).
     max_batch : int
@@ -184,8 +170,8 @@ def run_validation(
         raise ConfigError(f"n_params = {n_params} must be >= 1")
     ests = []
     for name, settings in estimators:
-        resolved = resolve_settings(name, **settings)
-        ests.append((result_key(name, **resolved), _estimator_fn(name, resolved)))
+        spec = get_estimator(name)
+        ests.append((spec.key(**settings), spec.alpha_fn(**settings)))
     for n in sizes:
         if n < 4:
             raise ConfigError(f"sample size {n} is too small: use sizes >= 4")

@@ -26,25 +26,11 @@ finite samples counts as dead."""
 
 
 def parse_settings(estimator: str, k1: str | None, hill_k: str | None) -> dict[str, Any]:
-    """Estimator settings from the command-line options (only those given)."""
-    from sgnlake.schema.errors import ConfigError
+    """Estimator settings from the command-line options (only those given; see
+    :func:`sgnlake.analyze.estimators.settings_from_options`)."""
+    from sgnlake.analyze.estimators import settings_from_options
 
-    settings: dict[str, Any] = {}
-    if k1 is not None:
-        if estimator not in ("mohammadi", "mohammadi_inv"):
-            raise ConfigError(f"--k1 applies to the mohammadi estimator, not {estimator!r}: drop it")
-        settings["k1"] = int(k1) if k1.strip().isdigit() else k1.strip()
-    if hill_k is not None:
-        if estimator != "hill":
-            raise ConfigError(f"--hill-k applies to the hill estimator, not {estimator!r}: drop it")
-        try:
-            value: float = float(hill_k)
-        except ValueError:
-            raise ConfigError(
-                f"--hill-k {hill_k!r} is not a number: give a count (e.g. 10) or a fraction (e.g. 0.1)"
-            ) from None
-        settings["k"] = int(value) if value >= 1 and value == int(value) else value
-    return settings
+    return settings_from_options(estimator, {"--k1": k1, "--hill-k": hill_k})
 
 
 def _fmt(x: float, nd: int = 3) -> str:

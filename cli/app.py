@@ -31,7 +31,8 @@ app = typer.Typer(
 #: Command modules; each defines ``register(app: typer.Typer) -> None``.
 COMMAND_MODULES = (
     "demo_cmd",  # sgnlake demo: the README's main job
-    "collect_cmd",  # sgnlake collect, sgnlake ls
+    "collect_cmd",  # sgnlake collect
+    "ls_cmd",  # sgnlake ls
     "alpha_cmd",  # sgnlake alpha
     "report_cmd",  # sgnlake report
     "validate_cmd",  # sgnlake validate-estimators

@@ -1,19 +1,22 @@
-"""``sgnlake collect`` (train with SGD and store SGN snapshots) and ``sgnlake ls`` (list runs)."""
+"""``sgnlake collect``: train with SGD and store SGN snapshots."""
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
 import typer
 
-# Which RunConfig field each collect option sets (for --resume: options not given take the stored value).
-_FIELD_OF = {
+from sgnlake.schema.defaults import field_default
+
+#: The RunConfig field path each collect option sets: its default comes from the dataclass
+#: (:func:`~sgnlake.schema.defaults.field_default`) and, with --resume, an option not given
+#: keeps the stored value of its field.
+OPTION_PATHS = {
     "model": "model",
-    "depth": "model_args",
-    "width": "model_args",
-    "bias": "model_args",
+    "depth": "model_args.depth",
+    "width": "model_args.width",
+    "bias": "model_args.bias",
     "model_arg": "model_args",
     "dataset": "dataset",
     "data_dir": "data_dir",
@@ -25,21 +28,35 @@ _FIELD_OF = {
     "iterations": "iterations",
     "shuffle": "shuffle",
     "partition": "partition",
-    "every": "schedule",
-    "at": "schedule",
-    "logspace": "schedule",
-    "include_start": "schedule",
-    "per_epoch": "schedule",
+    "every": "schedule.every",
+    "at": "schedule.at",
+    "logspace": "schedule.count",
+    "include_start": "schedule.include_start",
+    "per_epoch": "schedule.per_epoch",
     "engine": "engine",
     "device": "device",
-    "dtype": "storage",
-    "codec": "storage",
-    "level": "storage",
-    "keepbits": "storage",
-    "param_chunk": "storage",
+    "dtype": "storage.dtype",
+    "codec": "storage.codec",
+    "level": "storage.level",
+    "keepbits": "storage.keepbits",
+    "param_chunk": "storage.param_chunk",
     "tensors": "tensors",
     "memory_budget_mb": "memory_budget_mb",
 }
+_MODEL_DEFAULT = " Default: the model's own (stored in the run's model_args; see 'sgnlake ls --json')."
+#: The CLI's own default model (RunConfig.model has none).
+DEFAULT_MODEL = "fcn"
+
+
+def _default(option: str) -> Any:
+    """The default of collect option ``option``: its RunConfig field's dataclass default."""
+    model_arg = OPTION_PATHS[option].startswith("model_args")
+    return None if model_arg else field_default(OPTION_PATHS[option])
+
+
+def _default_text(option: str) -> str:
+    """`` Default X.`` for help texts of options whose typer default is None (shown by no ``[default]``)."""
+    return f" Default {_default(option)}."
 
 
 def _parse_value(text: str) -> Any:
@@ -94,7 +111,10 @@ def _schedule(every, at, logspace, include_start, per_epoch):
             kind="logspace", every=None, count=logspace, include_start=include_start, per_epoch=per_epoch
         )
     return Schedule(
-        kind="every", every=100 if every is None else every, include_start=include_start, per_epoch=per_epoch
+        kind="every",
+        every=_default("every") if every is None else every,
+        include_start=include_start,
+        per_epoch=per_epoch,
     )
 
 
@@ -116,25 +136,29 @@ def register(app: typer.Typer) -> None:
         run_id: str | None = typer.Option(
             None,
             "--run-id",
-            help="Name of the run. Default: derived from the settings, e.g. lenet-b50-lr0.1-s0.",
+            help="Name of the run. Default: derived from the settings (model, dataset, model arguments, "
+            "n_train, batch size, learning rate when not the default, seed), e.g. fcn-d3-w32-b50-s0; "
+            "'sgnlake sweep' and 'sgnlake demo' name runs the same way.",
         ),
-        model: str = typer.Option(
-            "fcn", "--model", "-m", help="Model: fcn or lenet (the registry). Default fcn."
-        ),
+        model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Model: fcn or lenet (the registry)."),
         depth: int | None = typer.Option(
-            None, "--depth", help="FCN: number of linear layers (>= 2). Default 3."
+            None, "--depth", help=f"FCN: number of linear layers (>= 2).{_MODEL_DEFAULT}"
         ),
-        width: int | None = typer.Option(None, "--width", help="FCN: units per hidden layer. Default 32."),
+        width: int | None = typer.Option(
+            None, "--width", help=f"FCN: units per hidden layer.{_MODEL_DEFAULT}"
+        ),
         bias: bool | None = typer.Option(
             None,
             "--bias/--no-bias",
-            help="FCN: add biases to the linear layers. Default: none (paper's code).",
+            help=f"FCN: add biases to the linear layers (the paper's code has none).{_MODEL_DEFAULT}",
         ),
         model_arg: list[str] | None = typer.Option(
             None, "--model-arg", help="Other model argument as key=value (repeatable)."
         ),
         dataset: str = typer.Option(
-            "mnist5k", "--dataset", help="mnist5k (embedded 5,000 digits), mnist, fashionmnist or cifar10."
+            _default("dataset"),
+            "--dataset",
+            help="mnist5k (embedded 5,000 digits), mnist, fashionmnist or cifar10.",
         ),
         data_dir: str | None = typer.Option(
             None,
@@ -149,11 +173,14 @@ def register(app: typer.Typer) -> None:
             None, "--n-train", help="Use only the first N training examples. Default: all."
         ),
         batch_size: int = typer.Option(
-            50, "--batch-size", "-b", help="SGD minibatch size b (also the SGN minibatch size). Default 50."
+            _default("batch_size"),
+            "--batch-size",
+            "-b",
+            help="SGD minibatch size b (also the SGN minibatch size).",
         ),
-        lr: float = typer.Option(0.1, "--lr", help="SGD learning rate (> 0, no momentum). Default 0.1."),
+        lr: float = typer.Option(_default("lr"), "--lr", help="SGD learning rate (> 0, no momentum)."),
         seed: int = typer.Option(
-            0, "--seed", help="Seed of initialisation, data order and snapshot partitions. Default 0."
+            _default("seed"), "--seed", help="Seed of initialisation, data order and snapshot partitions."
         ),
         epochs: int | None = typer.Option(
             None, "--epochs", help="Training length in epochs. Default 1 (unless --iterations)."
@@ -162,19 +189,18 @@ def register(app: typer.Typer) -> None:
             None, "--iterations", help="Training length in SGD steps (instead of --epochs)."
         ),
         shuffle: bool = typer.Option(
-            True,
+            _default("shuffle"),
             "--shuffle/--no-shuffle",
-            help="Reshuffle the training data every epoch (usual SGD; default) or keep the data order "
-            "(paper's code).",
+            help="Reshuffle the training data every epoch (usual SGD) or keep the data order (paper's code).",
         ),
         partition: str = typer.Option(
-            "permute",
+            _default("partition"),
             "--partition",
-            help="Snapshot minibatches: 'permute' (fresh seeded permutation per snapshot; default) or "
+            help="Snapshot minibatches: 'permute' (fresh seeded permutation per snapshot) or "
             "'fixed' (data order, paper's code).",
         ),
         every: int | None = typer.Option(
-            None, "--every", help="Take a snapshot every K SGD steps (K >= 1). Default 100."
+            None, "--every", help="Take a snapshot every K SGD steps (K >= 1)." + _default_text("every")
         ),
         at: str | None = typer.Option(
             None, "--at", help="Take snapshots at these iterations instead, e.g. --at 0,100,500."
@@ -183,25 +209,29 @@ def register(app: typer.Typer) -> None:
             None, "--logspace", help="Take N snapshots log-spaced between step 1 and the last step instead."
         ),
         include_start: bool = typer.Option(
-            False, "--include-start", help="Also take a snapshot at iteration 0 (the initial weights)."
+            _default("include_start"),
+            "--include-start",
+            help="Also take a snapshot at iteration 0 (the initial weights).",
         ),
         per_epoch: bool = typer.Option(
-            False,
+            _default("per_epoch"),
             "--per-epoch",
             help="Count --every within each epoch (paper's code: every 100th step of each epoch).",
         ),
         engine: str = typer.Option(
-            "auto",
+            _default("engine"),
             "--engine",
             help="Per-minibatch gradients: 'loop' (one backward each), 'vmap' (torch.func, batched) or "
-            "'auto' (vmap on CUDA; on CPU the model's faster one). Default auto.",
+            "'auto' (vmap on CUDA; on CPU the model's faster one).",
         ),
-        device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto (CUDA if available)."),
+        device: str = typer.Option(
+            _default("device"), "--device", help="cpu, cuda, cuda:N or auto (CUDA if available)."
+        ),
         dtype: str = typer.Option(
-            "float32", "--dtype", help="Stored dtype: float32 (default) or float16 (lossy)."
+            _default("dtype"), "--dtype", help="Stored dtype: float32 or float16 (lossy)."
         ),
         codec: str = typer.Option(
-            "zstd", "--codec", help="Lossless compressor: zstd (default), blosc-zstd (with shuffle) or none."
+            _default("codec"), "--codec", help="Lossless compressor: zstd, blosc-zstd (with shuffle) or none."
         ),
         level: int | None = typer.Option(
             None, "--level", help="Compression level. Default: zstd -1 (fast, lossless x1.2-1.5), blosc 1."
@@ -212,9 +242,9 @@ def register(app: typer.Typer) -> None:
             help="BitRound: keep N float32 mantissa bits (1..23, lossy). Default: lossless.",
         ),
         param_chunk: int = typer.Option(
-            8192,
+            _default("param_chunk"),
             "--param-chunk",
-            help="Parameters per stored chunk (each holds all M minibatches). Default 8192.",
+            help="Parameters per stored chunk (each holds all M minibatches).",
         ),
         tensors: str | None = typer.Option(
             None, "--tensors", help="Store only these parameter tensors, comma-separated (e.g. fc1.weight)."
@@ -223,7 +253,7 @@ def register(app: typer.Typer) -> None:
             None,
             "--memory-budget-mb",
             help="Memory for one batched (vmap) gradient call, in MiB. Default: on CUDA half the free "
-            "device memory (at most 16 GiB), else 512.",
+            f"device memory (at most 16 GiB), else {_default('memory_budget_mb')}.",
         ),
         resume: bool = typer.Option(
             False,
@@ -250,57 +280,48 @@ def register(app: typer.Typer) -> None:
         """Train a model with plain SGD and store its per-parameter SGN at scheduled iterations."""
         import dataclasses
 
-        from sgnlake.collect.config import derive_run_id
-        from sgnlake.collect.inventory import raw_bytes
-        from sgnlake.collect.models import resolve_model_args
-        from sgnlake.collect.runner import DEFAULT_MEMORY_BUDGET_MB, collect, stored_run_meta
+        from sgnlake.collect.config import compatible_run, default_run_id, resume_config
+        from sgnlake.collect.runner import collect
+        from sgnlake.collect.sweep import existing_runs
+        from sgnlake.schema.inventory import raw_bytes
         from sgnlake.schema.meta import RunConfig, StorageSpec
         from sgnlake.schema.store import parse_storage_options
 
         so = parse_storage_options(storage_option)
-        margs = _model_args(depth, width, bias, model_arg)
-        rid = run_id or derive_run_id(
-            model,
-            resolve_model_args(model, margs),
-            dataset=dataset,
-            batch_size=batch_size,
-            lr=lr,
-            seed=seed,
-            n_train=n_train,
-        )
-        fields: dict[str, Any] = {
-            "run_id": rid,
-            "model": model,
-            "model_args": margs,
-            "dataset": dataset,
-            "data_dir": data_dir,
-            "n_train": n_train,
-            "batch_size": batch_size,
-            "lr": lr,
-            "seed": seed,
-            "epochs": epochs,
-            "iterations": iterations,
-            "shuffle": shuffle,
-            "partition": partition,
-            "schedule": _schedule(every, at, logspace, include_start, per_epoch),
-            "engine": engine,
-            "device": device,
-            "storage": StorageSpec(
-                dtype=dtype, codec=codec, level=level, keepbits=keepbits, param_chunk=param_chunk
-            ),
-            "tensors": tuple(t.strip() for t in tensors.split(",") if t.strip()) if tensors else (),
-            "memory_budget_mb": DEFAULT_MEMORY_BUDGET_MB if memory_budget_mb is None else memory_budget_mb,
+        opts = {name: ctx.params[name] for name in OPTION_PATHS}
+        top = {
+            path: opts[name]
+            for name, path in OPTION_PATHS.items()
+            if "." not in path and path != "model_args"
         }
-        if resume:
-            stored = stored_run_meta(lake, rid, storage_options=so)
-            if stored is not None:
-                given = {_FIELD_OF[p] for p in _FIELD_OF if _explicit(ctx, p)}
-                for f in dataclasses.fields(RunConfig):
-                    if f.name == "model_args":
-                        fields[f.name] = {**dict(stored.config.model_args), **margs}
-                    elif f.name not in given and f.name != "run_id":
-                        fields[f.name] = getattr(stored.config, f.name)
-        config = RunConfig(**fields)
+        top["tensors"] = tuple(t.strip() for t in tensors.split(",") if t.strip()) if tensors else ()
+        if memory_budget_mb is None:
+            top["memory_budget_mb"] = _default("memory_budget_mb")
+        storage = {p.split(".")[1]: opts[n] for n, p in OPTION_PATHS.items() if p.startswith("storage.")}
+        config = RunConfig(
+            run_id=run_id or "run",
+            model_args=_model_args(depth, width, bias, model_arg),
+            schedule=_schedule(every, at, logspace, include_start, per_epoch),
+            storage=StorageSpec(**storage),
+            **top,
+        )
+        stored = None
+        if run_id is None:  # the derived id, or the run with these settings stored under an older id
+            have = existing_runs(lake, so)
+            config = dataclasses.replace(config, run_id=default_run_id(config))
+            rid = compatible_run(config, have) or config.run_id
+            if rid != config.run_id:
+                typer.echo(
+                    f"note: run {rid!r} in the lake has these settings (an id of an older sgnlake)", err=True
+                )
+                config = dataclasses.replace(config, run_id=rid)
+            stored = have.get(rid)
+        elif resume:
+            stored = existing_runs(lake, so).get(run_id)
+        rid = config.run_id
+        if resume and stored is not None:
+            given = {OPTION_PATHS[name].split(".")[0] for name in OPTION_PATHS if _explicit(ctx, name)}
+            config = resume_config(stored.config, config, explicit=given)
         show = sys.stderr.isatty() if progress is None else progress
         try:
             meta = collect(
@@ -321,7 +342,7 @@ def register(app: typer.Typer) -> None:
                 err=True,
             )
             raise typer.Exit(130) from None
-        from sgnlake.collect.inventory import list_runs
+        from sgnlake.schema.inventory import list_runs
 
         row = next((r for r in list_runs(lake, storage_options=so) if r["run_id"] == rid), None)
         size = f", {row['stored_bytes'] / 1e6:.1f} MB stored" if row else ""
@@ -332,23 +353,3 @@ def register(app: typer.Typer) -> None:
         )
         if meta.status != "complete" and meta.reason:
             typer.echo(f"  {meta.reason}")
-
-    @app.command("ls")
-    def ls_cmd(
-        lake: str = typer.Argument(..., help="Lake: a local folder or an fsspec URL."),
-        as_json: bool = typer.Option(False, "--json", help="Print a JSON list of runs instead of a table."),
-        storage_option: list[str] | None = typer.Option(
-            None, "--storage-option", "-o", help="fsspec storage option key=value for URL lakes (repeatable)."
-        ),
-    ) -> None:
-        """List the runs of a lake: id, model, dataset, batch, snapshots, status, stored size, ratio."""
-        from sgnlake.collect.inventory import format_table, list_runs
-        from sgnlake.schema.store import parse_storage_options
-
-        rows = list_runs(lake, storage_options=parse_storage_options(storage_option))
-        if as_json:
-            typer.echo(json.dumps(rows, indent=2))
-        elif not rows:
-            typer.echo("the lake has no runs yet")
-        else:
-            typer.echo(format_table(rows))

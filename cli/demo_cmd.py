@@ -14,35 +14,51 @@ import typer
 
 
 def demo_configs(quick: bool = False):
-    """The demo's run configurations (small enough for 2 CPU cores in a few minutes)."""
-    from sgnlake.schema import RunConfig, Schedule
+    """The demo's run configurations (small enough for 2 CPU cores in a few minutes).
+
+    LeNet at batch sizes 50 and 150, an FCN (depth 3, width 32) at 50, 100 and
+    200, all at learning rate 0.1 on the embedded data. Runs are named by the
+    collector's rule (:func:`sgnlake.collect.config.default_run_id`), so
+    ``sgnlake collect`` with the same settings names them the same way.
+    """
+    from sgnlake.schema import Schedule
 
     lenet_epochs = 1 if quick else 2
     fcn_iters = 200 if quick else 600
     runs = [
-        RunConfig(
-            run_id=f"lenet-b{b}",
-            model="lenet",
-            batch_size=b,
-            lr=0.1,
-            epochs=lenet_epochs,
-            schedule=Schedule(kind="every", every=max(1, 5000 // b // 5), include_start=True),
-        )
+        {
+            "model": "lenet",
+            "batch_size": b,
+            "lr": 0.1,
+            "epochs": lenet_epochs,
+            "schedule": Schedule(kind="every", every=max(1, 5000 // b // 5), include_start=True),
+        }
         for b in (50, 150)
     ]
     runs += [
-        RunConfig(
-            run_id=f"fcn-d3-w32-b{b}",
-            model="fcn",
-            model_args={"depth": 3, "width": 32},
-            batch_size=b,
-            lr=0.1,
-            iterations=fcn_iters,
-            schedule=Schedule(kind="every", every=fcn_iters // 6, include_start=True),
-        )
+        {
+            "model": "fcn",
+            "model_args": {"depth": 3, "width": 32},
+            "batch_size": b,
+            "lr": 0.1,
+            "iterations": fcn_iters,
+            "schedule": Schedule(kind="every", every=fcn_iters // 6, include_start=True),
+        }
         for b in (50, 100, 200)
     ]
-    return runs
+    return named_configs(runs)
+
+
+def named_configs(runs):
+    """RunConfigs from field dicts, each named by the collector's run-id rule."""
+    from sgnlake.collect.config import default_run_id
+    from sgnlake.schema import RunConfig
+
+    out = []
+    for fields in runs:
+        draft = RunConfig(run_id="run", **fields)
+        out.append(RunConfig(run_id=default_run_id(draft), **fields))
+    return out
 
 
 def register(app: typer.Typer) -> None:

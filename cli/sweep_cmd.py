@@ -71,8 +71,10 @@ def register(app: typer.Typer) -> None:
         """Run every run of a grid into LAKE: complete runs are skipped, interrupted ones resume.
 
         A grid is a TOML file with a [base] table of run fields and a [grid] table of
-        lists; the runs are the product of the lists. Run ids are derived from the
-        grid axes (fcn-d3-w32-b50-s0) unless the file gives a run_id template.
+        lists; the runs are the product of the lists. Runs are named as 'sgnlake
+        collect' names them (fcn-d3-w32-b50-s0; the grid's axes outside model,
+        dataset, model arguments, n_train, batch, lr and seed are added, e.g.
+        every50) unless the file gives a run_id template.
         Presets: paper-fcn, paper-lenet (the paper's studies on full MNIST) and
         paper-fcn-small, paper-lenet-small (the same on the embedded data, minutes
         on 2 CPU cores). Failed runs are reported and not retried in the same
@@ -122,6 +124,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(sw.format_plan(plans))
             if lake is not None:
                 have = sw.existing_runs(lake, parse_storage_options(storage_option))
+                plans = sw.adopt_stored_ids(plans, have)  # runs stored under ids of an older sgnlake
                 done = [p.run_id for p in plans if p.run_id in have and sw.is_complete(have[p.run_id])]
                 part = [p.run_id for p in plans if p.run_id in have and p.run_id not in done]
                 typer.echo(

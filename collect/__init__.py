@@ -1,20 +1,25 @@
 """The collector: train with plain SGD and store per-parameter SGN in the lake.
 
 This is the only sgnlake package that imports torch. The public API is loaded
-lazily, so :mod:`sgnlake.collect.inventory` (``sgnlake ls``) works without torch:
+lazily, so torch-free modules of the package (sweep specs, run ids) import
+without it:
 
 - :func:`collect` (``sgnlake collect``): train and write snapshots;
 - :func:`~sgnlake.collect.models.build_model`, :data:`MODELS`,
   :func:`~sgnlake.collect.models.register_model`: the model registry;
 - :func:`~sgnlake.collect.data.load_dataset`: training data;
-- :func:`~sgnlake.collect.config.derive_run_id`: the default run id;
-- :func:`~sgnlake.collect.inventory.list_runs`: the ``sgnlake ls`` table.
+- :func:`~sgnlake.collect.run_ids.derive_run_id`: the one naming rule of runs
+  (:func:`~sgnlake.collect.config.default_run_id` completes model arguments first);
+- :func:`~sgnlake.schema.inventory.list_runs`: the ``sgnlake ls`` table (re-exported;
+  it lives in the stage-neutral :mod:`sgnlake.schema`).
 """
 
 from __future__ import annotations
 
 import importlib
 from typing import Any
+
+from sgnlake.schema.inventory import list_runs as list_runs
 
 _LAZY = {
     "collect": "runner",
@@ -25,13 +30,13 @@ _LAZY = {
     "MODELS": "models",
     "load_dataset": "data",
     "Dataset": "data",
-    "derive_run_id": "config",
+    "derive_run_id": "run_ids",
+    "default_run_id": "config",
     "compute_snapshot": "snapshot",
     "Snapshot": "snapshot",
-    "list_runs": "inventory",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = sorted([*_LAZY, "list_runs"])
 
 
 def __getattr__(name: str) -> Any:

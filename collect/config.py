@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+import os
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,43 +14,133 @@ import torch
 from sgnlake.schema.errors import ConfigError
 from sgnlake.schema.meta import RunConfig
 
-from .data import DATASETS, default_data_dir
+from .data import dataset_info, default_data_dir
 from .models import resolve_model_args
+from .run_ids import derive_run_id
 
-_ABBREV = {"depth": "d", "width": "w"}
+#: Config fields that may differ when resuming (they do not change what is computed).
+RESUME_MAY_DIFFER = ("device", "memory_budget_mb", "data_dir")
 
 
-def derive_run_id(
-    model: str,
-    model_args: Mapping[str, Any] | None = None,
-    *,
-    dataset: str = "mnist5k",
-    batch_size: int = 50,
-    lr: float = 0.1,
-    seed: int = 0,
-    n_train: int | None = None,
-) -> str:
-    """A readable run id from the defining settings, e.g. ``lenet-b50-lr0.1-s0``
-    or ``fcn-d3-w32-b100-lr0.1-s0``.
+def default_run_id(config: RunConfig | Mapping[str, Any], axes: Iterable[str] = ()) -> str:
+    """The run id of a config by the one naming rule (:func:`sgnlake.collect.run_ids.derive_run_id`),
+    with the model arguments completed from the model registry first (what ``collect`` stores).
 
-    Model arguments appear in sorted order (``depth`` as ``d``, ``width`` as
-    ``w``, booleans by name when true); a dataset other than ``mnist5k`` and
-    ``n_train`` are included.
+    Parameters
+    ----------
+    config : RunConfig or mapping
+        The run's fields (a mapping needs at least ``model``).
+    axes : iterable of str
+        A sweep's varied field paths (see :func:`~sgnlake.collect.run_ids.derive_run_id`).
     """
-    parts = [model]
-    for k in sorted(model_args or {}, key=lambda k: (k not in _ABBREV, k)):
-        v = (model_args or {})[k]
-        if isinstance(v, bool):
-            if v:
-                parts.append(k)
-        elif v is not None:
-            parts.append(f"{_ABBREV.get(k, k)}{v}")
-    if dataset != "mnist5k":
-        parts.append(dataset)
-    if n_train is not None:
-        parts.append(f"n{n_train}")
-    parts += [f"b{batch_size}", f"lr{lr:g}", f"s{seed}"]
-    return "-".join(str(p) for p in parts)
+    d = dict(config.to_dict() if isinstance(config, RunConfig) else config)
+    d["model_args"] = resolve_model_args(d["model"], d.get("model_args") or {})
+    return derive_run_id(d, axes)
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (affinity-aware where the OS tells, e.g. in containers)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def default_threads(jobs: int = 1) -> int:
+    """torch CPU threads of one collecting process when ``jobs`` collect side by side.
+
+    The available CPUs (:func:`available_cpus`) shared by the jobs, minus one
+    for each job's background writer thread, at most torch's default and at
+    least 1. Oversubscribing the cores is what hurts: on a shared 2-core machine
+    torch at 2 threads was 5-20x slower than at 1 (``bench/collect_snapshot.py``),
+    and the LeNet preset took 27 min instead of 1.2 min (busy-waiting OpenMP threads).
+    """
+    return max(1, min(torch.get_num_threads(), available_cpus() // max(1, jobs) - 1))
+
+
+def resume_differences(stored: RunConfig, given: RunConfig) -> list[tuple[str, Any, Any]]:
+    """The fields where ``given`` (resolved) is not the stored run: ``(field, stored, given)``.
+
+    The one resume rule (collector, sweep and CLI): after completing ``given``
+    with :func:`resolve_config`, every field but ``run_id`` and
+    :data:`RESUME_MAY_DIFFER` must be equal.
+    """
+    a, b = stored.to_dict(), resolve_config(given).to_dict()
+    skip = {"run_id", *RESUME_MAY_DIFFER}
+    return [(k, a[k], b.get(k)) for k in a if k not in skip and a[k] != b.get(k)]
+
+
+def resume_config(
+    stored: RunConfig, given: RunConfig, *, explicit: Collection[str] | None = None
+) -> RunConfig:
+    """The config a resumed run continues with.
+
+    Parameters
+    ----------
+    stored : RunConfig
+        The run's stored config.
+    given : RunConfig
+        What was asked now.
+    explicit : collection of str, optional
+        The fields that were asked for (the CLI's options given on the command
+        line): the others take the stored values, and given model arguments
+        update the stored ones. None: every field of ``given`` was asked for.
+
+    Returns
+    -------
+    RunConfig
+        The stored config with ``device``, ``memory_budget_mb`` and (when
+        given) ``data_dir`` of ``given``.
+
+    Raises
+    ------
+    ConfigError
+        A field other than those may differ (:func:`resume_differences`).
+    """
+    if explicit is not None:
+        keep = {
+            f.name: getattr(stored, f.name)
+            for f in dataclasses.fields(RunConfig)
+            if f.name not in explicit and f.name != "run_id"
+        }
+        if "model_args" in explicit:
+            keep["model_args"] = {**dict(stored.model_args), **dict(given.model_args)}
+        given = dataclasses.replace(given, **keep)
+    diffs = resume_differences(stored, given)
+    if diffs:
+        k, have, _ = diffs[0]
+        raise ConfigError(
+            f"cannot resume run {stored.run_id!r} with a different {k} "
+            f"({have!r} stored): drop the option or pick another --run-id"
+        )
+    cfg = dataclasses.replace(stored, device=given.device, memory_budget_mb=given.memory_budget_mb)
+    if given.data_dir is not None:
+        cfg = dataclasses.replace(cfg, data_dir=given.data_dir)
+    return cfg
+
+
+def compatible_run(config: RunConfig, stored: Mapping[str, Any]) -> str | None:
+    """The id of a stored run that is ``config`` under another id (e.g. an id of an older sgnlake).
+
+    Parameters
+    ----------
+    config : RunConfig
+        The run asked for.
+    stored : mapping of str to RunMeta
+        The lake's runs by id.
+
+    Returns
+    -------
+    str or None
+        ``config.run_id`` if it is stored, else the first (sorted) run whose
+        config passes :func:`resume_differences`, else None.
+    """
+    if config.run_id in stored:
+        return config.run_id
+    for rid in sorted(stored):
+        if not resume_differences(stored[rid].config, config):
+            return rid
+    return None
 
 
 def resolve_device(device: str) -> torch.device:
@@ -81,8 +172,7 @@ def resolve_config(config: RunConfig) -> RunConfig:
     ConfigError
         Unknown model, dataset or model argument; both ``epochs`` and ``iterations`` set.
     """
-    if config.dataset not in DATASETS:
-        raise ConfigError(f"unknown dataset {config.dataset!r}: use one of {', '.join(DATASETS)}")
+    dataset_info(config.dataset)  # raises on an unknown dataset
     args = resolve_model_args(config.model, config.model_args)
     if config.epochs is not None and config.iterations is not None:
         raise ConfigError("give --epochs or --iterations, not both")

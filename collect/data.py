@@ -19,8 +19,43 @@ import numpy as np
 
 from sgnlake.schema.errors import ConfigError
 
-#: Datasets :func:`load_dataset` knows.
-DATASETS = ("mnist5k", "mnist", "fashionmnist", "cifar10")
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What is known of a dataset before reading it (planning uses this; no file is opened).
+
+    Attributes
+    ----------
+    n_train : int
+        Training examples in the standard files.
+    input_shape : tuple of int
+        Shape ``(C, H, W)`` of one example.
+    num_classes : int
+        Number of classes (labels are ``0 .. num_classes - 1``).
+    """
+
+    n_train: int
+    input_shape: tuple[int, int, int]
+    num_classes: int
+
+
+#: The datasets :func:`load_dataset` knows (the one table of their sizes, shapes and classes).
+DATASET_INFO: dict[str, DatasetInfo] = {
+    "mnist5k": DatasetInfo(5000, (1, 28, 28), 10),
+    "mnist": DatasetInfo(60000, (1, 28, 28), 10),
+    "fashionmnist": DatasetInfo(60000, (1, 28, 28), 10),
+    "cifar10": DatasetInfo(50000, (3, 32, 32), 10),
+}
+#: Names of the known datasets.
+DATASETS = tuple(DATASET_INFO)
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """The :class:`DatasetInfo` of dataset ``name``; :class:`ConfigError` naming the known ones if absent."""
+    try:
+        return DATASET_INFO[name]
+    except KeyError:
+        raise ConfigError(f"unknown dataset {name!r}: use one of {', '.join(DATASETS)}") from None
 
 _IDX_DTYPES = {
     0x08: np.dtype("u1"),
@@ -270,8 +305,7 @@ def load_dataset(
         Unknown dataset, files missing (without ``download``), unreadable files,
         or ``n_train`` larger than the dataset.
     """
-    if name not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}: use one of {', '.join(DATASETS)}")
+    info = dataset_info(name)
     if n_train is not None and n_train < 1:
         raise ConfigError(f"--n-train must be >= 1, got {n_train}")
     if name == "mnist5k":
@@ -297,7 +331,12 @@ def load_dataset(
     images, labels = np.ascontiguousarray(images), np.ascontiguousarray(labels)
     if labels.size and labels.min() < 0:
         raise ConfigError(f"dataset {name!r} has negative labels: use the standard files")
-    num_classes = 10
+    if tuple(images.shape[1:]) != info.input_shape:
+        raise ConfigError(
+            f"dataset {name!r} from {source} has examples of shape {tuple(images.shape[1:])}, expected "
+            f"{info.input_shape}: use the standard files"
+        )
+    num_classes = info.num_classes
     if labels.size and int(labels.max()) >= num_classes:
         raise ConfigError(
             f"dataset {name!r} has label {int(labels.max())} >= {num_classes}: use the standard files"

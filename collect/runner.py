@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import random
 import sys
@@ -14,14 +13,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sgnlake.schema.errors import ConfigError, DivergedError, LakeError, NotALakeError, RunExistsError
-from sgnlake.schema.lake import now, open_lake_group, read_run_meta, software_versions
+from sgnlake.schema.errors import ConfigError, DivergedError, LakeError, RunExistsError
+from sgnlake.schema.lake import now, open_lake_group, probe_lake, read_run_meta, software_versions
 from sgnlake.schema.meta import RunConfig, RunMeta
 from sgnlake.schema.names import COMPLETE, FAILED, INTERRUPTED, RUN_ATTR, RUNNING, run_path
-from sgnlake.schema.store import is_url, local_path
 
 from . import checkpoint, rng
-from .config import Plan, make_plan, resolve_config, resolve_device
+from .config import Plan, make_plan, resolve_config, resolve_device, resume_config
+from .config import default_threads as cpu_threads
 from .data import Dataset, load_dataset
 from .device import MemoryBudget, full_float32, resolve_memory_budget, run_device_facts
 from .engines import choose_engine, vmap_chunk
@@ -30,64 +29,32 @@ from .snapshot import compute_snapshot, snapshot_device_bytes
 from .staging import HostStaging, layout_of
 from .writer import RunWriter
 
-#: Config fields that may differ when resuming (they do not change what is computed).
-RESUME_MAY_DIFFER = ("device", "memory_budget_mb", "data_dir")
 #: Snapshots in host memory at once (computed and waiting for, or being, written).
 WRITER_SLOTS = 2
 #: ``RunConfig.memory_budget_mb`` when none is given.
 DEFAULT_MEMORY_BUDGET_MB: int = RunConfig.__dataclass_fields__["memory_budget_mb"].default
 
 
-def _probe_lake(location: str, storage_options: Mapping[str, Any] | None):
-    """The lake's root group opened read-only, or None when nothing is there yet."""
-    if not is_url(location):
-        p = local_path(location)
-        if not os.path.exists(p) or (os.path.isdir(p) and not os.listdir(p)):
-            return None
-        return open_lake_group(location, mode="r", storage_options=storage_options)
-    try:
-        return open_lake_group(location, mode="r", storage_options=storage_options)
-    except NotALakeError as e:
-        if str(e).startswith("no lake at"):
-            return None
-        raise
-
-
 def stored_run_meta(
     location: str | os.PathLike[str], run_id: str, *, storage_options: Mapping[str, Any] | None = None
 ) -> RunMeta | None:
     """The metadata of run ``run_id`` in the lake at ``location``, or None if there is no such run."""
-    root = _probe_lake(os.fspath(location), storage_options)
+    root = probe_lake(location, storage_options=storage_options)
     if root is None or run_path(run_id) not in root:
         return None
     g = root[run_path(run_id)]
     return read_run_meta(g) if RUN_ATTR in g.attrs else None
 
 
-def available_cpus() -> int:
-    """CPUs this process may run on (affinity-aware where the OS tells)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def default_threads(device: torch.device, background: bool = True) -> int | None:
     """torch CPU threads :func:`collect` uses when none are asked for.
 
-    On the CPU with the background writer: one CPU fewer than available (at
-    most torch's default), leaving one for compression and writes. On a shared
-    2-core machine torch at 2 threads was 5-20x slower than at 1 (measured in
-    ``bench/collect_snapshot.py``; oversubscription). Otherwise torch's default (None).
+    On the CPU with the background writer: :func:`~sgnlake.collect.config.default_threads`
+    (one CPU left for compression and writes). Otherwise torch's default (None).
     """
     if device.type != "cpu" or not background:
         return None
-    return max(1, min(torch.get_num_threads(), available_cpus() - 1))
-
-
-def _config_differences(stored: RunConfig, given: RunConfig) -> list[str]:
-    a, b = stored.to_dict(), given.to_dict()
-    return [k for k in a if k not in RESUME_MAY_DIFFER and a.get(k) != b.get(k)]
+    return cpu_threads(1)
 
 
 class _Training:
@@ -226,7 +193,7 @@ def collect(
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {threads}")
     # ---------------------------------------------------------------- validate, write nothing
-    root_ro = _probe_lake(loc, storage_options)
+    root_ro = probe_lake(loc, storage_options=storage_options)
     existing: RunMeta | None = None
     if root_ro is not None and run_path(config.run_id) in root_ro:
         g = root_ro[run_path(config.run_id)]
@@ -237,19 +204,7 @@ def collect(
             f"run {config.run_id!r} already exists in {loc}: pass --resume to continue it, or pick another --run-id"
         )
     if existing is not None:
-        diffs = _config_differences(existing.config, resolve_config(config))
-        if diffs:
-            k = diffs[0]
-            raise ConfigError(
-                f"cannot resume run {config.run_id!r} with a different {k} "
-                f"({existing.config.to_dict().get(k)!r} stored): drop the option or pick another --run-id"
-            )
-        given = resolve_config(config)
-        cfg = dataclasses.replace(
-            existing.config, **{k: getattr(given, k) for k in RESUME_MAY_DIFFER if k != "data_dir"}
-        )
-        if given.data_dir is not None:
-            cfg = dataclasses.replace(cfg, data_dir=given.data_dir)
+        cfg = resume_config(existing.config, config)
         if existing.status == COMPLETE:
             return existing
     else:

@@ -434,16 +434,11 @@ class RunWriter:
         self.write_seconds.append(time.perf_counter() - t0)
 
     def _stored_bytes(self, k: int) -> int:
-        store = self.root.store
+        """Bytes stored for the chunks of snapshot ``k`` (a chunk equal to the fill value counts 0)."""
+        from sgnlake.schema.store import stored_bytes
+
         keys = [f"{a.path}/{key}" for a in self._arrays.values() for key in self._chunk_keys(a, k)]
-
-        async def size(key: str) -> int:
-            try:
-                return await store.getsize(key)
-            except (FileNotFoundError, KeyError):
-                return 0  # a chunk equal to the fill value is not stored
-
-        return int(sum(sync(_gather(*(size(key) for key in keys)))))
+        return stored_bytes(self.root.store, keys=keys)
 
     def _write_checkpoint(self, k: int, iteration: int, data: bytes) -> None:
         info = {

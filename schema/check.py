@@ -6,7 +6,7 @@ committed part of every array, one storage unit at a time (bounded memory: at
 most ``workers`` chunks in flight), and checks ``results/`` and
 ``checkpoints/`` against ``runs/``. Stage-neutral: plain Zarr and NumPy.
 
-Findings have a severity:
+Findings have a severity (:mod:`sgnlake.schema.check_report`):
 
 ``problem``
     The lake is damaged or inconsistent (a committed chunk is missing or does not
@@ -22,16 +22,14 @@ Findings have a severity:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
-from itertools import product
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import zarr
-from zarr.core.sync import sync
 
+from .check_chunks import ChunkChecker, ChunkJob, chunk_jobs
+from .check_report import INFO, PROBLEM, SEVERITIES, WARNING, CheckReport, Finding, RunSummary
 from .errors import SgnlakeError
 from .lake import lake_meta, open_lake_group, read_run_meta
 from .meta import ResultMeta, RunMeta, TensorInfo
@@ -54,342 +52,16 @@ from .names import (
 )
 from .validate import validate_run
 
-PROBLEM = "problem"
-WARNING = "warning"
-INFO = "info"
-SEVERITIES = (PROBLEM, WARNING, INFO)
-
-
-@dataclass
-class Finding:
-    """One thing :func:`check_lake` found, located as precisely as possible."""
-
-    severity: str
-    message: str
-    run: str | None = None
-    tensor: str | None = None
-    array: str | None = None
-    iteration: int | None = None
-    chunk: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def line(self) -> str:
-        """The finding as one line of text."""
-        return f"{self.severity.upper()}: {self.message}"
-
-
-@dataclass
-class RunSummary:
-    """Commit state and chunk count of one run."""
-
-    run_id: str
-    status: str = "?"
-    committed: int = 0
-    planned: int = 0
-    stored: int = 0
-    uncommitted_tail: int = 0
-    tensors: int = 0
-    chunks_checked: int = 0
-    reason: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class CheckReport:
-    """Result of :func:`check_lake`; ``ok`` is True when no finding is a problem."""
-
-    location: str
-    schema: str = ""
-    version: int = 0
-    runs: list[RunSummary] = field(default_factory=list)
-    results: int = 0
-    checkpoints: int = 0
-    chunks_checked: int = 0
-    bytes_checked: int = 0
-    data_checked: bool = True
-    findings: list[Finding] = field(default_factory=list)
-
-    @property
-    def problems(self) -> list[Finding]:
-        return [f for f in self.findings if f.severity == PROBLEM]
-
-    @property
-    def warnings(self) -> list[Finding]:
-        return [f for f in self.findings if f.severity == WARNING]
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def add(self, severity: str, message: str, **where: Any) -> None:
-        self.findings.append(Finding(severity, message, **where))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "location": self.location,
-            "schema": self.schema,
-            "version": self.version,
-            "ok": self.ok,
-            "n_problems": len(self.problems),
-            "n_warnings": len(self.warnings),
-            "chunks_checked": self.chunks_checked,
-            "bytes_checked": self.bytes_checked,
-            "data_checked": self.data_checked,
-            "results": self.results,
-            "checkpoints": self.checkpoints,
-            "runs": [r.to_dict() for r in self.runs],
-            "findings": [f.to_dict() for sev in SEVERITIES for f in self.findings if f.severity == sev],
-        }
-
-    def format_text(self) -> str:
-        """A readable multi-line report (what ``sgnlake check`` prints)."""
-        lines = [
-            f"lake {self.location}: schema {self.schema} version {self.version}, {len(self.runs)} run(s)"
-        ]
-        for r in self.runs:
-            tail = f", uncommitted tail {r.uncommitted_tail}" if r.uncommitted_tail else ""
-            lines.append(
-                f"  run {r.run_id}: {r.status}, {r.committed}/{r.planned} snapshots committed"
-                f"{tail}, {r.tensors} tensor(s), {r.chunks_checked} chunk(s) read"
-            )
-        lines.append(f"  results: {self.results} group(s); checkpoints: {self.checkpoints} group(s)")
-        for sev in SEVERITIES:
-            lines.extend(f.line() for f in self.findings if f.severity == sev)
-        read = (
-            f"{self.chunks_checked} chunk(s), {self.bytes_checked / 1e6:.1f} MB decoded"
-            if self.data_checked
-            else "chunks not read (--quick)"
-        )
-        verdict = "OK" if self.ok else "DAMAGED"
-        lines.append(f"{verdict}: {len(self.problems)} problem(s), {len(self.warnings)} warning(s); {read}")
-        return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------- chunk reading
-
-
-@dataclass
-class _ChunkJob:
-    array: zarr.Array
-    coords: tuple[int, ...]
-    selection: tuple[slice, ...]
-    key: str
-    where: dict[str, Any]
-
-
-def _unit_shape(arr: zarr.Array) -> tuple[int, ...]:
-    """Shape of the storage unit (the shard when sharded, else the chunk)."""
-    return tuple(arr.shards) if arr.shards is not None else tuple(arr.chunks)
-
-
-def _stored_keys(arr: zarr.Array) -> set[str] | None:
-    """Keys (relative to the array) of stored chunks, or None if the store cannot list."""
-    store = arr.store
-    if not store.supports_listing:
-        return None
-    prefix = f"{arr.path}/" if arr.path else ""
-
-    async def _collect() -> set[str]:
-        return {k[len(prefix) :] async for k in store.list_prefix(prefix)}
-
-    return sync(_collect())
-
-
-def _chunk_jobs(
-    arr: zarr.Array, n_iter: int | None, where: dict[str, Any], iterations: np.ndarray | None
-) -> Iterator[_ChunkJob]:
-    """Storage units of ``arr`` covering its first ``n_iter`` entries along axis 0 (all if None)."""
-    shape = tuple(arr.shape)
-    if not shape:
-        yield _ChunkJob(arr, (), (), arr.metadata.encode_chunk_key(()), dict(where))
-        return
-    unit = _unit_shape(arr)
-    extent = list(shape)
-    if n_iter is not None:
-        extent[0] = min(n_iter, shape[0])
-    if any(e == 0 for e in extent):
-        return
-    grid = [range(-(-e // u)) for e, u in zip(extent, unit, strict=True)]
-    for coords in product(*grid):
-        sel = tuple(slice(c * u, min((c + 1) * u, e)) for c, u, e in zip(coords, unit, extent, strict=True))
-        w = dict(where)
-        if iterations is not None:
-            i0 = sel[0].start
-            w["iteration"] = int(iterations[i0]) if i0 < len(iterations) else None
-        yield _ChunkJob(arr, coords, sel, arr.metadata.encode_chunk_key(coords), w)
-
-
-def _first_coord(arr: zarr.Array, key: str) -> int | None:
-    """Chunk coordinate along axis 0 encoded in ``key`` (None for non-chunk keys)."""
-    enc = arr.metadata.chunk_key_encoding
-    sep = getattr(enc, "separator", "/")
-    if getattr(enc, "name", "default") == "default":
-        if not key.startswith("c" + sep):
-            return None
-        key = key[2:]
-    try:
-        return int(key.split(sep, 1)[0])
-    except ValueError:
-        return None
-
-
-def _nan_filled(arr: zarr.Array) -> bool:
-    """True if ``arr`` is a float array with NaN fill (an absent committed chunk is then data loss)."""
-    fill = arr.fill_value
-    try:
-        return arr.dtype.kind == "f" and bool(np.isnan(fill))
-    except TypeError:
-        return False
-
-
-def _read_chunk(job: _ChunkJob) -> tuple[int, int]:
-    """Decode one storage unit; return (bytes decoded, non-finite count)."""
-    data = np.asarray(job.array[job.selection])
-    bad = int(np.count_nonzero(~np.isfinite(data))) if data.dtype.kind == "f" else 0
-    return data.nbytes, bad
-
-
-def _describe(job: _ChunkJob) -> str:
-    w = job.where
-    parts = []
-    if w.get("run"):
-        parts.append(f"run {w['run']!r}")
-    if w.get("tensor"):
-        parts.append(f"tensor {w['tensor']!r}")
-    parts.append(f"array {job.array.path.rsplit('/', 1)[-1]!r}")
-    if w.get("iteration") is not None:
-        parts.append(f"iteration {w['iteration']} (snapshot {job.selection[0].start})")
-    return ", ".join(parts) + f", chunk {job.array.path}/{job.key}"
-
-
-class _ChunkChecker:
-    """Reads chunk jobs with a bounded number in flight and records findings."""
-
-    def __init__(
-        self,
-        report: CheckReport,
-        workers: int,
-        progress: Callable[[int], None] | None,
-    ) -> None:
-        self.report = report
-        self.workers = max(1, workers)
-        self.progress = progress
-        self.per_run: dict[str, int] = {}
-        self.nonfinite: dict[tuple[str | None, str | None, str], int] = {}
-        self.listed: dict[str, set[str] | None] = {}
-
-    def keys(self, arr: zarr.Array) -> set[str] | None:
-        """Stored chunk keys of ``arr`` (listed once), or None when the store cannot list."""
-        if arr.path not in self.listed:
-            try:
-                self.listed[arr.path] = _stored_keys(arr)
-            except Exception:  # listing is an optimisation only
-                self.listed[arr.path] = None
-        return self.listed[arr.path]
-
-    def run(self, jobs: list[_ChunkJob]) -> None:
-        with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            pending: dict[Future[tuple[int, int]], _ChunkJob] = {}
-            for job in jobs:
-                keys = self.keys(job.array)
-                if keys is not None and job.key not in keys:
-                    if _nan_filled(job.array):
-                        self._missing(job)
-                    else:  # zarr does not store chunks equal to the fill value: legitimately absent
-                        self._tick(job)
-                    continue
-                pending[pool.submit(_read_chunk, job)] = job
-                if len(pending) >= 2 * self.workers:
-                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        self._finish(fut, pending.pop(fut))
-            for fut in list(pending):
-                self._finish(fut, pending.pop(fut))
-
-    def _tick(self, job: _ChunkJob) -> None:
-        run = job.where.get("run")
-        if run is not None and job.where.get("part") == RUNS_GROUP:
-            self.per_run[run] = self.per_run.get(run, 0) + 1
-        self.report.chunks_checked += 1
-        if self.progress is not None:
-            self.progress(1)
-
-    def _missing(self, job: _ChunkJob) -> None:
-        self._tick(job)
-        self.report.add(
-            PROBLEM,
-            f"{_describe(job)}: chunk is missing from the store (reads as fill value)",
-            **_where(job),
-        )
-
-    def _finish(self, fut: Future[tuple[int, int]], job: _ChunkJob) -> None:
-        self._tick(job)
-        try:
-            nbytes, bad = fut.result()
-        except Exception as e:
-            msg = str(e).splitlines()[0] if str(e) else ""
-            self.report.add(
-                PROBLEM,
-                f"{_describe(job)}: cannot be decoded ({type(e).__name__}: {msg})",
-                **_where(job),
-            )
-            return
-        self.report.bytes_checked += nbytes
-        if bad:
-            k = (job.where.get("run"), job.where.get("tensor"), job.array.path)
-            self.nonfinite[k] = self.nonfinite.get(k, 0) + bad
-
-    def report_strays(self, run_arrays: list[tuple[str, zarr.Array]]) -> None:
-        """Record chunks stored beyond an array's shape along ``iteration`` (an unfinished write)."""
-        per_run: dict[str, list[str]] = {}
-        counts: dict[str, int] = {}
-        for run, arr in run_arrays:
-            keys = self.keys(arr)
-            if not keys:
-                continue
-            n = sum(
-                1
-                for k in keys
-                if (c := _first_coord(arr, k)) is not None and c * _unit_shape(arr)[0] >= arr.shape[0]
-            )
-            if n:
-                per_run.setdefault(run, []).append(arr.path.split("/", 2)[-1])
-                counts[run] = counts.get(run, 0) + n
-        for run, arrays in per_run.items():
-            more = f" (+{len(arrays) - 3} more)" if len(arrays) > 3 else ""
-            self.report.add(
-                INFO,
-                f"run {run!r}: {counts[run]} chunk(s) stored beyond the arrays' shape in "
-                f"{', '.join(arrays[:3])}{more} (an unfinished write: invisible to readers, "
-                "deleted on resume)",
-                run=run,
-            )
-
-    def report_nonfinite(self) -> None:
-        for (run, tensor, path), n in sorted(self.nonfinite.items(), key=lambda kv: str(kv[0])):
-            self.report.add(
-                WARNING,
-                f"array {path!r}: {n} non-finite value(s) in the committed part",
-                run=run,
-                tensor=tensor,
-                array=path.rsplit("/", 1)[-1],
-            )
-
-
-def _where(job: _ChunkJob) -> dict[str, Any]:
-    w = job.where
-    return {
-        "run": w.get("run"),
-        "tensor": w.get("tensor"),
-        "array": job.array.path.rsplit("/", 1)[-1],
-        "iteration": w.get("iteration"),
-        "chunk": job.key,
-    }
-
+__all__ = [
+    "INFO",
+    "PROBLEM",
+    "SEVERITIES",
+    "WARNING",
+    "CheckReport",
+    "Finding",
+    "RunSummary",
+    "check_lake",
+]
 
 # ----------------------------------------------------------------------------- structure
 
@@ -440,7 +112,7 @@ def _check_run(
     name: str,
     group: zarr.Group,
     report: CheckReport,
-    jobs: list[_ChunkJob],
+    jobs: list[ChunkJob],
     run_arrays: list[tuple[str, zarr.Array]],
 ) -> RunMeta | None:
     summary = RunSummary(run_id=name)
@@ -525,7 +197,7 @@ def _check_run(
         if isinstance(arr, zarr.Array) and _dims(arr) == (ITERATION,):
             stored = max(stored, arr.shape[0])
             run_arrays.append((name, arr))
-            jobs.extend(_chunk_jobs(arr, meta.committed, base, iterations))
+            jobs.extend(chunk_jobs(arr, meta.committed, base, iterations))
 
     known = {t.name for t in meta.tensors}
     for child, _node in _children(group, report, run=name):
@@ -553,7 +225,7 @@ def _check_run(
                     tensor=t.name,
                     array=aname,
                 )
-            jobs.extend(_chunk_jobs(arr, meta.committed, {**base, "tensor": t.name}, iterations))
+            jobs.extend(chunk_jobs(arr, meta.committed, {**base, "tensor": t.name}, iterations))
     summary.stored = stored
     summary.uncommitted_tail = max(0, stored - meta.committed)
     if summary.uncommitted_tail:
@@ -599,7 +271,7 @@ def _result_meta(node: Any) -> ResultMeta | None:
 
 
 def _check_results(
-    root: zarr.Group, metas: Mapping[str, RunMeta | None], report: CheckReport, jobs: list[_ChunkJob]
+    root: zarr.Group, metas: Mapping[str, RunMeta | None], report: CheckReport, jobs: list[ChunkJob]
 ) -> None:
     res = _safe_get(root, RESULTS_GROUP, report)
     if res is None:
@@ -632,7 +304,7 @@ def _check_result_group(
     meta: RunMeta | None,
     run_its: set[int] | None,
     report: CheckReport,
-    jobs: list[_ChunkJob],
+    jobs: list[ChunkJob],
 ) -> None:
     where = f"results/{run}/{key}"
     if not isinstance(kg, zarr.Group):
@@ -665,7 +337,7 @@ def _check_result_group(
                 f"{where}: attrs say {rmeta.n_iterations} iteration(s), the coordinate holds {len(its)}",
                 run=run,
             )
-        jobs.extend(_chunk_jobs(it_arr, None, {"run": run, "part": RESULTS_GROUP}, None))
+        jobs.extend(chunk_jobs(it_arr, None, {"run": run, "part": RESULTS_GROUP}, None))
     tensors = {t.name for t in meta.tensors} if meta is not None else None
     for tname, node in _children(kg, report, run=run):
         if tname == ITERATION:
@@ -687,7 +359,7 @@ def _check_result_array(
     arr: zarr.Array,
     its: np.ndarray | None,
     report: CheckReport,
-    jobs: list[_ChunkJob],
+    jobs: list[ChunkJob],
 ) -> None:
     dims = _dims(arr)
     name = arr.path.rsplit("/", 1)[-1]
@@ -705,11 +377,11 @@ def _check_result_array(
                 array=name,
             )
     use_its = its if dims is not None and dims[:1] == (ITERATION,) else None
-    jobs.extend(_chunk_jobs(arr, None, {"run": run, "tensor": tensor, "part": RESULTS_GROUP}, use_its))
+    jobs.extend(chunk_jobs(arr, None, {"run": run, "tensor": tensor, "part": RESULTS_GROUP}, use_its))
 
 
 def _check_checkpoints(
-    root: zarr.Group, metas: Mapping[str, RunMeta | None], report: CheckReport, jobs: list[_ChunkJob]
+    root: zarr.Group, metas: Mapping[str, RunMeta | None], report: CheckReport, jobs: list[ChunkJob]
 ) -> None:
     ck = _safe_get(root, CHECKPOINTS_GROUP, report)
     if ck is None:
@@ -728,7 +400,7 @@ def _check_checkpoints(
         while stack:
             n = stack.pop()
             if isinstance(n, zarr.Array):
-                jobs.extend(_chunk_jobs(n, None, {"run": run, "part": CHECKPOINTS_GROUP}, None))
+                jobs.extend(chunk_jobs(n, None, {"run": run, "part": CHECKPOINTS_GROUP}, None))
             else:
                 stack.extend(c for _, c in _children(n, report, run=run))
 
@@ -778,7 +450,7 @@ def check_lake(
     root = open_lake_group(loc, mode="r", storage_options=storage_options)
     lm = lake_meta(root)
     report = CheckReport(location=loc, schema=lm.schema, version=lm.version, data_checked=read_data)
-    jobs: list[_ChunkJob] = []
+    jobs: list[ChunkJob] = []
     run_arrays: list[tuple[str, zarr.Array]] = []
     metas: dict[str, RunMeta | None] = {}
     runs = _safe_get(root, RUNS_GROUP, report)
@@ -798,7 +470,7 @@ def check_lake(
     if read_data:
         if on_total is not None:
             on_total(len(jobs))
-        checker = _ChunkChecker(report, workers, progress)
+        checker = ChunkChecker(report, workers, progress)
         checker.run(jobs)
         checker.report_strays(run_arrays)
         checker.report_nonfinite()

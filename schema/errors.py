@@ -25,6 +25,17 @@ class NotALakeError(LakeError):
     """The path exists but is not an sgnlake lake."""
 
 
+class LakeNotFoundError(NotALakeError):
+    """Nothing is at the location yet (a missing path, an empty folder, an empty prefix of a bucket).
+
+    A lake can be created there: :func:`~sgnlake.schema.lake.probe_lake` answers None for it.
+    """
+
+
+class LakeReadOnlyError(LakeError):
+    """A write was asked of a lake (or store) that is read-only."""
+
+
 class SchemaVersionError(LakeError):
     """The lake was written with a schema this version of sgnlake cannot read."""
 

@@ -10,7 +10,14 @@ from typing import Any
 import zarr
 import zarr.errors
 
-from .errors import LakeError, NotALakeError, RunNotFoundError, ValidationError
+from .errors import (
+    LakeError,
+    LakeNotFoundError,
+    LakeReadOnlyError,
+    NotALakeError,
+    RunNotFoundError,
+    ValidationError,
+)
 from .meta import LakeMeta, RunMeta
 from .names import LAKE_ATTR, RUN_ATTR, RUNS_GROUP, check_run_id, run_path
 from .store import is_url, local_path, open_store
@@ -27,15 +34,19 @@ def _check_local_target(location: str, *, create: bool) -> None:
         raise NotALakeError(f"{path} is a file, not a lake: choose a directory path for LAKE")
     if not os.path.exists(path):
         if not create:
-            raise NotALakeError(f"no lake at {path}: check the path, or create one with 'sgnlake collect'")
+            raise LakeNotFoundError(
+                f"no lake at {path}: check the path, or create one with 'sgnlake collect'"
+            )
         return
     if not os.path.exists(os.path.join(path, "zarr.json")):
-        if os.listdir(path) and create:
+        empty = not os.listdir(path)
+        if not empty and create:
             raise NotALakeError(
                 f"{path} is a non-empty directory that is not a lake: choose an empty or new path"
             )
         if not create:
-            raise NotALakeError(f"{path} is not an sgnlake lake (no zarr.json): check the path")
+            error = LakeNotFoundError if empty else NotALakeError
+            raise error(f"{path} is not an sgnlake lake (no zarr.json): check the path")
 
 
 def open_lake_group(
@@ -55,21 +66,25 @@ def open_lake_group(
 
     Raises
     ------
+    LakeNotFoundError
+        Nothing is there yet (a missing path, an empty folder or prefix), unless ``a``.
     NotALakeError
-        The location holds something that is not a lake (or nothing, unless ``a``).
+        The location holds something that is not a lake.
+    LakeReadOnlyError
+        ``a``: the lake is absent and the location is not writable.
     SchemaVersionError
         The lake's schema version is newer than this sgnlake.
     """
     loc = os.fspath(location)
     create = mode == "a"
-    if not is_url(loc):
+    if not is_url(loc):  # a local path can be a file or an empty folder: say so before zarr does
         _check_local_target(loc, create=create)
     store = open_store(loc, read_only=(mode == "r"), storage_options=storage_options)
     try:
         root = zarr.open_group(store, mode="r" if mode == "r" else "r+", zarr_format=3)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError):
         if not create:
-            raise NotALakeError(
+            raise LakeNotFoundError(
                 f"no lake at {loc}: check the path, or create one with 'sgnlake collect'"
             ) from None
         try:
@@ -77,7 +92,11 @@ def open_lake_group(
                 store, mode="a", zarr_format=3, attributes={LAKE_ATTR: LakeMeta(created=now()).to_dict()}
             )
             root.require_group(RUNS_GROUP)
-        except Exception as e:  # e.g. a missing bucket, no permission, no credentials
+        except PermissionError as e:
+            raise LakeReadOnlyError(
+                f"cannot create a lake at {loc} ({_first_line(e)}): {_access_hint(loc)}"
+            ) from None
+        except Exception as e:  # e.g. a missing bucket, no credentials
             raise LakeError(
                 f"cannot create a lake at {loc} ({_first_line(e)}): {_access_hint(loc)}"
             ) from None
@@ -99,6 +118,25 @@ def open_lake_group(
     return root
 
 
+def probe_lake(
+    location: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None
+) -> zarr.Group | None:
+    """The lake at ``location`` opened read-only, or None when nothing is there yet.
+
+    The one check of "is there a lake here" before a lake is created with
+    :func:`open_lake_group` (``mode="a"``): writes nothing.
+
+    Raises
+    ------
+    NotALakeError, SchemaVersionError, LakeError
+        Something other than a lake is there, a newer lake, or the location cannot be read.
+    """
+    try:
+        return open_lake_group(location, mode="r", storage_options=storage_options)
+    except LakeNotFoundError:
+        return None
+
+
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
@@ -112,7 +150,7 @@ def _is_access_error(e: BaseException) -> bool:
 
 
 def _access_hint(loc: str) -> str:
-    if is_url(loc):
+    if is_url(loc):  # object stores fail on credentials and buckets, local folders on permissions
         return (
             "check that the bucket exists and the credentials (environment or --storage-option key=...,"
             " secret=..., client_kwargs.endpoint_url=...) allow access"

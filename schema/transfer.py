@@ -3,7 +3,8 @@
 A run is copied as its stored objects, never decoded: every key under
 ``runs/<id>/``, ``results/<id>/`` and ``checkpoints/<id>/`` is read from the
 source store and written unchanged to the destination, so chunks, codecs and
-attributes arrive byte for byte. Stage-neutral: fsspec and Zarr only.
+attributes arrive byte for byte. Stage-neutral: Zarr's Store API only
+(:mod:`sgnlake.schema.store`).
 
 Order and resumption:
 
@@ -34,7 +35,7 @@ from typing import Any
 from .errors import LakeError, RunExistsError, RunNotFoundError, SgnlakeError
 from .lake import open_lake_group, run_ids
 from .names import CHECKPOINTS_GROUP, RESULTS_GROUP, RUNS_GROUP, check_run_id
-from .store import is_url, local_path
+from .store import Store, key_sizes, read_bytes, same_location, storage, write_bytes
 
 #: Name of a Zarr v3 node's metadata document.
 ZARR_JSON = "zarr.json"
@@ -88,60 +89,24 @@ class CopyReport:
 
 @dataclass(frozen=True)
 class _Location:
-    """An fsspec filesystem and the lake root path inside it."""
+    """A lake location and its store (keys relative to the lake root)."""
 
     text: str
-    fs: Any
-    root: str
-
-    def path(self, key: str) -> str:
-        return f"{self.root}/{key}" if key else self.root
+    store: Store
 
     def list_sizes(self, prefix: str) -> dict[str, int]:
-        """``{key: size}`` of every object under ``prefix/`` (keys relative to the lake root)."""
-        base = self.path(prefix)
-        self.fs.invalidate_cache(base)  # listings must be fresh: other writers may have added objects
-        found = self.fs.find(base, detail=True)
-        start = len(self.root) + 1
-        out: dict[str, int] = {}
-        for p, info in found.items():
-            if info.get("type", "file") != "file":
-                continue
-            p = self.fs._strip_protocol(p)
-            if not p.startswith(self.root + "/"):
-                continue
-            out[p[start:]] = int(info.get("size") or 0)
-        return out
+        """``{key: size}`` of every object under ``prefix/`` (a fresh listing: other writers may add)."""
+        return key_sizes(self.store, prefix)
 
     def read(self, key: str) -> bytes | None:
-        try:
-            return self.fs.cat_file(self.path(key))
-        except FileNotFoundError:
-            return None
+        return read_bytes(self.store, key)
 
     def write(self, key: str, data: bytes) -> None:
-        p = self.path(key)
-        if not is_url(self.text):
-            os.makedirs(os.path.dirname(p), exist_ok=True)
-        self.fs.pipe_file(p, data)
+        write_bytes(self.store, key, data)
 
 
-def _location(location: str | os.PathLike[str], storage_options: Mapping[str, Any] | None) -> _Location:
-    loc = os.fspath(location)
-    if is_url(loc):
-        import fsspec
-
-        try:
-            fs, root = fsspec.core.url_to_fs(loc, **dict(storage_options or {}))
-        except ImportError as e:
-            raise LakeError(
-                f"cannot open {loc}: {e}; install the filesystem, e.g. pip install 'sgnlake[s3]'"
-            ) from None
-        return _Location(loc, fs, fs._strip_protocol(root).rstrip("/"))
-    from fsspec.implementations.local import LocalFileSystem
-
-    fs = LocalFileSystem()
-    return _Location(loc, fs, fs._strip_protocol(os.path.abspath(local_path(loc))).rstrip("/"))
+def _location(location: str, storage_options: Mapping[str, Any] | None, *, read_only: bool) -> _Location:
+    return _Location(location, storage(location, read_only=read_only, storage_options=storage_options))
 
 
 def select_runs(available: Sequence[str], patterns: Iterable[str] | None) -> list[str]:
@@ -263,14 +228,16 @@ def _copy_runs(
 ) -> CopyReport:
     src_root = open_lake_group(s, mode="r", storage_options=src_opts)
     selected = select_runs(run_ids(src_root), patterns)
-    sloc, dloc = _location(s, src_opts), _location(d, dst_opts)
-    if type(sloc.fs) is type(dloc.fs) and sloc.root == dloc.root:
+    sloc = _location(s, src_opts, read_only=True)
+    dloc = _location(d, dst_opts, read_only=True)  # writable once the checks pass
+    if same_location(sloc.store, dloc.store):
         raise LakeError(f"source and destination are the same lake ({s}): choose another DST")
     # Refuse before writing anything: no selected run may exist in DST with other metadata.
     markers: dict[str, bytes] = {}
     for run_id in selected:
         markers[run_id] = _check_target(sloc, dloc, run_id)
     open_lake_group(d, mode="a", storage_options=dst_opts)
+    dloc = _location(d, dst_opts, read_only=False)
     report = CopyReport(src=s, dst=d)
     for run_id in selected:
         rc = _copy_one(sloc, dloc, run_id, markers[run_id], progress, jobs)

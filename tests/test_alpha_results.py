@@ -5,12 +5,15 @@ from __future__ import annotations
 import shutil
 
 import dask
+import dask.array
 import dask.threaded
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
 import zarr
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hst
 from lake_fixtures import (
     RunSpec,
     grow_run,
@@ -401,3 +404,106 @@ def test_nonfinite_samples_are_dropped_counted_and_summarised(lake_path):
     # lazily (nothing stored) the same numbers
     lazy = lake.summary(runs="b", by="model", k1="paper")
     np.testing.assert_array_equal(lazy["n_nonfinite_samples"], per_it + np.array([1, 0, 0, 0]))
+
+
+# ----------------------------------------------------------------------------- fused == general
+
+
+@hst.composite
+def fused_cases(draw):
+    """A tensor's SGN layout (snapshots, M, params, sgn chunk, result chunk) and a Dask chunking."""
+    n_it = draw(hst.integers(1, 3))
+    m = draw(hst.sampled_from([12, 20, 25, 30]))
+    numel = draw(hst.integers(1, 40))
+    pc = draw(hst.integers(1, numel))
+    rc = min(numel, pc * draw(hst.integers(1, 4)))
+    chunks = []
+    for n in (n_it, m, numel):
+        cuts = draw(hst.lists(hst.integers(1, n - 1), max_size=3)) if n > 1 else []
+        edges = sorted({0, n, *cuts})
+        chunks.append(tuple(b - a for a, b in zip(edges[:-1], edges[1:], strict=True)))
+    return {
+        "shape": (n_it, m, numel),
+        "pc": pc,
+        "rc": rc,
+        "chunks": tuple(chunks),
+        "estimator": draw(hst.sampled_from(["mohammadi", "mohammadi_inv"])),
+        "k1": draw(hst.sampled_from(["paper", "sqrt", 3])),
+        "seed": draw(hst.integers(0, 2**16)),
+    }
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=fused_cases())
+def test_fused_path_equals_general_lazy_path(case):
+    """The fused per-chunk tasks write what estimate + count_nonfinite compute lazily, NaN/inf included.
+
+    Counts and NaN/inf positions must agree exactly, and so must the estimates when the
+    minibatch dim is one Dask chunk (both paths run kernels.mohammadi_chunk/_finalize on
+    whole rows). With minibatch split the lazy path streams: partial sums of the K1-aligned
+    pieces are combined, which changes the order of the float64 sums of at most M = 30
+    logs; the estimates then agree to rtol 1e-12 (observed: 1 ulp).
+    """
+    from sgnlake.analyze import estimators as E
+    from sgnlake.analyze.fused import FusedTarget, tensor_tasks
+    from sgnlake.analyze.lake import ChunkReader
+
+    n_it, m, numel = case["shape"]
+    rng = np.random.default_rng(case["seed"])
+    x = rng.standard_cauchy(case["shape"]).astype(np.float32)
+    hit = rng.uniform(size=x.shape)
+    x[hit < 0.03] = np.nan
+    x[(hit >= 0.03) & (hit < 0.05)] = np.inf
+    x[(hit >= 0.05) & (hit < 0.06)] = -np.inf
+    x[:, :, 0] = 0.0  # a dead parameter
+    if numel > 1:
+        x[0, : m // 2, 1] = 0.0  # exact zeros left out of the log means
+    store = zarr.storage.MemoryStore()
+    root = zarr.open_group(store, mode="w")
+    sgn = root.create_array("sgn", shape=x.shape, chunks=(1, m, case["pc"]), dtype="float32")
+    sgn[:] = x
+    out = root.create_array(
+        "est", shape=(n_it, numel), chunks=(1, case["rc"]), dtype="float64", fill_value=-7.0
+    )
+    counts = root.create_array(
+        "cnt", shape=(n_it, numel), chunks=(1, case["rc"]), dtype="int32", fill_value=-1
+    )
+    spec = E.get(case["estimator"])
+    params = spec.plan((m,), ("minibatch",), spec.resolve(k1=case["k1"]))
+    reader = ChunkReader(sgn, "r", "t", "sgn", np.arange(n_it), False, [])
+    tasks = tensor_tasks(FusedTarget(reader, out, counts, spec.fused, params, case["pc"]), 0, n_it)
+    assert tasks is not None and len(tasks) == n_it * -(-numel // case["rc"])
+    totals = dask.compute(*tasks, scheduler="synchronous")
+
+    lazy = xr.DataArray(
+        dask.array.from_array(x, chunks=case["chunks"]), dims=("iteration", "minibatch", "param")
+    )
+    want = E.estimate(lazy, case["estimator"], k1=case["k1"])
+    assert (want.attrs["k1"], want.attrs["k2"]) == (params["k1"], params["k2"])
+    want_counts = E.count_nonfinite(lazy).values
+    got = out[:]
+    np.testing.assert_array_equal(counts[:], want_counts)
+    assert sum(totals) == int(want_counts.sum()) == int((~np.isfinite(x)).sum())
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want.values))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(want.values))
+    # The same kernel on the same values; sums over blocks of different widths (fused: result chunks,
+    # lazy: Dask chunks) may round differently by an ulp (SIMD pairwise summation), never more.
+    np.testing.assert_allclose(got, want.values, rtol=1e-12, atol=0)
+    assert np.isnan(got[:, 0]).all()
+
+
+def test_compute_alpha_takes_the_fused_path_and_matches_lazy(lake_path, monkeypatch):
+    """compute_alpha stores through the fused tasks for Mohammadi; the stored values are the lazy ones."""
+    from sgnlake.analyze import fused
+
+    used = []
+    real = fused.tensor_tasks
+    monkeypatch.setattr(fused, "tensor_tasks", lambda *a: used.append(1) or real(*a))
+    lake = open_lake(lake_path)
+    lazy = lake.result("a", k1="sqrt").compute()
+    lake.compute_alpha(runs="a", k1="sqrt", progress=False)
+    assert len(used) == len(TENSORS)
+    stored = lake.result("a", k1="sqrt")
+    assert stored.attrs["n_stored"] == 3
+    np.testing.assert_array_equal(stored["n_nonfinite"].values, lazy["n_nonfinite"].values)
+    np.testing.assert_allclose(stored["alpha"].values, lazy["alpha"].values, rtol=1e-12)

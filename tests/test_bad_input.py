@@ -144,7 +144,7 @@ CASES: tuple[Case, ...] = (
     C("copy-src-missing", ("copy", "{MISSING}", "{OUT}"), "no lake at", "source with nothing there"),
     C("copy-src-newer", ("copy", "{NEWER}", "{OUT}"), "newer", "source of a newer schema version"),
     C("copy-dst-newer", ("copy", "{LAKE}", "{NEWER}"), "newer", "destination of a newer schema version"),
-    C("copy-dst-file", ("copy", "{LAKE}", "{FILE}"), "Not a directory", "destination is a file"),
+    C("copy-dst-file", ("copy", "{LAKE}", "{FILE}"), "is a file, not a lake", "destination is a file"),
     C("copy-dst-not-a-lake", ("copy", "{LAKE}", "{NOTLAKE}"), "not a lake", "destination is a non-empty non-lake folder"),
     C("copy-run", ("copy", "{LAKE}", "{OUT}", "--runs", "nope"), "nope", "run id not in the source"),
     C("copy-same", ("copy", "{LAKE}", "{LAKE}"), "same", "source and destination are the same lake"),

@@ -86,16 +86,14 @@ def test_lake_that_is_a_file_is_refused(tmp_path, capsys):
 def test_collect_ls_existing_and_resume(tmp_path, capsys):
     lake = str(tmp_path / "lake")
     out = cli_ok(capsys, "collect", lake, *TINY_ARGS, "--stop-after", "1")
-    assert "run fcn-d2-w8-n200-b20-lr0.1-s0: interrupted, 1/2 snapshots of 10 minibatches" in out
+    assert "run fcn-d2-w8-n200-b20-s0: interrupted, 1/2 snapshots of 10 minibatches" in out
     code, _, err = run_cli(capsys, "collect", lake, *TINY_ARGS)
     assert code == 2 and "already exists" in err and "--resume" in err
     # resume with only the run id: the stored options are used
-    out = cli_ok(
-        capsys, "collect", lake, "--run-id", "fcn-d2-w8-n200-b20-lr0.1-s0", "--resume", "--no-progress"
-    )
+    out = cli_ok(capsys, "collect", lake, "--run-id", "fcn-d2-w8-n200-b20-s0", "--resume", "--no-progress")
     assert "complete, 2/2 snapshots" in out
     code, _, err = run_cli(
-        capsys, "collect", lake, "--run-id", "fcn-d2-w8-n200-b20-lr0.1-s0", "--resume", "--batch-size", "40"
+        capsys, "collect", lake, "--run-id", "fcn-d2-w8-n200-b20-s0", "--resume", "--batch-size", "40"
     )
     assert code == 2 and "different batch_size" in err
     cli_ok(
@@ -121,7 +119,7 @@ def test_collect_ls_existing_and_resume(tmp_path, capsys):
         "1",
     )
     rows = json.loads(cli_ok(capsys, "ls", lake, "--json"))
-    assert [r["run_id"] for r in rows] == ["fcn-d2-w8-n200-b20-lr0.1-s0", "small-lenet"]
+    assert [r["run_id"] for r in rows] == ["fcn-d2-w8-n200-b20-s0", "small-lenet"]
     fcn, lenet = rows
     assert (
         fcn["model"],
@@ -132,7 +130,7 @@ def test_collect_ls_existing_and_resume(tmp_path, capsys):
         fcn["status"],
     ) == ("fcn", "mnist5k", 20, 2, 2, "complete")
     # stored size: the bytes of the run's files; ratio: float32 SGN+grad+weight bytes over them
-    run_dir = tmp_path / "lake" / "runs" / "fcn-d2-w8-n200-b20-lr0.1-s0"
+    run_dir = tmp_path / "lake" / "runs" / "fcn-d2-w8-n200-b20-s0"
     on_disk = sum(p.stat().st_size for p in run_dir.rglob("*") if p.is_file())
     assert fcn["stored_bytes"] == on_disk
     assert fcn["uncompressed_bytes"] == 2 * 4 * (10 + 2) * (8 * 784 + 10 * 8)
@@ -145,7 +143,7 @@ def test_collect_ls_existing_and_resume(tmp_path, capsys):
     table = cli_ok(capsys, "ls", lake)
     lines = table.splitlines()
     assert lines[0].split() == ["run", "model", "dataset", "batch", "snapshots", "status", "size", "ratio"]
-    assert lines[1].split()[:6] == ["fcn-d2-w8-n200-b20-lr0.1-s0", "fcn", "mnist5k", "20", "2/2", "complete"]
+    assert lines[1].split()[:6] == ["fcn-d2-w8-n200-b20-s0", "fcn", "mnist5k", "20", "2/2", "complete"]
     meta = read_run_meta(zarr.open_group(lake, path="runs/small-lenet", mode="r"))
     assert meta.engine == "loop" and meta.config.schedule.at == (2,)
 
@@ -168,3 +166,38 @@ def test_ctrl_c_prints_how_to_resume(tmp_path, capsys, monkeypatch):
     assert f"sgnlake collect {lake} --run-id c --resume" in err
     meta = read_run_meta(zarr.open_group(lake, path="runs/c", mode="r"))
     assert meta.status == "interrupted" and meta.committed == 1
+
+
+OLD_ID = "fcn-d2-w8-n200-b20-lr0.1-s0"  # the default id of these settings before sgnlake unified its ids
+
+
+@pytest.mark.filterwarnings("ignore:Numcodecs codecs are not in the Zarr version 3")
+def test_run_stored_under_an_old_format_id_lists_resumes_and_is_not_duplicated(tmp_path, capsys):
+    from sgnlake.collect import collect
+    from sgnlake.schema import RunConfig, Schedule
+
+    lake = str(tmp_path / "lake")
+    old = RunConfig(
+        run_id=OLD_ID,
+        model="fcn",
+        model_args={"depth": 2, "width": 8},
+        n_train=200,
+        batch_size=20,
+        iterations=20,
+        schedule=Schedule(kind="every", every=10),
+        device="cpu",
+    )
+    assert collect(lake, old, progress=False, stop_after=1, threads=1).committed == 1
+    rows = json.loads(cli_ok(capsys, "ls", lake, "--json"))
+    assert [r["run_id"] for r in rows] == [OLD_ID]
+    # the same settings without --run-id: the stored run is that run, not a new one
+    code, _, err = run_cli(capsys, "collect", lake, *TINY_ARGS)
+    assert code == 2 and f"run {OLD_ID!r} already exists" in err
+    out = cli_ok(capsys, "collect", lake, *TINY_ARGS, "--resume")
+    assert f"run {OLD_ID}: complete, 2/2 snapshots" in out
+    root = zarr.open_group(lake, mode="r")
+    assert sorted(name for name, _ in root["runs"].groups()) == [OLD_ID]
+    assert root[f"runs/{OLD_ID}"].attrs["sgnlake_run"]["committed"] == 2
+    # the stored id keeps working as before
+    out = cli_ok(capsys, "collect", lake, "--run-id", OLD_ID, "--resume", "--no-progress")
+    assert f"run {OLD_ID}: complete" in out

@@ -163,3 +163,33 @@ def test_download_goes_through_torchvision_and_reads_its_layout(tmp_path, tiny_i
     np.testing.assert_array_equal(d.labels, labels.astype(np.int64))
     load_dataset("mnist", data_dir=tmp_path, download=True)  # files present: no second download
     assert len(calls) == 1
+
+
+def test_dataset_table_matches_the_data_and_drives_planning(tmp_path):
+    """One table of sizes, shapes and classes: the embedded file, the readers and the sweep's plan agree."""
+    import sgnlake.data
+    from sgnlake.collect.data import DATASET_INFO, DATASETS, dataset_info
+    from sgnlake.collect.sweep import dataset_size, model_tensors
+    from sgnlake.schema import RunConfig
+
+    assert set(DATASETS) == {"mnist5k", "mnist", "fashionmnist", "cifar10"} == set(DATASET_INFO)
+    with np.load(sgnlake.data.path()) as z:  # the embedded file, read with numpy
+        n, h, w = z["images"].shape
+        classes = int(z["labels"].max()) + 1
+    info = dataset_info("mnist5k")
+    assert (info.n_train, info.input_shape, info.num_classes) == (n, (1, h, w), classes)
+    d = load_dataset("mnist5k")
+    assert (d.n, d.input_shape, d.num_classes) == (n, info.input_shape, info.num_classes)
+    # planning reads the same table (no file is opened): the standard training-set sizes and shapes
+    sizes = {name: dataset_size(RunConfig(run_id="r", model="lenet", dataset=name)) for name in DATASETS}
+    assert sizes == {"mnist5k": 5000, "mnist": 60000, "fashionmnist": 60000, "cifar10": 50000}
+    # LeNet's first layer: 6 filters of 5x5 over the input channels; the last layer: num_classes outputs
+    for name in ("mnist", "cifar10"):
+        t = dict(model_tensors(RunConfig(run_id="r", model="lenet", dataset=name)))
+        c, h, w = DATASET_INFO[name].input_shape
+        assert t["conv1.weight"] == 6 * c * 5 * 5
+        assert t["fc1.weight"] == 84 * 16 * (((h // 2) - 4) // 2) * (((w // 2) - 4) // 2)
+        last = [k for k in t if k.endswith(".bias")][-1]
+        assert t[last] == 10
+    with pytest.raises(ConfigError, match="unknown dataset 'svhn'"):
+        dataset_info("svhn")

@@ -215,3 +215,26 @@ def test_schedule_and_minibatch_bookkeeping(tmp_path, tiny_config):
     assert meta.planned_iterations == (1, 4, 14) and meta.committed == 3
     z = zarr.open_group(str(lake), mode="r", path="runs/r")
     assert z["fc1.weight/sgn"].shape == (3, 6, 6272)
+
+
+def test_lake_probe_and_typed_not_found_errors(tmp_path, tiny_config):
+    """No lake yet (missing path, empty folder) is a typed LakeNotFoundError; the probe answers None."""
+    from sgnlake.schema import LakeNotFoundError, NotALakeError, open_lake_group, probe_lake
+
+    missing, empty, other = tmp_path / "missing", tmp_path / "empty", tmp_path / "other"
+    empty.mkdir()
+    other.mkdir()
+    (other / "notes.txt").write_text("x")
+    for where in (missing, empty):
+        with pytest.raises(LakeNotFoundError):
+            open_lake_group(where, mode="r")
+        assert probe_lake(where) is None
+    assert not missing.exists() and list(empty.iterdir()) == []  # the probe writes nothing
+    with pytest.raises(NotALakeError) as e:
+        probe_lake(other)
+    assert not isinstance(e.value, LakeNotFoundError)
+    lake = tmp_path / "lake"
+    collect(lake, tiny_config("r1"), progress=False)
+    root = probe_lake(lake)
+    assert root is not None and root.store.read_only and "r1" in zarr.open_group(lake, mode="r")["runs"]
+    assert probe_lake("memory://i10-no-such-lake") is None  # fsspec URL with nothing there

@@ -11,6 +11,7 @@ from hypothesis import strategies as hst
 
 from sgnlake.analyze import estimators as E
 from sgnlake.analyze import kernels as K
+from sgnlake.analyze import strategies as S
 from sgnlake.analyze.validation import stable_rvs
 from sgnlake.schema.errors import ConfigError
 from sgnlake.schema.names import check_run_id
@@ -126,7 +127,7 @@ def test_aligned_chunks(k1, k2, cuts):
     total = k1 * k2
     edges = sorted({0, total, *(c % total for c in cuts)})
     chunks = tuple(b - a for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a)
-    got = E._aligned_chunks(chunks, k1)
+    got = S.aligned_chunks(chunks, k1)
     assert sum(got) == total and all(c > 0 and c % k1 == 0 for c in got)
 
 
@@ -160,12 +161,59 @@ def test_estimate_errors_are_one_line(call, match):
     assert "\n" not in str(info.value)
 
 
-def test_summarize_alpha_matches_kernel():
-    a = E.estimate(_sgn())
-    s = E.summarize_alpha(a, "param")
-    ref = K.summarize(a.values, axis=1)
-    for name in ref:
-        np.testing.assert_array_equal(s[name].values, ref[name])
-    assert s["n_nan"].values.tolist() == [0, 1, 0]
-    lazy = E.summarize_alpha(E.estimate(_sgn().chunk({"param": 4})), "param")
-    np.testing.assert_allclose(lazy["median"].values, s["median"].values, rtol=1e-12)
+def test_registry_owns_per_parameter_and_alpha():
+    assert E.per_parameter_estimators() == ["mohammadi", "mohammadi_inv", "hill", "mcculloch", "gaussianity"]
+    assert E.alpha_estimators() == ["mohammadi", "hill", "mcculloch"]
+    assert E.check_estimator("hill") is E.ESTIMATORS["hill"]
+    with pytest.raises(ConfigError, match="per-snapshot estimator 'pooled'"):
+        E.check_estimator("pooled")
+    with pytest.raises(ConfigError, match="unknown estimator 'levy'"):
+        E.check_estimator("levy")
+    with pytest.raises(ConfigError, match="gives no per-parameter alpha"):
+        E.check_estimator("mohammadi_inv", alpha=True)
+    assert E.ESTIMATORS["pooled"].default_dims == ("minibatch", "param")
+    assert [n for n, e in E.ESTIMATORS.items() if e.fused is not None] == ["mohammadi", "mohammadi_inv"]
+    assert {n: e.pooled for n, e in E.ESTIMATORS.items() if e.pooled} == {"mohammadi": "pooled"}
+    assert all(E.ESTIMATORS[e.pooled].per_parameter is False for e in E.ESTIMATORS.values() if e.pooled)
+
+
+def test_alpha_fn_matches_kernels():
+    x = np.moveaxis(_sgn().values, 1, -1)
+    np.testing.assert_array_equal(E.get("mohammadi").alpha_fn(k1="sqrt")(x), K.mohammadi(x, "sqrt"))
+    with np.errstate(divide="ignore"):
+        np.testing.assert_array_equal(E.get("mohammadi_inv").alpha_fn()(x), 1.0 / K.mohammadi_inv(x))
+    np.testing.assert_array_equal(E.get("hill").alpha_fn(k=5)(x), K.hill(x, 5))
+    np.testing.assert_array_equal(E.get("mcculloch").alpha_fn()(x), K.mcculloch(x)[..., 0])
+    for name in ("gaussianity", "pooled"):
+        with pytest.raises(ConfigError, match="no per-parameter alpha"):
+            E.get(name).alpha_fn()
+
+
+@pytest.mark.parametrize(
+    ("estimator", "options", "expected"),
+    [
+        ("mohammadi", {"--k1": " 30 ", "--hill-k": None}, {"k1": 30}),
+        ("mohammadi_inv", {"--k1": "sqrt"}, {"k1": "sqrt"}),
+        ("hill", {"--k1": None, "--hill-k": "10.0"}, {"k": 10}),
+        ("hill", {"--hill-k": "0.05"}, {"k": 0.05}),
+        ("mcculloch", {"--k1": None, "--hill-k": None}, {}),
+    ],
+)
+def test_settings_from_options(estimator, options, expected):
+    got = E.settings_from_options(estimator, options)
+    assert got == expected and type(got.get("k")) is type(expected.get("k"))
+
+
+@pytest.mark.parametrize(
+    ("estimator", "options", "match"),
+    [
+        ("hill", {"--k1": "5"}, "--k1 applies to the mohammadi and mohammadi_inv estimator, not 'hill'"),
+        ("mohammadi", {"--hill-k": "5"}, "--hill-k applies to the hill estimator"),
+        ("hill", {"--hill-k": "lots"}, "--hill-k 'lots': Hill k"),
+        ("mohammadi", {"--k1": "1"}, "--k1 '1': k1 = 1 is too small"),
+    ],
+)
+def test_settings_from_options_errors_name_the_option(estimator, options, match):
+    with pytest.raises(ConfigError, match=match) as info:
+        E.settings_from_options(estimator, options)
+    assert "\n" not in str(info.value)

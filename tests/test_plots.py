@@ -15,6 +15,7 @@ from matplotlib.patches import Rectangle, StepPatch
 from scipy import stats as sps
 
 from sgnlake.analyze import plots
+from sgnlake.analyze.aggregate import alpha_stats
 
 
 @pytest.fixture
@@ -49,43 +50,8 @@ def _long(alpha: xr.DataArray) -> pd.DataFrame:
     return alpha.to_dataframe(name="alpha").reset_index()
 
 
-def test_alpha_stats_match_pandas(alpha_da):
-    st = plots.alpha_stats(alpha_da, by="module")
-    assert list(st.columns) == list(plots.STATS_COLUMNS)
-    assert len(st) == 2 * 5 and list(pd.unique(st["group"])) == ["fc1", "fc2"]
-    g = _long(alpha_da).groupby(["iteration", "module"])["alpha"]
-    exp = pd.DataFrame(
-        {
-            "median": g.median(),
-            "mean": g.mean(),
-            "q_lo": g.quantile(0.25),
-            "q_hi": g.quantile(0.75),
-            "n_params": g.size(),
-            "n": g.count(),
-            "n_nan": g.apply(lambda s: s.isna().sum()),
-            "n_gt2": g.apply(lambda s: (s > 2).sum()),
-            "mean_inv": g.apply(lambda s: (1 / s).mean()),
-        }
-    )
-    got = st.set_index(["iteration", "group"]).sort_index()
-    exp = exp.sort_index()
-    for col in exp.columns:
-        np.testing.assert_allclose(got[col].to_numpy(float), exp[col].to_numpy(float), rtol=1e-12)
-    np.testing.assert_allclose(got["alpha_from_mean_inv"], 1 / exp["mean_inv"])
-    assert got.loc[(100, "fc1"), "n_nan"] == 2 and got.loc[(400, "fc2"), "n_nan"] == 1
-    allst = plots.alpha_stats(alpha_da)
-    assert set(allst["group"]) == {"all"} and (allst["n_params"] == 30).all()
-    np.testing.assert_allclose(allst["median"], np.nanmedian(alpha_da.values, axis=1))
-
-
-def test_alpha_stats_all_nan_group_gives_nan_not_error():
-    da = xr.DataArray(np.full((2, 3), np.nan), dims=("iteration", "param"), coords={"iteration": [1, 2]})
-    st = plots.alpha_stats(da)
-    assert st["median"].isna().all() and (st["n_nan"] == 3).all()
-
-
 def test_alpha_over_iterations_draws_median_band_and_inverse_mean(alpha_da):
-    st = plots.alpha_stats(alpha_da)
+    st = alpha_stats(alpha_da)
     fig, ax = plots.new_figure()
     plots.plot_alpha_over_iterations(ax, st, title="run r1")
     lines = _legend_lines(ax)
@@ -106,7 +72,7 @@ def test_alpha_over_iterations_draws_median_band_and_inverse_mean(alpha_da):
 def test_alpha_over_iterations_leaves_out_infinite_mean(alpha_da):
     a = alpha_da.copy()
     a[2, 4] = np.inf  # an estimate of 1/alpha <= 0
-    st = plots.alpha_stats(a)
+    st = alpha_stats(a)
     assert np.isinf(st["mean"].iloc[2])
     fig, ax = plots.new_figure()
     plots.plot_alpha_over_iterations(ax, st, secondary="mean")
@@ -141,7 +107,7 @@ def test_alpha_by_batch_size_averages_runs():
 
 
 def test_alpha_by_layer_one_line_per_module(alpha_da):
-    st = plots.alpha_stats(alpha_da, by="module")
+    st = alpha_stats(alpha_da, by="module")
     fig, ax = plots.new_figure()
     plots.plot_alpha_by_layer(ax, st, y="mean")
     lines = _legend_lines(ax)
@@ -291,7 +257,7 @@ def test_sgn_stable_fit_draws_levy_stable_pdf(log):
 
 
 def test_param_vs_pooled_same_color_solid_and_dashed(alpha_da):
-    st = plots.alpha_stats(alpha_da, by="module")
+    st = alpha_stats(alpha_da, by="module")
     pooled = pd.DataFrame(
         {
             "iteration": [0, 100, 200, 300, 400] * 2,
@@ -316,9 +282,24 @@ def test_param_vs_pooled_same_color_solid_and_dashed(alpha_da):
 
 def test_save_figure_writes_png(tmp_path, alpha_da):
     fig, ax = plots.new_figure(size=(4, 3))
-    plots.plot_alpha_over_iterations(ax, plots.alpha_stats(alpha_da))
+    plots.plot_alpha_over_iterations(ax, alpha_stats(alpha_da))
     path = plots.save_figure(fig, tmp_path / "a.png", dpi=50)
     with open(path, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     img = mpimg.imread(path)
     assert img.shape[:2] == (150, 200)
+
+
+def test_long_titles_are_wrapped_inside_the_png(tmp_path):
+    label = "fcn depth=3 width=32 bias=False dataset=mnist5k n_train=5000 lr=0.1 shuffle=True"
+    fig, axes = plots.new_figure(1, 2, squeeze=False)
+    axes[0, 0].set_title(f"median α over iterations per batch size: {label}")
+    axes[0, 1].set_title("short")
+    assert plots.fit_titles(fig) == 1
+    assert "\n" in axes[0, 0].get_title() and axes[0, 1].get_title() == "short"
+    assert axes[0, 0].get_title().replace("\n", " ") == f"median α over iterations per batch size: {label}"
+    plots.save_figure(fig, tmp_path / "t.png", dpi=40)  # runs the layout as saving does
+    renderer = fig.canvas.get_renderer()
+    left, right = (t.get_window_extent(renderer) for t in (axes[0, 0].title, axes[0, 1].title))
+    width = fig.get_figwidth() * fig.dpi
+    assert 0 <= left.x0 and left.x1 <= right.x0 and right.x1 <= width  # inside, no overlap

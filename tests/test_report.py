@@ -131,6 +131,9 @@ def test_report_writes_every_figure_and_links_it(built):
     assert "cnn-empty: no committed snapshots yet" in text
     assert "Paper Fig 2" in text and "Paper Figs 6-7" in text and "Paper Figs 13-15" in text
     assert "mohammadi" in text and f"M = {M}" in text
+    # default snapshots: first, middle ((n - 1) // 2) and last committed one
+    assert "first, middle and last committed snapshot" in text
+    assert f"Snapshots shown in distributions: {ITS[0]}, {ITS[(len(ITS) - 1) // 2]}, {ITS[-1]}." in text
 
 
 def test_report_key_numbers_match_bruteforce(built, lake_path):
@@ -233,24 +236,6 @@ def test_bad_input_fails_before_out_is_created(lake_path, tmp_path):
         build_report(lake_path, tmp_path / "file", log=lambda msg: None)
 
 
-def test_long_titles_are_wrapped_inside_the_png(tmp_path):
-    from sgnlake.analyze import plots
-    from sgnlake.analyze.report import fit_titles
-
-    label = "fcn depth=3 width=32 bias=False dataset=mnist5k n_train=5000 lr=0.1 shuffle=True"
-    fig, axes = plots.new_figure(1, 2, squeeze=False)
-    axes[0, 0].set_title(f"median α over iterations per batch size: {label}")
-    axes[0, 1].set_title("short")
-    assert fit_titles(fig) == 1
-    assert "\n" in axes[0, 0].get_title() and axes[0, 1].get_title() == "short"
-    assert axes[0, 0].get_title().replace("\n", " ") == f"median α over iterations per batch size: {label}"
-    plots.save_figure(fig, tmp_path / "t.png", dpi=40)  # runs the layout as saving does
-    renderer = fig.canvas.get_renderer()
-    left, right = (t.get_window_extent(renderer) for t in (axes[0, 0].title, axes[0, 1].title))
-    width = fig.get_figwidth() * fig.dpi
-    assert 0 <= left.x0 and left.x1 <= right.x0 and right.x1 <= width  # inside, no overlap
-
-
 def test_check_param_notes_only_when_some_run_has_it():
     from types import SimpleNamespace
 
@@ -298,7 +283,10 @@ def test_report_on_collected_lake_reads_only(collected_lake, run_arrays, tmp_pat
     with pytest.raises(ConfigError, match="no selected run has a tensor 'fc9.weight'"):
         build_report(lake, tmp_path / "no", param="fc9.weight:0", log=lambda msg: None)
     assert not (tmp_path / "no").exists()
-    rep = build_report(lake, tmp_path, store=False, pooled=False, dpi=40, log=lambda msg: None)
+    # one snapshot (the last) in the distribution and SGN figures: every figure, one column each
+    rep = build_report(
+        lake, tmp_path, store=False, pooled=False, iterations=[-1], dpi=40, log=lambda msg: None
+    )
     assert rep.errors == []
     assert {f.path for f in rep.figures} == {f"runs/tiny/{f}" for f in PER_RUN if not f.startswith("pooled")}
     assert any("Fig 2" in n and "not drawn" in n for n in rep.notes)
@@ -312,4 +300,6 @@ def test_report_on_collected_lake_reads_only(collected_lake, run_arrays, tmp_pat
     assert kn["dead (no α), last"] == f"{int(np.isnan(last).sum())}/{last.size}"
     assert kn["loss (last)"] == pytest.approx(float(arrays["loss"][-1]))
     assert kn["last iteration"] == int(arrays["iteration"][-1]) and kn["M"] == meta.n_minibatches
+    page = rep.index.read_text(encoding="utf-8")
+    assert f"Snapshots shown in distributions: {int(arrays['iteration'][-1])}." in page
     assert "results" not in zarr.open_group(str(lake), mode="r")

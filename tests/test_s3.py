@@ -244,3 +244,25 @@ def test_collect_into_s3_concurrently_and_analyse(s3: S3, bucket: str, tmp_path:
         assert x.shape == (2, numel)
         np.testing.assert_array_equal(x, y)
         assert np.isfinite(x).any()
+
+
+def test_stored_bytes_on_s3_matches_the_bucket_listing(s3: S3, bucket: str, src: Path) -> None:
+    import boto3
+
+    from sgnlake.schema.inventory import list_runs
+    from sgnlake.schema.store import stored_bytes
+
+    url = f"s3://{bucket}/lake"
+    copy_runs(str(src), url, runs=["r1"], dst_storage_options=s3.storage_options)
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3.endpoint,
+        aws_access_key_id=s3.storage_options["key"],
+        aws_secret_access_key=s3.storage_options["secret"],
+        region_name="us-east-1",
+    )
+    listing = client.list_objects_v2(Bucket=bucket, Prefix="lake/runs/r1/")
+    expected = sum(o["Size"] for o in listing["Contents"])
+    assert stored_bytes(url, "runs/r1", storage_options=s3.storage_options) == expected > 0
+    assert [r["stored_bytes"] for r in list_runs(url, storage_options=s3.storage_options)] == [expected]
+    assert stored_bytes(url, "runs/absent", storage_options=s3.storage_options) == 0

@@ -198,3 +198,91 @@ def test_default_level_follows_the_codec():
     assert StorageSpec.from_dict(StorageSpec(level=1).to_dict()).level == 1  # stored lakes keep theirs
     with pytest.raises(ConfigError, match="out of range for blosc-zstd"):
         StorageSpec(codec="blosc-zstd", level=-1)
+
+
+def test_run_table_columns_come_from_the_run_config_fields():
+    import dataclasses
+
+    from sgnlake.schema.run_table import CONFIG_COLUMNS, HIDDEN_FIELDS, config_columns, run_row
+
+    # Compatible with the columns typed by hand before they were derived.
+    assert CONFIG_COLUMNS == (
+        "model",
+        "depth",
+        "width",
+        "bias",
+        "dataset",
+        "n_train",
+        "batch_size",
+        "lr",
+        "seed",
+        "shuffle",
+        "partition",
+        "n_minibatches",
+        "dtype",
+        "keepbits",
+    )
+    # Every RunConfig field has a column unless it is listed as hidden; nested ones expand.
+    cols = config_columns()
+    storage = [f.name for f in dataclasses.fields(StorageSpec)]
+    for f in dataclasses.fields(RunConfig):
+        if f.name == "model_args":
+            assert {"depth", "width", "bias"} <= set(cols)
+        elif f.name == "storage":
+            assert set(storage) <= set(cols)
+        else:
+            assert (f.name in cols) != (f.name in HIDDEN_FIELDS), f.name
+    meta = make_meta()
+    flat, nested = run_row(meta), run_row(meta, nested=True)
+    assert list(flat)[: len(cols)] == list(cols)
+    assert (flat["depth"], flat["width"], flat["keepbits"], flat["param_chunk"]) == (3, 32, 10, 8192)
+    assert nested["model_args"] == {"depth": 3, "width": 32, "bias": False}
+    assert nested["storage"] == meta.config.storage.to_dict()
+    json.dumps(nested)  # JSON-ready
+
+
+def test_stored_bytes_counts_what_is_on_disk(tmp_path):
+    import os
+
+    from sgnlake.schema.names import run_path
+    from sgnlake.schema.store import key_sizes, list_keys, stored_bytes
+
+    try:
+        from .lake_fixtures import RunSpec, write_lake
+    except ImportError:
+        from lake_fixtures import RunSpec, write_lake
+
+    lake = write_lake(str(tmp_path / "lake"), [RunSpec("r1"), RunSpec("r10", seed=2)])
+    folder = tmp_path / "lake" / "runs" / "r1"
+    on_disk = {
+        os.path.relpath(os.path.join(d, f), tmp_path / "lake"): os.path.getsize(os.path.join(d, f))
+        for d, _, files in os.walk(folder)
+        for f in files
+    }
+    assert stored_bytes(lake, run_path("r1")) == sum(on_disk.values()) > 0  # r10 is not under runs/r1/
+    store = open_lake_group(lake).store
+    assert stored_bytes(store, run_path("r1")) == sum(on_disk.values())
+    assert key_sizes(store, run_path("r1")) == on_disk
+    assert list_keys(store, run_path("r1")) == sorted(on_disk)
+    some = sorted(on_disk)[:2]
+    assert stored_bytes(store, keys=[*some, "runs/r1/absent/c/0"]) == sum(on_disk[k] for k in some)
+    assert stored_bytes(lake, run_path("nope")) == 0
+    assert stored_bytes(str(tmp_path / "no-lake"), run_path("r1")) == 0
+    assert not (tmp_path / "no-lake").exists()  # measuring creates nothing
+
+
+def test_is_empty_probes_a_location_without_creating_it(tmp_path):
+    from sgnlake.schema.store import exists, is_empty
+
+    try:
+        from .lake_fixtures import write_lake
+    except ImportError:
+        from lake_fixtures import write_lake
+
+    assert is_empty(str(tmp_path / "new")) and not (tmp_path / "new").exists()
+    (tmp_path / "empty").mkdir()
+    assert is_empty(str(tmp_path / "empty"))
+    lake = write_lake(str(tmp_path / "lake"))
+    assert not is_empty(lake) and not is_empty(lake, "runs/r1") and is_empty(lake, "runs/r2")
+    store = open_lake_group(lake).store
+    assert exists(store, "zarr.json") and not exists(store, "runs/r2/zarr.json")

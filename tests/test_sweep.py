@@ -8,9 +8,12 @@ committed part, file mtimes, ``updated`` attributes, SGN of an uninterrupted run
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -110,7 +113,7 @@ def test_grid_is_the_product_of_the_lists() -> None:
 
 def test_empty_grid_is_one_run() -> None:
     configs = sw.expand(sw.loads_spec("[base]\nmodel = 'lenet'\nbatch_size = 50\nseed = 3"))
-    assert [c.run_id for c in configs] == ["lenet-s3"]
+    assert [c.run_id for c in configs] == ["lenet-b50-s3"]
 
 
 def test_bad_model_argument_is_reported_before_running() -> None:
@@ -124,7 +127,7 @@ def test_bad_model_argument_is_reported_before_running() -> None:
 
 def test_derived_run_ids_are_readable_and_stable() -> None:
     ids = [c.run_id for c in sw.expand(sw.load_preset("paper-fcn"))]
-    assert "fcn-d3-w32-b50-s0" in ids
+    assert "fcn-mnist-d3-w32-b50-s0" in ids  # the dataset is named when it is not the default
     assert ids == [c.run_id for c in sw.expand(sw.load_preset("paper-fcn"))]
     # reordering axes and values in the file does not rename any run
     a = sw.loads_spec(
@@ -156,7 +159,9 @@ def test_run_id_template_and_collisions() -> None:
 def test_overrides_keep_grid_axes_and_ids() -> None:
     spec = sw.with_overrides(tiny_spec(), ["batch_size=20", "lr=0.05", "grid.seed=[0, 1]"])
     configs = sw.expand(spec)
-    assert {c.run_id for c in configs} == {f"fcn-d{d}-b20-s{s}" for d in (2, 3) for s in (0, 1)}
+    assert {c.run_id for c in configs} == {
+        f"fcn-d{d}-w8-n200-b20-lr0.05-s{s}" for d in (2, 3) for s in (0, 1)
+    }
     assert all(c.lr == 0.05 for c in configs)
     with pytest.raises(ConfigError, match="unknown field 'colour'"):
         sw.with_overrides(tiny_spec(), ["colour=1"])
@@ -233,7 +238,7 @@ def test_plan_counts_and_schedule_match_the_definitions() -> None:
 def test_dry_run_prints_runs_and_total_in_gb(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(["sweep", "--preset", "paper-fcn", "--dry-run"], capsys)
     assert code == 0
-    assert "fcn-d5-w64-b40-s0" in out and out.count("-s0 ") == 72
+    assert "fcn-mnist-d5-w64-b40-s0" in out and out.count("-s0 ") == 72
     total = sum(p.total_bytes for p in sw.plan(sw.expand(sw.load_preset("paper-fcn"))))
     assert f"{total / 1e9:.3f} GB uncompressed" in out
     for option in ("--keepbits", "--dtype float16", "--tensors", "--n-train", "--every"):
@@ -328,7 +333,8 @@ def test_failed_and_conflicting_runs_are_reported_and_the_rest_continue(swept, t
     d = plans[0].config.to_dict()
     d.update(run_id="needs-files", dataset="mnist", data_dir=str(tmp_path / "empty"))
     bad = sw.plan_run(RunConfig.from_dict(d))
-    other = sw.plan(sw.expand(sw.with_overrides(tiny_spec(), ["lr=0.05"])))[0]  # same id, other lr
+    other_cfg = sw.expand(sw.with_overrides(tiny_spec(), ["lr=0.05"]))[0]
+    other = sw.plan_run(dataclasses.replace(other_cfg, run_id=plans[0].run_id))  # same id, other lr
     before = lake_state(ref_lake)
     summary = sw.run_sweep(ref_lake, [bad, other, plans[1]], progress=False, echo=None)
     assert summary.ids("failed") == [bad.run_id, other.run_id]
@@ -351,7 +357,7 @@ def test_cli_sweep_with_two_jobs(tmp_path: Path, capsys: pytest.CaptureFixture[s
     )
     assert code == 0, err
     assert "2 done (0 resumed), 0 skipped" in out and "in 2 processes" in out
-    for rid in ("fcn-d2-b20-s0", "fcn-d2-b50-s0"):
+    for rid in ("fcn-d2-w8-n200-b20-s0", "fcn-d2-w8-n200-b50-s0"):
         got = zarr.open_group(lake / "runs" / rid, mode="r")
         ref = zarr.open_group(ref_lake / "runs" / rid, mode="r")
         assert got.attrs["sgnlake_run"]["status"] == "complete"
@@ -359,3 +365,151 @@ def test_cli_sweep_with_two_jobs(tmp_path: Path, capsys: pytest.CaptureFixture[s
     code, out, _ = run_cli(["sweep", str(lake), "--config", str(cfg), "--dry-run"], capsys)
     assert code == 0 and "2 of these runs complete" in out
     assert os.path.isdir(lake / "runs")
+
+
+# ----------------------------------------------------------------------------- one naming rule
+
+
+def test_ids_name_the_config_not_the_file() -> None:
+    """Grid axes outside the core fields are named; core fields follow the collector's rule."""
+    spec = sw.loads_spec(
+        "[base]\nmodel='fcn'\nmodel_args={depth=2, width=8}\nbatch_size=20\n"
+        "[grid]\nschedule.every=[5, 10]\nlr=[0.1, 0.05]\nstorage.keepbits=[7]"
+    )
+    ids = {(c.schedule.every, c.lr): c.run_id for c in sw.expand(spec)}
+    assert ids == {
+        (5, 0.1): "fcn-d2-w8-b20-every5-kb7-s0",
+        (10, 0.1): "fcn-d2-w8-b20-every10-kb7-s0",
+        (5, 0.05): "fcn-d2-w8-b20-lr0.05-every5-kb7-s0",
+        (10, 0.05): "fcn-d2-w8-b20-lr0.05-every10-kb7-s0",
+    }
+    # model arguments left to their defaults are named as the collector stores them
+    (c,) = sw.expand(sw.loads_spec("[base]\nmodel='fcn'\nbatch_size=20"))
+    assert c.run_id == "fcn-d3-w32-b20-s0"
+    (c,) = sw.expand(sw.loads_spec("[base]\nmodel='fcn'\nbatch_size=20"), resolve_args=None)
+    assert c.run_id == "fcn-b20-s0"
+
+
+NO_TORCH = """
+import importlib.abc
+import sys
+
+
+class BlockTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError(f"torch is blocked in this test (import {name})")
+        return None
+
+
+sys.meta_path.insert(0, BlockTorch())
+from sgnlake.collect.sweep import expand, load_preset, preset_names, with_overrides
+from sgnlake.collect.sweep.grid import expand as grid_expand
+from sgnlake.collect.run_ids import derive_run_id
+
+assert expand is grid_expand
+spec = with_overrides(load_preset("paper-fcn-small"), ["grid.seed=[0, 1]"])
+ids = [c.run_id for c in expand(spec, resolve_args=None)]
+assert len(ids) == 3 * 3 * 3 * 2 == len(set(ids)), ids
+assert "fcn-d3-w32-b50-s1" in ids, ids
+assert len(preset_names()) >= 4
+assert derive_run_id({"model": "lenet", "batch_size": 150, "lr": 0.05, "seed": 2}) == "lenet-b150-lr0.05-s2"
+leaked = sorted(m for m in sys.modules if m == "torch" or m.startswith("torch."))
+assert not leaked, leaked
+print("SWEEP-NO-TORCH-OK")
+"""
+
+
+def test_sweep_spec_and_grid_work_with_torch_blocked() -> None:
+    p = subprocess.run([sys.executable, "-c", NO_TORCH], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "SWEEP-NO-TORCH-OK" in p.stdout
+
+
+def test_sweep_package_modules_stay_small() -> None:
+    folder = Path(sw.__file__).parent
+    sizes = {f.name: len(f.read_text().splitlines()) for f in folder.glob("*.py")}
+    assert len(sizes) >= 4 and max(sizes.values()) <= 500, sizes
+
+
+def test_rerun_finds_runs_stored_under_old_format_ids(
+    swept, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A lake whose runs carry ids of an older naming rule: the sweep skips/resumes them by config."""
+    import shutil
+
+    from sgnlake.collect import collect
+
+    ref_lake, plans, _ = swept
+    lake = tmp_path / "lake"
+    shutil.copytree(ref_lake, lake)
+    old = {p.run_id: p.run_id.replace("-w8-n200", "") for p in plans[:2]}  # e.g. fcn-d2-b20-s0
+    for new_id, old_id in old.items():
+        (lake / "runs" / new_id).rename(lake / "runs" / old_id)
+        g = zarr.open_group(lake / "runs" / old_id, mode="r+")
+        meta = dict(g.attrs["sgnlake_run"])
+        meta["config"] = {**meta["config"], "run_id": old_id}
+        g.attrs["sgnlake_run"] = meta
+    # one more run under an old id, interrupted after its first snapshot
+    third = plans[2]
+    third_old = third.run_id.replace("-w8-n200", "")
+    shutil.rmtree(lake / "runs" / third.run_id)
+    collect(lake, dataclasses.replace(third.config, run_id=third_old), progress=False, stop_after=1)
+    cfg = tmp_path / "grid.toml"
+    cfg.write_text(TINY)
+    code, out, _ = run_cli(["sweep", str(lake), "--config", str(cfg), "--dry-run"], capsys)
+    assert code == 0 and "3 of these runs complete (skipped), 1 to resume, 0 new" in out
+    summary = sw.run_sweep(lake, plans[:3], progress=False, echo=None)
+    assert summary.ids("skipped") == list(old.values())
+    assert summary.ids("resumed") == [third_old]
+    assert summary.n_failed == 0 and summary.n_done == 1
+    runs = sorted(name for name, _ in zarr.open_group(lake, mode="r")["runs"].groups())
+    assert runs == sorted([*old.values(), third_old, plans[3].run_id])
+    ref = zarr.open_group(ref_lake / "runs" / third.run_id, mode="r")
+    got = zarr.open_group(lake / "runs" / third_old, mode="r")
+    assert got.attrs["sgnlake_run"]["status"] == "complete"
+    np.testing.assert_array_equal(got["fc1.weight/sgn"][:], ref["fc1.weight/sgn"][:])
+
+
+def test_one_thread_rule_for_collect_and_sweep(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Threads come from the CPUs this process may use (affinity), shared by the jobs, one left per writer."""
+    import torch
+
+    from sgnlake.collect import config, runner
+
+    monkeypatch.setattr(config.os, "sched_getaffinity", lambda _pid: set(range(6)), raising=False)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 64)
+    assert config.available_cpus() == 6
+    assert [config.default_threads(j) for j in (1, 2, 3, 6, 12)] == [5, 2, 1, 1, 1]
+    assert runner.default_threads(torch.device("cpu")) == config.default_threads(1)
+    assert runner.default_threads(torch.device("cpu"), background=False) is None
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)  # never more than torch's default
+    assert config.default_threads(1) == 4
+
+
+def test_one_resume_rule_for_collector_sweep_and_cli() -> None:
+    from sgnlake.collect.config import compatible_run, resolve_config, resume_config, resume_differences
+
+    (asked,) = sw.expand(sw.loads_spec("[base]\nmodel='fcn'\nbatch_size=20\nn_train=200"))
+    stored = resolve_config(asked)  # what the collector stores: model arguments and epochs filled in
+    assert stored.model_args == {"depth": 3, "width": 32, "bias": False} and stored.epochs == 1
+    same = dataclasses.replace(stored, model_args={}, device="cpu", memory_budget_mb=64, data_dir="/x")
+    assert resume_differences(stored, same) == []  # model defaults filled; device etc. may differ
+    cfg = resume_config(stored, same)
+    assert (cfg.device, cfg.memory_budget_mb, cfg.data_dir, cfg.model_args) == (
+        "cpu",
+        64,
+        "/x",
+        stored.model_args,
+    )
+    other = dataclasses.replace(stored, lr=0.05)
+    assert resume_differences(stored, other) == [("lr", 0.1, 0.05)]
+    with pytest.raises(ConfigError, match=r"different lr \(0.1 stored\)"):
+        resume_config(stored, other)
+    # the CLI's --resume: options not given keep their stored values
+    assert resume_config(stored, other, explicit={"device"}).lr == 0.1
+    meta = type("Meta", (), {"config": stored})()
+    assert sw.config_conflict(sw.plan_run(other), meta) == "lr is 0.1 in the lake, 0.05 in the sweep"
+    renamed = {"old-name": meta}
+    assert compatible_run(dataclasses.replace(same, run_id="new"), renamed) == "old-name"
+    assert compatible_run(dataclasses.replace(other, run_id="new"), renamed) is None

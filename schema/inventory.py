@@ -1,4 +1,4 @@
-"""The table of runs in a lake (``sgnlake ls``); reads metadata and store sizes only, no torch."""
+"""The table of runs in a lake (``sgnlake ls``); reads metadata and store sizes only."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from zarr.core.sync import sync
-
-from sgnlake.schema.lake import open_lake_group, read_run_meta, run_ids
-from sgnlake.schema.meta import RunMeta
-from sgnlake.schema.names import run_path
+from .lake import open_lake_group, read_run_meta, run_ids
+from .meta import RunMeta
+from .names import run_path
+from .run_table import run_row as table_row
+from .store import stored_bytes
 
 #: Bytes per value of the computed (uncompressed) SGN, grad and weight: float32.
 RAW_ITEMSIZE = 4
@@ -23,32 +23,15 @@ def raw_bytes(meta: RunMeta, snapshots: int | None = None) -> int:
     return n * per * RAW_ITEMSIZE
 
 
-def run_row(meta: RunMeta, stored_bytes: int) -> dict[str, Any]:
-    """One ``ls`` row (JSON-ready) for a run."""
+def run_row(meta: RunMeta, stored: int) -> dict[str, Any]:
+    """One ``ls`` row (JSON-ready): the run-table row with nested ``model_args`` and
+    ``storage``, plus ``stored_bytes``, ``uncompressed_bytes`` and ``ratio``."""
     raw = raw_bytes(meta)
-    cfg = meta.config
     return {
-        "run_id": meta.run_id,
-        "model": cfg.model,
-        "model_args": dict(cfg.model_args),
-        "dataset": cfg.dataset,
-        "n_examples": meta.n_examples,
-        "batch_size": cfg.batch_size,
-        "lr": cfg.lr,
-        "seed": cfg.seed,
-        "n_minibatches": meta.n_minibatches,
-        "committed": meta.committed,
-        "planned": len(meta.planned_iterations),
-        "status": meta.status,
-        "reason": meta.reason,
-        "engine": meta.engine,
-        "device": meta.device,
-        "storage": cfg.storage.to_dict(),
-        "stored_bytes": stored_bytes,
+        **table_row(meta, nested=True),
+        "stored_bytes": stored,
         "uncompressed_bytes": raw,
-        "ratio": (raw / stored_bytes) if stored_bytes and raw else None,
-        "created": meta.created,
-        "updated": meta.updated,
+        "ratio": (raw / stored) if stored and raw else None,
     }
 
 
@@ -75,8 +58,7 @@ def list_runs(
     rows = []
     for rid in run_ids(root):
         meta = read_run_meta(root[run_path(rid)])
-        size = int(sync(root.store.getsize_prefix(run_path(rid) + "/")))
-        rows.append(run_row(meta, size))
+        rows.append(run_row(meta, stored_bytes(root.store, run_path(rid))))
     return rows
 
 

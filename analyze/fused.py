@@ -1,0 +1,143 @@
+"""The fused per-chunk path of :func:`sgnlake.analyze.results.compute_alpha`.
+
+One Dask task per stored result chunk reads the ``sgn`` chunks under it, runs the
+estimator's fused kernel (:attr:`sgnlake.analyze.estimators.Estimator.fused`: the
+estimate and the non-finite counts from one pass) and writes both result chunks, instead
+of the read -> estimate -> count -> store graph (about five tasks per stored ``sgn``
+chunk). The results equal the general lazy path's (``tests/test_alpha_results.py`` pins
+them for random chunkings).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import dask
+import numpy as np
+import zarr
+
+from sgnlake.schema.errors import SgnlakeError
+from sgnlake.schema.names import MINIBATCH, SGN
+
+from .stored import NONFINITE
+
+if TYPE_CHECKING:
+    from .estimators import Estimator
+    from .lake import Lake
+
+
+class FusedTarget:
+    """What every fused task of one tensor shares: the ``sgn`` reader, both result arrays, the kernel.
+
+    A plain class (not a dataclass or container), so Dask passes it to the tasks as an
+    opaque object instead of traversing it.
+
+    Parameters
+    ----------
+    reader : ChunkReader
+        The tensor's ``sgn`` array (iteration, minibatch, param) seen through
+        :class:`sgnlake.analyze.lake.ChunkReader` (``.arr``, ``.shape``, per-chunk reads).
+    out, counts : zarr.Array
+        The ``(iteration, param)`` result arrays: the estimate and the non-finite counts.
+    kernel : callable
+        ``kernel(x, **params) -> (estimate, n_nonfinite)``, the estimator's fused kernel.
+    params : dict
+        Kernel parameters (the estimator's plan for M samples: K1, K2).
+    step : int
+        Parameters per stored ``sgn`` chunk.
+    """
+
+    __slots__ = ("reader", "out", "counts", "kernel", "params", "step")
+
+    def __init__(
+        self,
+        reader: Any,
+        out: zarr.Array,
+        counts: zarr.Array,
+        kernel: Callable[..., tuple[np.ndarray, np.ndarray]],
+        params: Mapping[str, Any],
+        step: int,
+    ) -> None:
+        self.reader, self.out, self.counts = reader, out, counts
+        self.kernel, self.params, self.step = kernel, dict(params), step
+
+
+def _read_region(reader: Any, it: int, lo: int, hi: int, step: int) -> np.ndarray:
+    """``sgn[it:it+1, :, lo:hi]`` (whole stored chunks of ``step`` params) in one Zarr call.
+
+    Zarr decodes the chunks of one call concurrently and pays its per-call overhead once.
+    If that read fails, the chunks are read again one by one through the lake's chunk reader,
+    which names the corrupt chunk (or, with ``skip_corrupt``, reads it alone as NaN and
+    records it), exactly as the per-chunk Dask reads do.
+    """
+    m = reader.shape[1]
+    try:
+        return np.asarray(reader.arr[it : it + 1, :, lo:hi])
+    except Exception as e:
+        if isinstance(e, SgnlakeError):
+            raise
+    parts = [
+        reader[(slice(it, it + 1), slice(0, m), slice(j, min(j + step, hi)))] for j in range(lo, hi, step)
+    ]
+    return np.concatenate(parts, axis=-1)
+
+
+def fused_chunk(target: FusedTarget, it: int, lo: int, hi: int) -> int:
+    """Read the stored ``sgn`` chunks of snapshot ``it`` over params ``lo:hi``, estimate, write both results.
+
+    The samples reach the fused kernel as a view in their stored layout, as
+    :func:`sgnlake.analyze.estimators.estimate` hands them to the estimator's kernel.
+    Returns the number of non-finite samples.
+    """
+    block = _read_region(target.reader, it, lo, hi, target.step)
+    x = np.moveaxis(block, 1, -1)  # (1, p, M) view of the stored (1, M, p) layout
+    est, bad = target.kernel(x, **target.params)
+    counts = np.asarray(bad).astype(np.int32)
+    target.out[it : it + 1, lo:hi] = np.asarray(est).astype(target.out.dtype, copy=False)
+    target.counts[it : it + 1, lo:hi] = counts
+    return int(counts.sum(dtype=np.int64))
+
+
+def tensor_tasks(target: FusedTarget, start: int, n: int) -> list[Any] | None:
+    """Delayed :func:`fused_chunk` tasks over snapshots ``start:n``, one per result chunk.
+
+    None when the layout does not allow them: the ``sgn`` array must hold all minibatches
+    in one chunk, and every result chunk must cover whole ``sgn`` chunks, in both results
+    alike (no two tasks write one chunk).
+    """
+    arr, out, counts = target.reader.arr, target.out, target.counts
+    m, numel, pc = arr.shape[1], arr.shape[2], target.step
+    rc = out.chunks[1]
+    if arr.chunks[1] != m or (rc % pc and rc < numel) or counts.chunks[1] != rc:
+        return None
+    task = dask.delayed(fused_chunk, pure=False)
+    return [task(target, it, lo, min(lo + rc, numel)) for it in range(start, n) for lo in range(0, numel, rc)]
+
+
+def fused_tasks(
+    lake: Lake, run: str, spec: Estimator, settings: Mapping[str, Any], kg: zarr.Group, start: int, n: int
+) -> list[Any] | None:
+    """The fused tasks of every tensor of ``run`` (see :func:`tensor_tasks`), or None when not applicable.
+
+    None when the estimator has no fused kernel or a tensor's layout does not allow it;
+    the caller then stores the general lazy graph.
+    """
+    if spec.fused is None:
+        return None
+    from .lake import ChunkReader
+
+    tasks: list[Any] = []
+    for info in lake.meta(run).tensors:
+        arr = lake.root[f"runs/{run}/{info.name}/{SGN}"]
+        params = spec.plan((arr.shape[1],), (MINIBATCH,), settings)
+        reader = ChunkReader(
+            arr, run, info.name, SGN, lake.iterations(run), lake.skip_corrupt, lake.corrupt_chunks
+        )
+        tg = kg[info.name]
+        target = FusedTarget(reader, tg[spec.output_name], tg[NONFINITE], spec.fused, params, arr.chunks[2])
+        more = tensor_tasks(target, start, n)
+        if more is None:
+            return None
+        tasks += more
+    return tasks

@@ -1,0 +1,311 @@
+"""What the report reads from the lake and computes from it (no figures, no HTML).
+
+Per run (:func:`load_runs`): alpha at the chosen snapshots, its summaries by
+model, module and tensor, loss/accuracy snapshots and the tensor table. Per
+figure, on demand: one parameter's SGN (:func:`chosen_param`,
+:func:`param_sgn`), the pooled alpha of every tensor (:func:`pooled_values`)
+and a stable fit (:func:`_stable_fit`). Across runs: the last-snapshot table
+and the groups of runs that differ only on one axis (:func:`cross_run_tables`,
+:func:`_varying_contexts`), and the run table of the page (:func:`key_numbers`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from sgnlake.schema.errors import LakeError
+
+from ..lake import CONFIG_COLUMNS
+from .estimator import _settings_text, pooled_alpha
+from .options import pick_iterations
+
+#: Config columns that define a "context": runs that agree on all of them except
+#: the axis a figure varies (and the seed) are drawn together. ``n_minibatches``
+#: follows from ``n_train`` and ``batch_size``.
+CONTEXT_COLUMNS = tuple(c for c in CONFIG_COLUMNS if c not in ("seed", "n_minibatches"))
+
+#: A pooled sample larger than this (values per tensor and snapshot) uses a seeded
+#: subset of the tensor's parameters (all minibatches of each), to bound memory.
+POOLED_MAX_VALUES = 1 << 24
+
+
+@dataclass
+class _RunData:
+    run: str
+    meta: Any
+    alpha: xr.DataArray  # (iteration, param) at the chosen snapshots only, in memory
+    stats: pd.DataFrame  # summary by model (group "all")
+    by_module: pd.DataFrame
+    by_tensor: pd.DataFrame
+    snapshots: xr.Dataset
+    tensors: pd.DataFrame
+    chosen: list[int]
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+def load_runs(
+    lake: Any,
+    ids: list[str],
+    *,
+    estimator: str,
+    settings: Mapping[str, Any],
+    requested: Sequence[int] | None,
+    store: bool,
+    force: bool,
+    notes: list[str],
+    log: Callable[[str], None],
+) -> tuple[dict[str, _RunData], str]:
+    """Store alpha (when asked and possible), summarise it, and read the chosen snapshots.
+
+    Runs without committed snapshots get a line in ``notes`` and no entry.
+
+    Returns
+    -------
+    data : dict of str to _RunData
+        The runs with committed snapshots, in the order of ``ids``.
+    stored_note : str
+        What happened to stored alpha ("" when ``store`` is off or the lake is read-only).
+    """
+    stored_note = ""
+    active = []
+    for r in ids:
+        if lake.meta(r).committed == 0:
+            notes.append(f"run {r}: no committed snapshots yet, nothing to draw")
+        else:
+            active.append(r)
+    if not active:
+        return {}, stored_note
+    if store and not getattr(lake, "read_only", False):
+        log(f"report: alpha ({_settings_text(estimator, settings)}) for {len(active)} run(s)")
+        try:
+            rep = lake.compute_alpha(active, estimator, force=force, progress=False, **settings)
+            done = sum(1 for r in rep.runs if r.action in ("computed", "appended"))
+            stored_note = (
+                f"α computed and stored in the lake for {done} run(s); "
+                f"{len(rep.runs) - done} reused from stored results (key {rep.key})."
+            )
+        except LakeError as e:
+            stored_note = f"α could not be stored in the lake ({e}); it was computed in memory."
+    summ = {
+        by: lake.summary(active, by=by, estimator=estimator, **settings)
+        for by in ("model", "module", "tensor")
+    }
+    out = {}
+    for r in active:
+        its = lake.iterations(r)
+        chosen = pick_iterations(its, requested)
+        a = lake.alpha(r, estimator, **settings).sel(iteration=chosen)
+        a = a.load() if hasattr(a, "load") else a
+        out[r] = _RunData(
+            run=r,
+            meta=lake.meta(r),
+            alpha=a,
+            stats=summ["model"][summ["model"]["run_id"] == r].reset_index(drop=True),
+            by_module=summ["module"][summ["module"]["run_id"] == r].reset_index(drop=True),
+            by_tensor=summ["tensor"][summ["tensor"]["run_id"] == r].reset_index(drop=True),
+            snapshots=lake.snapshots(r),
+            tensors=lake.tensors(r),
+            chosen=chosen,
+        )
+    return out, stored_note
+
+
+# ----------------------------------------------------------------------------- one parameter, pooled
+
+
+def chosen_param(d: _RunData, param: tuple[str, int] | None, notes: list[str]) -> tuple[str, int, str]:
+    """The (tensor, flat index) whose SGN is drawn, and how it was chosen.
+
+    ``param`` (``--param``) when the run has it; otherwise (with a line in
+    ``notes`` when ``param`` was given) the parameter of the run's largest
+    weight tensor whose alpha at the last chosen snapshot is closest to the
+    tensor's median.
+    """
+    tab = d.tensors
+    if param is not None:
+        name, idx = param
+        if name in tab.index and idx < int(tab.loc[name, "numel"]):
+            return name, idx, "chosen with --param"
+        sizes = ", ".join(f"{n} ({int(tab.loc[n, 'numel'])})" for n in tab.index)
+        notes.append(
+            f"run {d.run}: --param {name}:{idx} does not exist in this run (tensors: {sizes}); "
+            "the default parameter is drawn instead"
+        )
+    weights = [n for n in tab.index if tab.loc[n, "kind"] == "weight"] or list(tab.index)
+    name = max(weights, key=lambda n: tab.loc[n, "numel"])
+    a = d.alpha.sel(iteration=d.chosen[-1]).values[d.alpha["tensor"].values == name]
+    fin = np.isfinite(a)
+    how = "the one whose α at the last chosen snapshot is closest to the tensor's median"
+    if not fin.any():
+        return name, 0, "the tensor has no finite α at the last chosen snapshot"
+    med = np.median(a[fin])
+    dist = np.where(fin, np.abs(a - med), np.inf)
+    return name, int(np.argmin(dist)), how
+
+
+def param_sgn(lake: Any, d: _RunData, name: str, idx: int) -> tuple[np.ndarray, np.ndarray]:
+    """SGN ``(iteration, minibatch)`` of parameter ``name[idx]`` at the chosen snapshots, and its alpha there."""
+    sgn = lake.sgn(d.run, name, iterations=d.chosen, params=[idx])
+    x = np.asarray(sgn.values, dtype=np.float64)[:, :, 0]  # (iteration, minibatch)
+    a_par = d.alpha.values[:, d.alpha["tensor"].values == name][:, idx]
+    return x, a_par
+
+
+def pooled_values(lake: Any, d: _RunData, settings: Mapping[str, Any]) -> tuple[pd.DataFrame, list[str]]:
+    """Pooled alpha of every tensor of a run at every committed snapshot (reads all its SGN).
+
+    Returns
+    -------
+    pooled : pandas.DataFrame
+        Columns ``iteration``, ``group`` (tensor), ``alpha``.
+    subsampled : list of str
+        Tensors whose sample was a seeded subset of parameters (see :data:`POOLED_MAX_VALUES`).
+    """
+    rows = []
+    rng = np.random.default_rng(0)
+    subsampled = []
+    for name in d.tensors.index:
+        numel = int(d.tensors.loc[name, "numel"])
+        m = d.meta.n_minibatches
+        params = None
+        if m * numel > POOLED_MAX_VALUES:
+            keep = max(1, POOLED_MAX_VALUES // m)
+            params = np.sort(rng.choice(numel, keep, replace=False)).tolist()
+            subsampled.append(f"{name} ({keep} of {numel} parameters)")
+        sgn = lake.sgn(d.run, name, params=params)
+        for i, t in enumerate(sgn["iteration"].values):
+            x = np.asarray(sgn.isel(iteration=i).values)
+            a = pooled_alpha(x, settings)
+            rows.append({"iteration": int(t), "group": name, "alpha": a})
+    return pd.DataFrame(rows, columns=["iteration", "group", "alpha"]), subsampled
+
+
+def _stable_fit(x: np.ndarray) -> np.ndarray:
+    """McCulloch quantile fit (alpha, beta, scale, loc; scipy S1) of one sample."""
+    from ..kernels import mcculloch
+
+    return np.asarray(mcculloch(np.asarray(x, dtype=np.float64)), dtype=np.float64).reshape(-1)[:4]
+
+
+# ----------------------------------------------------------------------------- across runs
+
+
+def _plain_value(v: Any) -> Any:
+    """``3.0`` -> ``3`` (pandas turns integer columns with gaps into floats)."""
+    if isinstance(v, float | np.floating) and np.isfinite(v) and float(v).is_integer():
+        return int(v)
+    return v
+
+
+def _context_label(row: Mapping[str, Any], cols: Sequence[str]) -> str:
+    parts = []
+    for c in cols:
+        v = row.get(c)
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            continue
+        v = _plain_value(v)
+        parts.append(str(v) if c == "model" else f"{c}={v}")
+    return " ".join(parts) or "all runs"
+
+
+def _varying_contexts(df: pd.DataFrame, axes: Sequence[str]) -> list[tuple[str, pd.DataFrame]]:
+    """Groups of runs that agree on every context column except ``axes`` (and seed)
+    and in which at least one of ``axes`` takes two or more values."""
+    if df.empty or not all(a in df.columns for a in axes):
+        return []
+    ctx = [c for c in CONTEXT_COLUMNS if c in df.columns and c not in axes]
+    keys = pd.Series(
+        ["|".join(str(_plain_value(v)) for v in row) for row in df[ctx].itertuples(index=False)]
+        if ctx
+        else "all",
+        index=df.index,
+        dtype=object,
+    )
+    # label contexts by what tells them apart in this lake (the model name always)
+    shown = [c for c in ctx if c == "model" or df[c].map(lambda v: str(_plain_value(v))).nunique() > 1]
+    out = []
+    for _, idx in keys.groupby(keys, sort=True).groups.items():
+        sub = df.loc[idx]
+        if any(sub[a].dropna().nunique() >= 2 for a in axes):
+            out.append((_context_label(sub.iloc[0].to_dict(), shown), sub))
+    out.sort(key=lambda t: -len(t[1]))
+    return out
+
+
+def cross_run_tables(data: list[_RunData], runs_df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The tables the cross-run figures draw.
+
+    Returns
+    -------
+    df : pandas.DataFrame
+        ``runs_df`` rows of the runs in ``data`` with the ``median`` and
+        ``mean`` alpha at each run's last snapshot and its ``last_iteration``.
+    long : pandas.DataFrame
+        Every run's per-iteration summary with ``run_id`` and ``batch_size``.
+    """
+    ids = [d.run for d in data]
+    df = runs_df.loc[ids].copy()
+    last = {d.run: d.stats.sort_values("iteration").iloc[-1] for d in data}
+    df["median"] = [last[r]["median"] for r in ids]
+    df["mean"] = [last[r]["mean"] for r in ids]
+    df["last_iteration"] = [int(last[r]["iteration"]) for r in ids]
+    long = pd.concat(
+        [d.stats.assign(run_id=d.run, batch_size=d.meta.config.batch_size) for d in data],
+        ignore_index=True,
+    )
+    return df, long
+
+
+# ----------------------------------------------------------------------------- the run table
+
+
+def key_numbers(ids: list[str], data: dict[str, _RunData], runs_df: pd.DataFrame) -> pd.DataFrame:
+    """The run table of the page: one row per run of ``ids`` (config, status, first/last alpha, dead counts)."""
+    rows = []
+    for r in ids:
+        row = runs_df.loc[r]
+        d = data.get(r)
+        out: dict[str, Any] = {
+            "run": r,
+            "model": row.get("model"),
+            "depth": row.get("depth"),
+            "width": row.get("width"),
+            "bias": row.get("bias"),
+            "dataset": row.get("dataset"),
+            "batch size": row.get("batch_size"),
+            "lr": row.get("lr"),
+            "seed": row.get("seed"),
+            "status": row.get("status"),
+            "snapshots": f"{row.get('committed')}/{row.get('planned')}",
+            "M": row.get("n_minibatches"),
+            "parameters": row.get("n_params"),
+        }
+        if d is not None:
+            st = d.stats.sort_values("iteration")
+            first, lastr = st.iloc[0], st.iloc[-1]
+            snap = d.snapshots
+            out.update(
+                {
+                    "first iteration": int(first["iteration"]),
+                    "last iteration": int(lastr["iteration"]),
+                    "loss (last)": float(snap["loss"].values[-1]) if snap.sizes["iteration"] else None,
+                    "accuracy (last)": float(snap["accuracy"].values[-1])
+                    if snap.sizes["iteration"]
+                    else None,
+                    "median α (first)": float(first["median"]),
+                    "median α (last)": float(lastr["median"]),
+                    "dead (no α), last": f"{int(lastr['n_nan'])}/{int(lastr['n_params'])}",
+                    "α > 2, last": int(lastr["n_gt2"]),
+                    "non-finite SGN samples (all snapshots)": int(st["n_nonfinite_samples"].sum()),
+                }
+            )
+        rows.append(out)
+    return pd.DataFrame(rows, dtype=object)  # object: integers stay integers next to gaps

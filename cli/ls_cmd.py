@@ -1,0 +1,29 @@
+"""``sgnlake ls``: list the runs of a lake (metadata and stored sizes only; no torch)."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("ls")
+    def ls_cmd(
+        lake: str = typer.Argument(..., help="Lake: a local folder or an fsspec URL."),
+        as_json: bool = typer.Option(False, "--json", help="Print a JSON list of runs instead of a table."),
+        storage_option: list[str] | None = typer.Option(
+            None, "--storage-option", "-o", help="fsspec storage option key=value for URL lakes (repeatable)."
+        ),
+    ) -> None:
+        """List the runs of a lake: id, model, dataset, batch, snapshots, status, stored size, ratio."""
+        from sgnlake.schema.inventory import format_table, list_runs
+        from sgnlake.schema.store import parse_storage_options
+
+        rows = list_runs(lake, storage_options=parse_storage_options(storage_option))
+        if as_json:
+            typer.echo(json.dumps(rows, indent=2))
+        elif not rows:
+            typer.echo("the lake has no runs yet")
+        else:
+            typer.echo(format_table(rows))
