@@ -13,6 +13,7 @@ classes in :mod:`sgnlake.schema.check_report`.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -91,7 +92,9 @@ def _children(group: zarr.Group, report: CheckReport, **where: Any) -> list[tupl
     """Child nodes of ``group``; a child whose metadata is broken is recorded and skipped."""
     out: list[tuple[str, Any]] = []
     try:
-        names = sorted(group.keys())
+        with warnings.catch_warnings():  # lease records (.leases/) are not Zarr nodes, by design
+            warnings.filterwarnings("ignore", message=r"Object at .* is not recognized", category=UserWarning)
+            names = sorted(group.keys())
     except Exception as e:
         report.add(PROBLEM, f"group {group.path!r}: cannot list members ({type(e).__name__}: {e})", **where)
         return out

@@ -320,3 +320,21 @@ def test_a_second_computation_of_a_live_result_is_refused(lake):
         assert f"result '{KEY5}' of run 'a' is in use by another process (pid {os.getpid()}" in line
         assert not (Path(lake) / "results" / "a" / KEY5).exists()  # nothing written
     assert cli("alpha", lake, "--k1", "5", "--no-progress", "--runs", "a").exit_code == 0  # released
+
+
+@pytest.mark.slow
+def test_check_is_ok_without_warnings_on_a_freshly_collected_lake(tmp_path):
+    """A real (tiny) collect + alpha of three estimators: ``check`` prints OK, 0 warnings."""
+    from sgnlake.cli.app import main
+
+    lake = str(tmp_path / "lake")
+    argv = ["collect", lake, "--depth", "3", "--batch-size", "100", "--iterations", "3", "--at", "1,2,3"]
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--device", "cpu", "--no-progress", "--threads", "1"])
+    assert not e.value.code
+    for est in (["--k1", "sqrt"], ["-e", "mohammadi_inv"], ["-e", "hill"]):
+        r = cli("alpha", lake, *est, "--no-progress")
+        assert r.exit_code == 0, r.output
+    r = cli("check", lake, "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[-1].startswith("OK: 0 problem(s), 0 warning(s)"), r.stdout
