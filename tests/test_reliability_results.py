@@ -338,3 +338,31 @@ def test_check_is_ok_without_warnings_on_a_freshly_collected_lake(tmp_path):
     r = cli("check", lake, "--no-progress")
     assert r.exit_code == 0, r.output
     assert r.stdout.splitlines()[-1].startswith("OK: 0 problem(s), 0 warning(s)"), r.stdout
+
+
+def test_results_of_old_lakes_without_generations_still_work(lake):
+    """A result written before generations (arrays directly under the key group) reads, appends, is replaced."""
+    from lake_fixtures import grow_run
+
+    assert cli("alpha", lake, "--k1", "5", "--no-progress", "--runs", "a").exit_code == 0
+    key_dir = Path(lake) / "results" / "a" / KEY5
+    doc = json.loads((key_dir / "zarr.json").read_text())
+    gen = doc["attributes"].pop("sgnlake_generation")
+    for child in (key_dir / gen).iterdir():  # the old layout: the data in the key group itself
+        if child.name != "zarr.json":
+            child.rename(key_dir / child.name)
+    shutil.rmtree(key_dir / gen)
+    (key_dir / "zarr.json").write_text(json.dumps(doc))
+    assert published(lake, "a", KEY5) == f"results/a/{KEY5}"
+    old = open_lake(lake)
+    assert old.alpha("a", k1=5).attrs["n_stored"] == 3
+    grow_run(lake, "a", [300])
+    rep = open_lake(lake).compute_alpha(runs="a", k1=5, progress=False)
+    assert rep.runs[0].action == "appended" and rep.runs[0].computed == 1
+    assert published(lake, "a", KEY5) == f"results/a/{KEY5}"  # appended in place
+    _assert_published_equals_oracle(lake, "a", ("fc1.weight", "fc2.bias"))
+    assert cli("alpha", lake, "--k1", "5", "--no-progress", "--runs", "a", "--force").exit_code == 0
+    assert published(lake, "a", KEY5) != f"results/a/{KEY5}"
+    assert sorted(p.name for p in key_dir.iterdir() if not p.name.startswith("gen-")) == ["zarr.json"]
+    _assert_published_equals_oracle(lake, "a", ("fc1.weight", "fc2.bias"))
+    assert check_lake(lake).ok
