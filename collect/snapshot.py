@@ -9,7 +9,7 @@ float64) and the SGN is ``U_j = g_j - g`` (computed in float64, stored float32).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -62,6 +62,8 @@ class Snapshot:
     grad: dict[str, np.ndarray]
     weight: dict[str, np.ndarray]
     checkpoint: bytes | None = None
+    #: Per tensor ``{alpha, n_nonfinite}`` computed on the device (``--store alpha``), else None.
+    results: dict[str, dict[str, np.ndarray]] | None = None
     _buffers: HostBuffers | None = field(default=None, repr=False)
     _pool: HostStaging | None = field(default=None, repr=False)
 
@@ -158,6 +160,8 @@ def compute_snapshot(
     engine: str = "loop",
     chunk: int = 1,
     staging: HostStaging | None = None,
+    select: Mapping[str, torch.Tensor] | None = None,
+    device_alpha: bool = False,
 ) -> Snapshot:
     """Compute one snapshot at the model's current weights.
 
@@ -183,6 +187,13 @@ def compute_snapshot(
         queued on CUDA (call :meth:`Snapshot.wait` before reading, and
         :meth:`Snapshot.release` after). Without it the snapshot owns fresh
         buffers and is complete when returned.
+    select : mapping of str to torch.Tensor, optional
+        Flat indices (int64, on the device) of the parameters of each tensor whose
+        SGN, gradient and weight are kept (``--param-sample``, see
+        :mod:`sgnlake.collect.sampling`); default all.
+    device_alpha : bool
+        Also compute the Mohammadi alpha of every parameter from the full SGN on
+        the device (:mod:`sgnlake.collect.device_alpha`) into :attr:`Snapshot.results`.
 
     Returns
     -------
@@ -228,11 +239,21 @@ def compute_snapshot(
         grad[n] = centre(res.grads[n]).to(torch.float32)
         # a copy: the next training step changes the weights while the copy to the host may still run
         weight[n] = params[n].detach().reshape(-1).to(torch.float32, copy=True)
+    sgn = res.grads
+    results = None
+    if device_alpha:
+        from .device_alpha import device_results
+
+        results = device_results({n: sgn[n] for n in names})
+    if select is not None:  # per-column centring: selecting after it equals selecting before
+        sgn = {n: sgn[n][:, select[n]] for n in names}
+        grad = {n: grad[n][select[n]] for n in names}
+        weight = {n: weight[n][select[n]] for n in names}
     own = staging is None
     pool = HostStaging(x.device, pin=False) if own else staging
-    bufs = pool.take(layout_of({n: res.grads[n].shape[1] for n in names}, m))
+    bufs = pool.take(layout_of({n: sgn[n].shape[1] for n in names}, m))
     try:
-        pool.stage(bufs, res.grads, grad, weight)
+        pool.stage(bufs, sgn, grad, weight)
     except BaseException:
         pool.give_back(bufs)
         raise
@@ -245,6 +266,7 @@ def compute_snapshot(
         sgn=arrays["sgn"],
         grad=arrays["grad"],
         weight=arrays["weight"],
+        results=results,
         _buffers=bufs,
         _pool=None if own else pool,
     )

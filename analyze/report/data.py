@@ -132,9 +132,9 @@ def chosen_param(d: _RunData, param: tuple[str, int] | None, notes: list[str]) -
     tab = d.tensors
     if param is not None:
         name, idx = param
-        if name in tab.index and idx < int(tab.loc[name, "numel"]):
+        if name in tab.index and idx < int(tab.loc[name, "n_stored"]):
             return name, idx, "chosen with --param"
-        sizes = ", ".join(f"{n} ({int(tab.loc[n, 'numel'])})" for n in tab.index)
+        sizes = ", ".join(f"{n} ({int(tab.loc[n, 'n_stored'])})" for n in tab.index)
         notes.append(
             f"run {d.run}: --param {name}:{idx} does not exist in this run (tensors: {sizes}); "
             "the default parameter is drawn instead"
@@ -173,7 +173,7 @@ def pooled_values(lake: Any, d: _RunData, settings: Mapping[str, Any]) -> tuple[
     rng = np.random.default_rng(0)
     subsampled = []
     for name in d.tensors.index:
-        numel = int(d.tensors.loc[name, "numel"])
+        numel = int(d.tensors.loc[name, "n_stored"])  # positions along the stored param axis
         m = d.meta.n_minibatches
         params = None
         if m * numel > POOLED_MAX_VALUES:
