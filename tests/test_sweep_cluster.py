@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import dask
 import numpy as np
 import pytest
 from collect_fixtures import read_run_arrays
@@ -34,7 +35,7 @@ name = "tiny-cluster"
 model = "fcn"
 model_args = { depth = 2, width = 8 }
 n_train = 200
-iterations = 30
+iterations = 20
 device = "cpu"
 schedule = { kind = "every", every = 10, include_start = true }
 [grid]
@@ -56,13 +57,13 @@ def _wait(pred, timeout: float, what: str, procs: list[subprocess.Popen]) -> Non
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:
-    """Stop processes this fixture started (SIGTERM, then SIGKILL after 10 s)."""
+    """Stop processes this fixture started (SIGTERM, then SIGKILL after 3 s)."""
     for p in procs:
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
     for p in procs:
         try:
-            p.wait(timeout=10)
+            p.wait(timeout=3)
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait(timeout=10)
@@ -122,14 +123,14 @@ def test_cluster_sweep_equals_local_sweep_and_resumes(tmp_path, cluster, capsys)
     collect(remote, cfg, progress=False, threads=1, stop_after=1)
     code, out = _sweep(capsys, remote, spec, "--scheduler", cluster, "--resources", "SLOT=1")
     assert code == 0, out
-    assert "2 workers" in out and "5 done (1 resumed)" in out
+    assert "2 workers" in out and "6 done (1 resumed)" in out
     for rid in IDS:
         got, want = read_run_arrays(remote, rid), read_run_arrays(local, rid)
         assert got.keys() == want.keys(), rid
         for k in want:
             np.testing.assert_array_equal(got[k], want[k], err_msg=f"{rid}/{k}")
         meta = read_run_meta(open_lake_group(str(remote), mode="r")[f"runs/{rid}"])
-        assert meta.status == "complete" and meta.committed == 4
+        assert meta.status == "complete" and meta.committed == 3
     # rerun: every run is complete, nothing is sent
     code, out = _sweep(capsys, remote, spec, "--scheduler", cluster)
     assert code == 0 and "6 skipped" in out, out
@@ -162,5 +163,8 @@ def test_parse_resources_and_bad_scheduler(tmp_path, capsys):
     spec.write_text(SPEC)
     code, out = _sweep(capsys, tmp_path / "l", spec, "--resources", "GPU=1")
     assert code == 2 and "--scheduler" in out
-    code, out = _sweep(capsys, tmp_path / "l", spec, "--scheduler", "tcp://127.0.0.1:9", "--only", "*b20-s0")
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        code, out = _sweep(
+            capsys, tmp_path / "l", spec, "--scheduler", "tcp://127.0.0.1:9", "--only", "*b20-s0"
+        )
     assert code == 2 and "cannot reach the Dask scheduler" in out

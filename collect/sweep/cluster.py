@@ -83,13 +83,14 @@ def run_on_cluster(
     collect_kwargs: Mapping[str, Any] | None = None,
     record: Callable[[RunOutcome], None],
     say: Callable[[str], None],
-    timeout: float = 30.0,
+    timeout: float | None = None,
 ) -> bool:
     """Run ``todo`` (plan, resume) on the cluster at ``scheduler``; ``record`` each outcome as it ends.
 
     Longest runs are submitted first. Returns True when Ctrl-C stopped the sweep
     (the runs still going are cancelled; their workers stop them at the next
-    snapshot at the latest, leaving them resumable).
+    snapshot at the latest, leaving them resumable). ``timeout``: seconds to
+    connect (default: Dask's ``distributed.comm.timeouts.connect``, 30 s).
 
     Raises
     ------
@@ -101,7 +102,7 @@ def run_on_cluster(
     except ImportError:
         raise ConfigError("--scheduler needs dask.distributed: pip install 'dask[distributed]'") from None
     try:
-        client = Client(scheduler, timeout=timeout, set_as_default=False)
+        client = Client(scheduler, **({} if timeout is None else {"timeout": timeout}))
     except (OSError, TimeoutError) as e:
         raise ConfigError(f"cannot reach the Dask scheduler {scheduler} ({e}): check the address") from None
     kwargs = dict(collect_kwargs or {})
