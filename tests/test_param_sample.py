@@ -251,3 +251,24 @@ def test_cli_param_sample_and_store(tmp_path, capsys):
     code, err = _cli(capsys, [*args, "--store", "everything", "--run-id", "bad"])
     assert code == 2 and "--store" in err
     assert "bad" not in open_lake(lake).run_ids()
+
+
+def test_alpha_map_draws_only_sampled_entries():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sgnlake.analyze.plots import plot_alpha_map
+
+    fig, ax = plt.subplots()
+    idx = np.array([0, 5, 11])
+    plot_alpha_map(ax, np.array([1.5, np.nan, 1.9]), (3, 4), title="t", index=idx)
+    grey, top = (np.ma.asarray(im.get_array()) for im in ax.get_images())
+    want_kept = np.zeros(12, bool)
+    want_kept[idx] = True
+    np.testing.assert_array_equal(~np.ma.getmaskarray(grey).ravel(), want_kept)  # grey under kept only
+    vals = np.ma.filled(top.astype(float), np.nan).ravel()
+    assert vals[0] == 1.5 and vals[11] == 1.9 and np.isnan(np.delete(vals, [0, 11])).all()
+    assert "dead (grey): 1" in ax.get_title() and "3 sampled" in ax.get_title()
+    plt.close(fig)

@@ -210,7 +210,7 @@ class FigureBuilder:
             )
 
     def sgn_figures(self, d: _RunData, common: str) -> None:
-        name, idx, how = chosen_param(d, self.param, self.report.notes)
+        name, idx, how = chosen_param(d, self.param, self.report.notes, self.lake)
         sec = f"run:{d.run}"
         base = f"runs/{d.run}"
         x, a_par = param_sgn(self.lake, d, name, idx)  # (iteration, minibatch), alpha per iteration
