@@ -168,3 +168,62 @@ def test_parse_resources_and_bad_scheduler(tmp_path, capsys):
             capsys, tmp_path / "l", spec, "--scheduler", "tcp://127.0.0.1:9", "--only", "*b20-s0"
         )
     assert code == 2 and "cannot reach the Dask scheduler" in out
+
+
+@pytest.mark.slow
+def test_a_run_whose_worker_dies_is_resumed_on_another(tmp_path, cluster, capsys):
+    """SIGKILL the worker collecting a run: Dask runs the task again on another worker, which resumes it."""
+    import threading
+
+    from distributed import Client
+
+    from sgnlake.collect.sweep import expand, load_spec, plan, run_sweep
+
+    long_spec = SPEC.replace("iterations = 20", "iterations = 400").replace("[0, 1, 2]", "[3]")
+    spec = tmp_path / "grid.toml"
+    spec.write_text(long_spec.replace("[20, 40]", "[20]"))
+    plans = plan(expand(load_spec(spec)))
+    lake = tmp_path / "lake"
+    # two extra workers that alone offer the resource this sweep asks for
+    cmd = [sys.executable, "-m", "distributed.cli.dask_worker", cluster, "--nthreads", "1"]
+    cmd += ["--no-nanny", "--no-dashboard", "--resources", "DIE=1"]
+    extra = [
+        subprocess.Popen([*cmd, "--name", f"d{i}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for i in range(2)
+    ]
+    try:
+        with Client(cluster, timeout=30) as client:
+            client.wait_for_workers(4, timeout=60)
+            pids = client.run(os.getpid)
+        result = {}
+        t = threading.Thread(
+            target=lambda: result.update(
+                s=run_sweep(lake, plans, storage_options=None, threads=1, echo=None, progress=False,
+                            scheduler=cluster, resources={"DIE": 1})
+            )
+        )  # fmt: skip
+        t.start()
+        rid = plans[0].run_id
+
+        def committed() -> int:
+            try:
+                return read_run_meta(open_lake_group(str(lake), mode="r")[f"runs/{rid}"]).committed
+            except Exception:  # noqa: BLE001 - not there yet
+                return 0
+
+        _wait(lambda: committed() >= 2, 120, "first snapshots", [])
+        with Client(cluster, timeout=30) as client:
+            busy = [w for w, tasks in client.processing().items() if tasks]
+        victim = next(p for p in extra if p.pid in {pids[w] for w in busy})
+        victim.kill()
+        t.join(timeout=180)
+        assert not t.is_alive()
+        (o,) = result["s"].outcomes
+        assert o.action == "done" and "resumed" in o.message, o
+        ref = tmp_path / "ref"
+        collect(ref, plans[0].config, progress=False, threads=1)
+        got, want = read_run_arrays(lake, rid), read_run_arrays(ref, rid)
+        for k in want:
+            np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+    finally:
+        _stop(extra)

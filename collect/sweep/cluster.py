@@ -24,7 +24,7 @@ from typing import Any
 
 from sgnlake.schema.errors import ConfigError
 
-from .execution import FAILED, INTERRUPTED, NOT_STARTED, RunOutcome, _collect_one
+from .execution import DONE, FAILED, INTERRUPTED, NOT_STARTED, RESUMED, RunOutcome, _collect_one
 from .planning import RunPlan
 
 #: One collecting run at a time per worker process (torch's seeds and thread count are global).
@@ -59,11 +59,25 @@ def run_task(
     storage_options: Mapping[str, Any] | None,
     collect_kwargs: Mapping[str, Any],
 ) -> RunOutcome:
-    """One sweep run on a worker (never raises: a failure is a ``failed`` outcome)."""
+    """One sweep run on a worker (never raises: a failure is a ``failed`` outcome).
+
+    A run planned as new that exists by now was started by an attempt whose worker
+    died (Dask then runs the task again on another worker): it is resumed.
+    """
     import socket
 
     with _RUN_LOCK:
-        o = _collect_one(location, config, resume, False, storage_options, collect_kwargs)
+        if not resume:
+            from sgnlake.collect.runner import stored_run_meta
+
+            rid = config["run_id"]
+            so = dict(storage_options) if storage_options else None
+            started = stored_run_meta(location, rid, storage_options=so) is not None
+            o = _collect_one(location, config, started, False, storage_options, collect_kwargs)
+            if started and o.action == RESUMED:
+                o.action, o.message = DONE, "resumed after its first worker died"
+        else:
+            o = _collect_one(location, config, resume, False, storage_options, collect_kwargs)
     return _with_host(o, socket.gethostname())
 
 
