@@ -5,9 +5,10 @@ each run to run (skip/resume decided beforehand, as for a local sweep) as one
 task calling :func:`sgnlake.collect.collect` on a worker; every run writes its
 own group of the one lake, which must be reachable from every worker (a shared
 disk path, or an S3 URL). A run that raises is reported ``failed`` with its
-message; a run whose worker dies (``KilledWorker``, a lost connection) is
-reported ``failed`` too and left as it was in the lake: rerunning the sweep
-resumes it from its last committed snapshot.
+message. A task whose worker dies is run again by Dask on another worker, which
+resumes the run (:func:`run_task`); past Dask's ``allowed-failures`` the run is
+reported ``failed`` (``KilledWorker``) and left as it was in the lake: rerunning
+the sweep resumes it from its last committed snapshot.
 
 Workers need sgnlake with torch installed. A collecting run sets process-wide
 torch state (seeds, threads), so two runs never collect at once in one worker
