@@ -28,6 +28,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 import numpy as np
@@ -152,6 +153,46 @@ async def _gather(*coros: Any) -> list[Any]:
     return list(await asyncio.gather(*coros))
 
 
+_COPIER: ThreadPoolExecutor | None = None
+_COPIER_LOCK = threading.Lock()
+
+
+def _copier() -> ThreadPoolExecutor:
+    """The process's pool of threads (one per usable core) that make strided chunks contiguous."""
+    global _COPIER
+    with _COPIER_LOCK:
+        if _COPIER is None:
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+            _COPIER = ThreadPoolExecutor(max(1, cores or 1), thread_name_prefix="sgnlake-copy")
+        return _COPIER
+
+
+def _forget_copier() -> None:  # a forked child has none of its parent's threads
+    global _COPIER, _COPIER_LOCK
+    _COPIER, _COPIER_LOCK = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_copier)
+
+
+def _chunk_parts(
+    index: int, value: np.ndarray, chunks: tuple[int, ...]
+) -> Iterator[tuple[tuple[slice, ...], np.ndarray]]:
+    """``(selection, value)`` per chunk of snapshot ``index``: ``value`` shaped like one chunk (a view).
+
+    ``value`` holds one snapshot (the array's shape without its first axis); each
+    yielded value is ``(1, *chunk)`` (smaller at the array's far edges), so zarr
+    writes it without filling and copying a chunk buffer first.
+    """
+    grids = [range(0, s, c) for s, c in zip(value.shape, chunks, strict=True)]
+    for starts in np.ndindex(*(len(g) for g in grids)):
+        sel = tuple(
+            slice(g[i], min(g[i] + c, n)) for i, g, c, n in zip(starts, grids, chunks, value.shape, strict=True)
+        )
+        yield (slice(index, index + 1), *sel), value[sel][None]
+
+
 def _one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}".replace("\n", " ")
 
@@ -195,6 +236,10 @@ class RunWriter:
             tg = self.group[t.name]
             for a in (SGN, GRAD, WEIGHT):
                 self._arrays[f"{t.name}/{a}"] = tg[a]
+        #: Writes per-snapshot results computed on the device with each commit (``--store alpha``):
+        #: an object with ``write(k, iteration, results)`` and ``commit(n)`` (see
+        #: :class:`sgnlake.collect.device_alpha.ResultSink`), or None.
+        self.result_sink: Any = None
         self.bytes_stored = 0
         self.bytes_raw = 0
         self.write_seconds: list[float] = []
@@ -217,7 +262,9 @@ class RunWriter:
     # ------------------------------------------------------------------ creation
 
     @classmethod
-    def create(cls, root: zarr.Group, meta: RunMeta, **kwargs: Any) -> RunWriter:
+    def create(
+        cls, root: zarr.Group, meta: RunMeta, *, param_index: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> RunWriter:
         """Create the run group, its arrays and attributes, and return a writer.
 
         The run group is first claimed atomically (:func:`claim_run`), so of two
@@ -229,6 +276,9 @@ class RunWriter:
         ------
         RunExistsError
             A run with this id exists.
+
+        ``param_index`` (tensor name -> kept flat indices) is recorded for a run
+        that stores a parameter sample (:mod:`sgnlake.collect.sampling`).
         """
         rid = meta.run_id
         path = run_path(rid)
@@ -250,18 +300,22 @@ class RunWriter:
             )  # fmt: skip
         for t in meta.tensors:
             tg = g.create_group(t.name, attributes={TENSOR_ATTR: t.to_dict()})
-            pc = min(spec.param_chunk, t.numel)
+            pc = max(1, min(spec.param_chunk, t.n_stored))
             tg.create_array(
                 SGN,
-                shape=(0, m, t.numel),
+                shape=(0, m, t.n_stored),
                 chunks=(1, m, pc),
                 dimension_names=[ITERATION, MINIBATCH, PARAM],
                 **kw,
             )
             for name in (GRAD, WEIGHT):
                 tg.create_array(
-                    name, shape=(0, t.numel), chunks=(1, pc), dimension_names=[ITERATION, PARAM], **kw
+                    name, shape=(0, t.n_stored), chunks=(1, pc), dimension_names=[ITERATION, PARAM], **kw
                 )
+        if param_index is not None:
+            from sgnlake.collect.sampling import write_indices
+
+            write_indices(g, param_index)
         root.require_group(checkpoint_path(rid))
         g.update_attributes({RUN_ATTR: meta.to_dict()})
         return cls(root, meta, **kwargs)
@@ -364,6 +418,7 @@ class RunWriter:
         _wait(snap)
         vals = self._values(snap)
         views = []
+        jobs: list[tuple[AsyncArray, tuple[slice, ...], np.ndarray]] = []
         for name, arr in self._arrays.items():
             aa = arr._async_array
             view = AsyncArray(
@@ -372,8 +427,20 @@ class RunWriter:
                 # SGN chunks are never all-NaN: skip zarr's scan for empty (fill-value) chunks
                 config=dataclasses.replace(aa.config, write_empty_chunks=True),
             )
-            views.append(view.setitem(k, vals[name]))
+            value = vals[name]
+            if np.ndim(value) == 0:
+                views.append(view.setitem(k, value))
+            else:
+                jobs.extend((view, sel, part) for sel, part in _chunk_parts(k, value, aa.metadata.chunks[1:]))
+        # chunk-shaped C-contiguous values take zarr's no-copy path; the strided ones are copied in
+        # parallel here (numpy releases the GIL) instead of one by one in zarr's event loop thread
+        parts = list(_copier().map(np.ascontiguousarray, [j[2] for j in jobs]))
+        views.extend(view.setitem(sel, part) for (view, sel, _), part in zip(jobs, parts, strict=True))
         sync(_gather(*views))
+        del parts, jobs
+        results = getattr(snap, "results", None)
+        if self.result_sink is not None and results is not None:
+            self.result_sink.write(k, snap.iteration, results)
         if snap.checkpoint is not None:
             self._write_checkpoint(k, snap.iteration, snap.checkpoint)
         sync(_gather(*(a._async_array.resize((k + 1, *a.shape[1:])) for a in self._arrays.values())))
@@ -381,6 +448,8 @@ class RunWriter:
             # keep status and reason: a failure recorded while this commit was in flight must stay
             self.meta = self.meta.replace(committed=k + 1, updated=now())
             self.group.update_attributes({RUN_ATTR: self.meta.to_dict()})
+        if self.result_sink is not None and results is not None:
+            self.result_sink.commit(k + 1)
         if k >= 1:
             cg = self.root[checkpoint_path(self.meta.run_id)]
             for name, _ in list(cg.groups()):

@@ -110,6 +110,10 @@ class TensorInfo:
         Name of the owning module (``fc1``); the paper's "layer".
     module_type : str
         Class of the owning module (``Linear``, ``Conv2d``).
+    stored : int or None
+        Parameters stored along ``param`` when only a seeded sample of the
+        tensor is kept (``--param-sample``; their flat indices are the tensor
+        group's ``param`` array); None: all ``numel``.
     """
 
     name: str
@@ -117,13 +121,21 @@ class TensorInfo:
     kind: str
     module: str
     module_type: str = ""
+    stored: int | None = None
 
     @property
     def numel(self) -> int:
         return int(math.prod(self.shape))
 
+    @property
+    def n_stored(self) -> int:
+        """Length of the stored ``param`` axis: ``stored`` when sampled, else ``numel``."""
+        return self.numel if self.stored is None else int(self.stored)
+
     def to_dict(self) -> dict[str, Any]:
         d = _plain(dataclasses.asdict(self))
+        if self.stored is None:
+            del d["stored"]  # unsampled tensors keep the attributes of older lakes
         d["numel"] = self.numel
         return d
 
@@ -141,6 +153,7 @@ class TensorInfo:
             kind=_req(d, "kind", str, where),
             module=_req(d, "module", str, where),
             module_type=_opt(d, "module_type", str, where, ""),
+            stored=_opt(d, "stored", int, where, None),
         )
 
 
@@ -148,6 +161,28 @@ class TensorInfo:
 
 DTYPES = ("float32", "float16")
 CODECS = ("zstd", "blosc-zstd", "none")
+#: Compression level of each codec when none is given. zstd -1 (zstd's fast mode): on real LeNet/FCN
+#: SGN it compresses 2-3x faster per core than level 1 for x1.22-1.54 instead of x1.30-1.65
+#: (``bench/writer.py``), so the writer keeps up with a GPU; blosc's levels start at 0.
+DEFAULT_LEVELS = {"zstd": -1, "blosc-zstd": 1, "none": 1}
+#: Valid levels per codec (inclusive).
+LEVEL_RANGES = {"zstd": (-131072, 22), "blosc-zstd": (0, 9), "none": (-131072, 22)}
+#: What a run stores per snapshot: the SGN (of all parameters, or a ``param_sample``), or the
+#: per-parameter Mohammadi alpha computed on the device plus an optional SGN sample.
+STORE_MODES = ("sgn", "alpha")
+
+
+def check_param_sample(value: Any) -> float | int | None:
+    """Validate a ``param_sample``: a fraction in (0, 1] (float), a count >= 0 (int), or None."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"--param-sample must be a fraction (0.0025) or a count (1000), got {value!r}")
+    if isinstance(value, float) and not (math.isfinite(value) and 0 < value <= 1):
+        raise ConfigError(f"--param-sample fraction {value!r} out of range: use 0 < FRACTION <= 1")
+    if isinstance(value, int) and value < 0:
+        raise ConfigError(f"--param-sample count {value} is negative: use N >= 0")
+    return value
 
 
 #: Valid compression levels per codec (zstd: its negative "fast" levels up to 22; blosc: 0..9).
@@ -166,29 +201,44 @@ class StorageSpec:
         Stored dtype of ``sgn``, ``grad`` and ``weight``. ``float16`` is lossy.
     codec : {"zstd", "blosc-zstd", "none"}
         Lossless compressor (``blosc-zstd`` adds a byte/bit shuffle).
-    level : int
-        Compression level. Default 1: on SGN, zstd level 1 compresses about twice as
-        fast as level 3 for about 2.5% more bytes (``bench/storage.py``), which
-        matters because writing must hide behind gradient computation.
+    level : int, optional
+        Compression level; default :data:`DEFAULT_LEVELS` of the codec (zstd -1:
+        the fastest level that keeps lossless SGN above x1.15, measured in
+        ``bench/writer.py``, because writing must hide behind gradient computation).
     keepbits : int or None
         If set, BitRound the float32 mantissa to this many bits before
         compression (lossy; 1..23).
     param_chunk : int
         Parameters per ``sgn`` chunk (a chunk holds all minibatches of one
         snapshot for this many parameters).
+    param_sample : float, int or None
+        Store only a seeded random subset of each tensor's parameters: a
+        fraction (float in (0, 1]) or a count per tensor (int). None: all.
+        See docs/big-models.md.
+    store : {"sgn", "alpha"}
+        ``alpha``: compute the per-parameter Mohammadi alpha (default K1 rule)
+        on the device at snapshot time and store it as a result; SGN, grad and
+        weight are stored only for ``param_sample`` (none without it).
     """
 
     dtype: str = "float32"
     codec: str = "zstd"
-    level: int = 1
+    level: int | None = None
     keepbits: int | None = None
     param_chunk: int = 8192
+    param_sample: float | int | None = None
+    store: str = "sgn"
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise ConfigError(f"unknown storage dtype {self.dtype!r}: use one of {', '.join(DTYPES)}")
         if self.codec not in CODECS:
             raise ConfigError(f"unknown codec {self.codec!r}: use one of {', '.join(CODECS)}")
+        if self.level is None:
+            object.__setattr__(self, "level", DEFAULT_LEVELS[self.codec])
+        lo, hi = LEVEL_RANGES[self.codec]
+        if not lo <= self.level <= hi:
+            raise ConfigError(f"--level {self.level} out of range for {self.codec}: use {lo}..{hi}")
         if self.keepbits is not None:
             if not 1 <= self.keepbits <= 23:
                 raise ConfigError(f"--keepbits {self.keepbits} out of range: use 1..23")
@@ -199,10 +249,18 @@ class StorageSpec:
         lo, hi = LEVELS.get(self.codec, (None, None))
         if lo is not None and not lo <= self.level <= hi:
             raise ConfigError(f"--level {self.level} out of range for codec {self.codec!r}: use {lo}..{hi}")
+        check_param_sample(self.param_sample)
+        if self.store not in STORE_MODES:
+            raise ConfigError(f"unknown --store {self.store!r}: use one of {', '.join(STORE_MODES)}")
 
     @property
     def lossy(self) -> bool:
         return self.keepbits is not None or self.dtype != "float32"
+
+    @property
+    def sampled(self) -> bool:
+        """True when not every parameter's SGN is stored (``param_sample`` or ``store='alpha'``)."""
+        return self.param_sample is not None or self.store != "sgn"
 
     def to_dict(self) -> dict[str, Any]:
         d = _plain(dataclasses.asdict(self))
@@ -216,9 +274,11 @@ class StorageSpec:
             return cls(
                 dtype=_opt(d, "dtype", str, where, "float32"),
                 codec=_opt(d, "codec", str, where, "zstd"),
-                level=_opt(d, "level", int, where, 1),
+                level=_opt(d, "level", int, where, None),
                 keepbits=_opt(d, "keepbits", int, where, None),
                 param_chunk=_opt(d, "param_chunk", int, where, 8192),
+                param_sample=check_param_sample(d.get("param_sample")),
+                store=_opt(d, "store", str, where, "sgn"),
             )
         except ConfigError as e:
             raise ValidationError(f"{where}: {e}") from None
