@@ -424,10 +424,22 @@ def mohammadi_finalize(stats: ArrayLike, k1: int, inverse: bool = False) -> Floa
         inv = (sly / ny - slx / nx) / math.log(k1) if k1 > 1 else np.full(sly.shape, np.nan)
         bad = (nx == 0) | (ny == 0) | ~(lo < hi)
         inv = np.where(bad, np.nan, inv)
-        if inverse:
-            return np.asarray(inv, dtype=np.float64)
-        alpha = np.where(inv > 0, 1.0 / np.where(inv > 0, inv, 1.0), np.inf)
-    return np.where(np.isnan(inv), np.nan, alpha).astype(np.float64)
+    if inverse:
+        return np.asarray(inv, dtype=np.float64)
+    return alpha_of_inv(inv)
+
+
+def alpha_of_inv(inv: ArrayLike) -> FloatArray:
+    """alpha from the Mohammadi estimate of 1/alpha: ``1/inv``, +inf where ``inv <= 0``, NaN kept.
+
+    The one rule (used by :func:`mohammadi_finalize` and the fused outputs). The paper's
+    code returns ``1/inv`` as is (a negative alpha); the stored ``inv_alpha`` keeps it, so
+    the paper's mean is ``mean(1/inv_alpha)`` (see :mod:`sgnlake.analyze.aggregate`).
+    """
+    v = _f64(inv)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        alpha = np.where(v > 0, 1.0 / np.where(v > 0, v, 1.0), np.inf)
+    return np.where(np.isnan(v), np.nan, alpha).astype(np.float64)
 
 
 def mohammadi_counted(
@@ -462,6 +474,108 @@ def mohammadi_counted(
     if used < a.shape[-1]:
         bad = bad + count_nonfinite(a[..., used:])
     return mohammadi_finalize(stats, k1, inverse=inverse), bad
+
+
+def mohammadi_outputs(x: ArrayLike, k1: int, k2: int) -> tuple[FloatArray, NDArray[np.int64], dict[str, Any]]:
+    """The fused Mohammadi kernel with every stored output, from one statistics pass.
+
+    Parameters
+    ----------
+    x : array_like, shape (..., n)
+        Samples on the last axis.
+    k1, k2 : int
+        Block length and count (:func:`choose_k1`).
+
+    Returns
+    -------
+    alpha : numpy.ndarray of float64, shape (...)
+        As :func:`mohammadi_counted`.
+    n_nonfinite : numpy.ndarray of int64, shape (...)
+        As :func:`mohammadi_counted`.
+    extras : dict of str to numpy.ndarray
+        ``inv_alpha`` (the estimate of 1/alpha, negatives kept, :func:`mohammadi_finalize`
+        with ``inverse=True``) and the degeneracy outputs of :func:`sparse_outputs`.
+    """
+    a = np.asarray(x)
+    inv, bad = mohammadi_counted(a, k1, k2, inverse=True)
+    return alpha_of_inv(inv), bad, {"inv_alpha": inv, **sparse_outputs(a)}
+
+
+# --------------------------------------------------------------------------- degenerate parameters
+
+#: A parameter is *sparse* (degenerate) when its distinct finite non-zero SGN values number
+#: fewer than this fraction of its finite samples: then one value (a point mass, e.g. the
+#: constant SGN of an input pixel that is zero in most minibatches) holds about half the
+#: samples or more, the law is far from the continuous stable law the estimators assume,
+#: and the Mohammadi estimate is pulled to alpha = 1 (an exactly constant sample gives
+#: 1/alpha = log(K1 c)/log K1 - log(c)/log K1 = 1). Validated on planted cases in
+#: :func:`sgnlake.analyze.validation.sparse_validation`.
+SPARSE_DISTINCT_FRACTION = 0.5
+
+
+def n_distinct(x: ArrayLike) -> NDArray[np.int32]:
+    """Number of distinct finite non-zero values along the last axis.
+
+    Parameters
+    ----------
+    x : array_like, shape (..., n)
+        Samples on the last axis.
+
+    Returns
+    -------
+    numpy.ndarray of int32, shape (...)
+        Distinct values among the finite, non-zero samples (0 for an all-zero parameter).
+    """
+    a = _f64(x)
+    if a.shape[-1] == 0:
+        return np.zeros(a.shape[:-1], dtype=np.int32)
+    s = np.sort(np.where(np.isfinite(a) & (a != 0), a, np.nan), axis=-1)  # NaN last
+    valid = ~np.isnan(s)
+    new = valid[..., 1:] & (s[..., 1:] != s[..., :-1])
+    return (valid[..., 0] + new.sum(axis=-1)).astype(np.int32)
+
+
+def max_share(x: ArrayLike) -> FloatArray:
+    """The largest sample's share of the sum of ``|x|`` over the finite samples.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (...)
+        ``max |x| / sum |x|`` in (0, 1]; NaN when every finite sample is 0 (or none is finite).
+        A diagnostic, not part of the sparse rule: for a stable law with alpha < 1 the
+        largest sample carries a large share of the sum by itself.
+    """
+    a = np.abs(_f64(x))
+    a = np.where(np.isfinite(a), a, 0.0)
+    total = a.sum(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(total > 0, a.max(axis=-1, initial=0.0) / total, np.nan)
+
+
+def sparse_mask(x: ArrayLike, fraction: float = SPARSE_DISTINCT_FRACTION) -> NDArray[np.bool_]:
+    """True for degenerate parameters: few distinct non-zero values (see :data:`SPARSE_DISTINCT_FRACTION`).
+
+    Dead parameters (:func:`dead_mask`) are not sparse: they have no estimate at all.
+    """
+    a = _f64(x)
+    return _sparse_of(n_distinct(a), a, fraction)
+
+
+def _sparse_of(nd: NDArray[np.int32], a: FloatArray, fraction: float) -> NDArray[np.bool_]:
+    n_finite = a.shape[-1] - count_nonfinite(a)
+    return (nd < fraction * n_finite) & ~dead_mask(a)
+
+
+def sparse_outputs(x: ArrayLike) -> dict[str, NDArray[Any]]:
+    """The stored degeneracy outputs: ``n_distinct`` (int32), ``max_share`` (float32), ``sparse`` (int8)."""
+    a = _f64(x)
+    nd = n_distinct(a)
+    sparse = _sparse_of(nd, a, SPARSE_DISTINCT_FRACTION)
+    return {
+        "n_distinct": nd,
+        "max_share": max_share(a).astype(np.float32),
+        "sparse": sparse.astype(np.int8),
+    }
 
 
 def mohammadi(x: ArrayLike, k1: str | int = DEFAULT_K1) -> FloatArray:

@@ -151,7 +151,8 @@ def lazy_estimate(
     """Lazy estimator outputs of one tensor for the committed snapshots from position ``start``.
 
     Besides the estimator's outputs, :data:`NONFINITE` counts the non-finite samples of each
-    parameter (computed from the same SGN chunks, so a graph computing both reads them once).
+    parameter (computed from the same SGN chunks, so a graph computing both reads them once),
+    and the estimator's :attr:`~sgnlake.analyze.estimators.Estimator.extras` follow.
     """
     x = lake.sgn(run, info.name)
     if start:
@@ -164,6 +165,8 @@ def lazy_estimate(
         raise ConfigError(f"bad settings for estimator {estimator!r}: {e}") from None
     outs = _outputs(res, estimator)
     outs[NONFINITE] = estimators.count_nonfinite(x, MINIBATCH).transpose(ITERATION, PARAM)
+    for name, extra in estimators.estimate_extras(x, estimator, MINIBATCH, **settings).items():
+        outs[name] = extra.transpose(ITERATION, PARAM)
     return outs
 
 

@@ -20,6 +20,7 @@ import pandas as pd
 
 from .. import plots
 from .data import (
+    DEFAULT_COMPARE_AT,
     _RunData,
     _stable_fit,
     _varying_contexts,
@@ -58,6 +59,11 @@ class FigureBuilder:
         Draw the per-parameter vs pooled figure.
     log : callable
         Receives progress and warning lines.
+    compare_at : {"steps", "epochs"}
+        Where runs of different batch size, depth or width are compared (see
+        :func:`.data.cross_run_tables`).
+    include_sparse : bool
+        Whether the summaries kept degenerate parameters (said in the captions).
     """
 
     def __init__(
@@ -72,6 +78,8 @@ class FigureBuilder:
         param: tuple[str, int] | None,
         pooled: bool,
         log: Callable[[str], None],
+        compare_at: str = DEFAULT_COMPARE_AT,
+        include_sparse: bool = False,
     ) -> None:
         self.lake = lake
         self.out = out_dir
@@ -82,6 +90,8 @@ class FigureBuilder:
         self.param = param
         self.pooled = pooled
         self.log = log
+        self.compare_at = compare_at
+        self.include_sparse = include_sparse
 
     def _save(self, fig, rel: str, caption: str, section: str, title: str = "") -> None:
         path = self.out / rel
@@ -109,18 +119,30 @@ class FigureBuilder:
         b = d.meta.config.batch_size
         est = _settings_text(self.estimator, self.settings)
         common = f"Estimator {est}; M = {m} SGN samples (minibatches of b = {b}) per parameter and snapshot."
+        if m < 100:
+            common += " Warning: M < 100, single estimates are noisy."
+        sparse_txt = (
+            "Degenerate parameters (fewer distinct non-zero SGN values than half the samples, e.g. input "
+            "pixels that are zero in most minibatches; their estimate is pulled to α = 1) are "
+            + ("kept in the statistics." if self.include_sparse else "counted in the note and left out.")
+        )
 
         def fig1() -> None:
             fig, ax = plots.new_figure()
-            plots.plot_alpha_over_iterations(ax, d.stats, title=f"{d.run}: α over iterations (Fig 1)")
+            plots.plot_alpha_over_iterations(
+                ax, d.stats, title=f"{d.run}: α over iterations (Fig 1)", m=m
+            )
             self._save(
                 fig, f"{base}/fig01_alpha.png",
-                f"Paper Fig 1. Median (solid, with interquartile band) and 1/mean(1/α) (dashed) of the "
+                f"Paper Fig 1. Median (solid, with interquartile band and the 95% interval of the median "
+                f"over parameters as error bars) and 1/mean(1/α) (dashed) of the "
                 f"per-parameter tail index over all {int(d.stats['n_params'].max())} parameters of run {d.run} "
                 f"at each of its {len(d.stats)} committed snapshots. 1/α is the nearly unbiased quantity of "
                 f"the estimator; the plain mean of α is not drawn, it is dominated (or made infinite) by the "
                 f"few estimates far above 2 that small samples give. Parameters without an estimate (zero or "
-                f"constant SGN, e.g. dead ReLU units) are counted in the note and left out. {common}",
+                f"constant SGN, e.g. dead ReLU units) are counted in the note and left out. {sparse_txt} "
+                f"The paper's own statistic (the mean of α with negative estimates included) is the "
+                f"summary's paper_mean column. {common}",
                 sec, "α over iterations",
             )  # fmt: skip
 
@@ -264,7 +286,14 @@ class FigureBuilder:
         est = _settings_text(self.estimator, self.settings)
         if not data:
             return
-        df, long = cross_run_tables(data, runs_df)
+        df, long = cross_run_tables(data, runs_df, self.compare_at)
+        xcol = "epoch" if self.compare_at == "epochs" else "iteration"
+        at_txt = (
+            f"Runs are compared at equal {'epochs (SGD steps / M)' if xcol == 'epoch' else 'SGD steps'} "
+            f"(--compare-at {self.compare_at}; the paper's Fig 2 uses steps): each run's snapshot nearest to "
+            f"the furthest {'epoch' if xcol == 'epoch' else 'step'} all of them reached "
+            f"(iterations {', '.join(sorted({str(v) for v in df['last_iteration']}))})."
+        )
 
         # Fig 2: alpha over iterations per batch size
         groups = _varying_contexts(df, ["batch_size"])
@@ -277,16 +306,21 @@ class FigureBuilder:
             def fig2(label=label, sub=sub, k=k) -> None:
                 fig, ax = plots.new_figure()
                 table = long[long["run_id"].isin(sub.index)]
-                plots.plot_alpha_by_batch_size(
-                    ax, table, title=f"median α over iterations per batch size: {label}"
-                )
+                plots.plot_alpha_lines(
+                    ax, table, hue="batch_size", x=xcol, y="median", hue_label="batch size",
+                    xlabel="epoch (SGD steps / M)" if xcol == "epoch" else None,
+                    title=f"median α over {'epochs' if xcol == 'epoch' else 'iterations'} per batch size: {label}",
+                )  # fmt: skip
                 sizes = sorted(sub["batch_size"].unique())
                 self._save(
                     fig, f"fig02_batch_size_{k + 1}.png",
-                    f"Paper Fig 2. Median per-parameter α over iterations, one line per batch size "
+                    f"Paper Fig 2. Median per-parameter α over "
+                    f"{'epochs (SGD steps / M)' if xcol == 'epoch' else 'iterations (SGD steps, as the paper)'}"
+                    f", one line per batch size "
                     f"({', '.join(map(str, sizes))}), for runs of {label} ({len(sub)} runs; runs with the same "
-                    f"batch size, e.g. seeds, are averaged with ± one standard deviation). Estimator {est}; "
-                    f"M differs with the batch size (M = floor(n / b)).",
+                    f"batch size, e.g. seeds, are averaged with ± one standard deviation; a single run carries "
+                    f"the 95% interval of its median). Estimator {est}; "
+                    f"M differs with the batch size (M = floor(n / b)). --compare-at {self.compare_at}.",
                     sec, f"α per batch size: {label}",
                 )  # fmt: skip
 
@@ -304,13 +338,12 @@ class FigureBuilder:
                 fig, ax = plots.new_figure()
                 plots.plot_alpha_vs_config(
                     ax, table, x="batch_size", hue="context", hue_label="",
-                    title="median α at the last snapshot against batch size",
+                    title=f"median α at equal {self.compare_at} against batch size",
                 )  # fmt: skip
                 self._save(
                     fig, "alpha_vs_batch_size.png",
-                    f"Median per-parameter α at each run's last snapshot (iterations "
-                    f"{', '.join(sorted({str(v) for v in table['last_iteration']}))}) against batch size, one line "
-                    f"per model configuration. Estimator {est}.",
+                    f"Median per-parameter α against batch size, one line per model configuration. "
+                    f"{at_txt} Estimator {est}.",
                     sec, "α against batch size",
                 )  # fmt: skip
 
@@ -339,8 +372,7 @@ class FigureBuilder:
                     )  # fmt: skip
                 self._save(
                     fig, f"fig06_depth_width_{k + 1}.png",
-                    f"Paper Figs 6-7. Median per-parameter α at each run's last snapshot (iterations "
-                    f"{', '.join(sorted({str(v) for v in sub['last_iteration']}))}) against "
+                    f"Paper Figs 6-7. Median per-parameter α ({at_txt}) against "
                     + " and ".join(f"{a} (lines per {'width' if a == 'depth' else 'depth'})" for a in panels)
                     + f", runs of {label} ({len(sub)} runs; seeds averaged, ± one standard deviation). "
                     f"Estimator {est}.",
