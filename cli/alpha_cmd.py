@@ -149,8 +149,8 @@ def register(app: typer.Typer) -> None:
         skip_corrupt: bool = typer.Option(
             False,
             "--skip-corrupt",
-            help="Read SGN chunks that cannot be decoded as NaN (their parameters get no alpha) and "
-            "count them, instead of stopping with an error naming the chunk.",
+            help="Read SGN chunks that are missing or cannot be decoded as NaN (their parameters get "
+            "no alpha) and count them, instead of stopping with an error naming the chunk.",
         ),
     ) -> None:
         from sgnlake.schema.errors import SgnlakeError
@@ -204,3 +204,7 @@ def register(app: typer.Typer) -> None:
                 err=True,
             )
         typer.echo(f"results stored in {lake.rstrip('/')}/results/<run>/{report.key}/")
+        for damage in opened.skipped_runs.values():  # the other runs were computed
+            typer.echo(f"error: {damage}; skipped", err=True)
+        if opened.skipped_runs:
+            raise typer.Exit(2)

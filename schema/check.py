@@ -29,6 +29,8 @@ from .names import (
     CLAIM_ATTR,
     COMPLETE,
     FAILED,
+    GENERATION_ATTR,
+    GENERATION_PREFIX,
     INTERRUPTED,
     ITERATION,
     RESULT_ATTR,
@@ -306,15 +308,46 @@ def _check_result_group(
         rmeta = _result_meta(kg)
     except SgnlakeError as e:
         report.add(PROBLEM, f"{where}: {RESULT_ATTR!r} attrs are invalid ({e})", run=run)
-    if rmeta is not None and rmeta.run_id != run:
+        return
+    gen = kg.attrs.get(GENERATION_ATTR)
+    children = _children(kg, report, run=run)
+    unpublished = [n for n, _ in children if n.startswith(GENERATION_PREFIX) and n != gen]
+    if unpublished:
+        report.add(
+            INFO,
+            f"{where}: {len(unpublished)} unpublished generation(s) ({', '.join(unpublished[:3])}): a "
+            "computation still running, or killed or failed (readers ignore them; the next "
+            "'sgnlake alpha --force' of this result replaces them)",
+            run=run,
+        )
+    if rmeta is None:
+        report.add(
+            INFO,
+            f"{where}: unfinished result (a computation still running, or killed): readers ignore it; "
+            f"rerun 'sgnlake alpha {report.location}'",
+            run=run,
+        )
+        return
+    if rmeta.run_id != run:
         report.add(PROBLEM, f"{where}: attrs name run {rmeta.run_id!r}", run=run)
-    it_arr = _safe_get(kg, ITERATION, report, run=run, array=ITERATION)
+    if gen is not None:
+        data = dict(children).get(str(gen))
+        if not isinstance(data, zarr.Group):
+            report.add(PROBLEM, f"{where}: the published generation {gen!r} is missing", run=run)
+            return
+        where = f"{where}/{gen}"
+        children = _children(data, report, run=run)
+    else:
+        data = kg
+        children = [(n, c) for n, c in children if not n.startswith(GENERATION_PREFIX)]
+    n_pub = rmeta.n_iterations
+    it_arr = dict(children).get(ITERATION)
     its: np.ndarray | None = None
     if not isinstance(it_arr, zarr.Array):
         report.add(PROBLEM, f"{where}: missing its own 'iteration' coordinate array", run=run)
     else:
         try:
-            its = np.asarray(it_arr[:])
+            its = np.asarray(it_arr[:n_pub])
         except Exception:
             its = None  # reported by the chunk read
         if its is not None and run_its is not None and not set(its.tolist()) <= run_its:
@@ -322,25 +355,32 @@ def _check_result_group(
             report.add(
                 PROBLEM, f"{where}: iterations {extra} are not committed snapshots of run {run!r}", run=run
             )
-        if its is not None and rmeta is not None and rmeta.n_iterations != len(its):
+        if it_arr.shape[0] < n_pub:
             report.add(
                 PROBLEM,
-                f"{where}: attrs say {rmeta.n_iterations} iteration(s), the coordinate holds {len(its)}",
+                f"{where}: attrs say {n_pub} iteration(s), the coordinate holds {it_arr.shape[0]}",
                 run=run,
             )
-        jobs.extend(chunk_jobs(it_arr, None, {"run": run, "part": RESULTS_GROUP}, None))
+        elif it_arr.shape[0] > n_pub:
+            report.add(
+                INFO,
+                f"{where}: {it_arr.shape[0] - n_pub} row(s) beyond the {n_pub} published (an append "
+                "still running, or killed: readers ignore them, the next 'sgnlake alpha' rewrites them)",
+                run=run,
+            )
+        jobs.extend(chunk_jobs(it_arr, n_pub, {"run": run, "part": RESULTS_GROUP}, None))
     tensors = {t.name for t in meta.tensors} if meta is not None else None
-    for tname, node in _children(kg, report, run=run):
+    for tname, node in children:
         if tname == ITERATION:
             continue
         if isinstance(node, zarr.Array):
-            _check_result_array(where, run, None, node, its, report, jobs)
+            _check_result_array(where, run, None, node, its, n_pub, report, jobs)
             continue
         if tensors is not None and tname not in tensors:
             report.add(WARNING, f"{where}: group {tname!r} is not a tensor of run {run!r}", run=run)
         for _, arr in _children(node, report, run=run, tensor=tname):
             if isinstance(arr, zarr.Array):
-                _check_result_array(where, run, tname, arr, its, report, jobs)
+                _check_result_array(where, run, tname, arr, its, n_pub, report, jobs)
 
 
 def _check_result_array(
@@ -349,6 +389,7 @@ def _check_result_array(
     tensor: str | None,
     arr: zarr.Array,
     its: np.ndarray | None,
+    n_pub: int,
     report: CheckReport,
     jobs: list[ChunkJob],
 ) -> None:
@@ -357,18 +398,23 @@ def _check_result_array(
     label = f"{tensor}/{name}" if tensor else name
     if dims is None:
         report.add(PROBLEM, f"{where}: {label} has no dimension_names", run=run, tensor=tensor, array=name)
-    elif ITERATION in dims and its is not None:
+    elif ITERATION in dims:
         n = arr.shape[dims.index(ITERATION)]
-        if n != len(its):
+        if n < n_pub:
             report.add(
                 PROBLEM,
-                f"{where}: {label} has iteration={n}, the coordinate holds {len(its)}",
+                f"{where}: {label} has iteration={n}, the result publishes {n_pub}",
                 run=run,
                 tensor=tensor,
                 array=name,
             )
-    use_its = its if dims is not None and dims[:1] == (ITERATION,) else None
-    jobs.extend(chunk_jobs(arr, None, {"run": run, "tensor": tensor, "part": RESULTS_GROUP}, use_its))
+    first = dims is not None and dims[:1] == (ITERATION,)
+    jobs.extend(
+        chunk_jobs(
+            arr, n_pub if first else None, {"run": run, "tensor": tensor, "part": RESULTS_GROUP},
+            its if first else None,
+        )
+    )  # fmt: skip
 
 
 def _check_checkpoints(
