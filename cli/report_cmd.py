@@ -75,6 +75,7 @@ def register(app: typer.Typer) -> None:
             "--include-sparse/--exclude-sparse",
             help="Keep degenerate parameters (few distinct SGN values, alpha pulled to 1) in medians "
             "and means; by default they are counted (n_sparse) and left out.",
+        ),
         skip_corrupt: bool = typer.Option(
             False,
             "--skip-corrupt",
