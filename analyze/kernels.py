@@ -54,12 +54,15 @@ from sgnlake.schema.errors import ConfigError
 
 #: Named rules for choosing the Mohammadi block length K1 (see :func:`choose_k1`).
 K1_RULES = ("paper", "simsekli", "sqrt")
-#: Default K1 rule: the paper's. In the synthetic validation (4000 parameters per
-#: cell) it has the smallest RMSE of alpha over M in {100, 1200}: identical to
-#: "sqrt" at M = 100 (both K1 = 10) and 2-3% lower at M = 1200 (K1 = 30, all 1200
-#: samples, vs 34 x 35 = 1190) for every alpha in 1.1..2.0. It gives K1 = 1 (no
-#: estimate) for prime M, where :func:`sgnlake.analyze.estimators.estimate`
-#: refuses with a hint to use "sqrt".
+#: Default K1 rule: the paper's. "paper" and "simsekli" choose the same K1 for every n >= 1
+#: (the largest divisor d <= sqrt(n) is always at least as close to sqrt(n) as its partner
+#: n/d, since d + n/d >= 2 sqrt(n); checked for every n from 2 to 20,000): two names, one
+#: rule, kept because stored result keys carry the name. In the synthetic validation
+#: (docs/estimator-validation.md, 500 parameters per cell) "paper" and "sqrt" are identical
+#: at M = 100 (both K1 = 10); at M = 1200 their RMSEs of alpha differ by at most 0.007,
+#: within the Monte-Carlo noise of 500 parameters ("sqrt" lower at alpha 1.1, 1.5, 1.7;
+#: "paper" at 1.3, 1.9, 2.0). It gives K1 = 1 (no estimate) for prime M, where
+#: :func:`sgnlake.analyze.estimators.estimate` refuses with a hint to use "sqrt".
 DEFAULT_K1 = "paper"
 #: Default Hill k: this fraction of the samples (see :func:`hill_k`).
 DEFAULT_HILL_K = 0.1
@@ -176,7 +179,8 @@ def choose_k1(n: int, rule: str | int = DEFAULT_K1) -> tuple[int, int]:
           so 1 is always closer. Had it been chosen, K1 = n and K2 = 1 (a single
           block sum), which is what the paper's code would compute.
         * ``"simsekli"``: the largest divisor of n not above sqrt(n) (Simsekli's
-          ``for i in range(1, 1+int(sqrt(N))): if N % i == 0: m = i``).
+          ``for i in range(1, 1+int(sqrt(N))): if N % i == 0: m = i``). The same K1 as
+          ``"paper"`` for every n (see :data:`DEFAULT_K1`).
         * ``"sqrt"``: K1 = floor(sqrt(n)), K2 = floor(n / K1); the estimator uses
           the first K1*K2 samples (at most K1 - 1 are left out).
         * an int: that K1 (1 <= K1 <= n), K2 = floor(n / K1).
