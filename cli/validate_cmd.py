@@ -70,7 +70,7 @@ def register(app: typer.Typer) -> None:
         table = format_table(rows)
         if sparse_share > 0:
             srows = sparse_validation(n_list, a_list, n_params=n_params, share=sparse_share, seed=seed)
-            table += "\nDegenerate parameters planted (share %g):\n\n" % sparse_share
+            table += f"\nDegenerate parameters planted (share {sparse_share:g}):\n\n"
             table += format_sparse_table(srows)
         typer.echo(table, nl=False)
         if out is not None:

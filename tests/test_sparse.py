@@ -219,7 +219,9 @@ def test_stored_outputs_fused_equal_lazy_and_paper_mean_on_stored_sgn(sparse_lak
     np.testing.assert_allclose(row["paper_mean"].values, np.mean(1 / inv[:, 6:], axis=1), rtol=1e-6)
     alpha = np.where(inv > 0, 1 / inv, np.inf)  # sgnlake's alpha: +inf where the estimate of 1/alpha <= 0
     np.testing.assert_allclose(row["median"].values, np.median(alpha[:, 6:], axis=1), rtol=1e-6)
-    np.testing.assert_allclose(s_all[s_all.group == "fc1.weight"]["median"], np.median(alpha, axis=1), rtol=1e-6)
+    np.testing.assert_allclose(
+        s_all[s_all.group == "fc1.weight"]["median"], np.median(alpha, axis=1), rtol=1e-6
+    )
 
 
 def test_result_without_extras_is_recomputed(sparse_lake):

@@ -130,13 +130,21 @@ def load_runs(
 # ----------------------------------------------------------------------------- one parameter, pooled
 
 
-def chosen_param(d: _RunData, param: tuple[str, int] | None, notes: list[str]) -> tuple[str, int, str]:
+#: Candidates (nearest the tensor's median alpha first) checked for enough distinct SGN values.
+PARAM_CANDIDATES = 20
+
+
+def chosen_param(
+    d: _RunData, param: tuple[str, int] | None, notes: list[str], lake: Any = None
+) -> tuple[str, int, str]:
     """The (tensor, flat index) whose SGN is drawn, and how it was chosen.
 
     ``param`` (``--param``) when the run has it; otherwise (with a line in
     ``notes`` when ``param`` was given) the parameter of the run's largest
     weight tensor whose alpha at the last chosen snapshot is closest to the
-    tensor's median.
+    tensor's median; with ``lake``, among the :data:`PARAM_CANDIDATES` closest, the first
+    that is not degenerate at any chosen snapshot
+    (:func:`sgnlake.analyze.kernels.sparse_mask`: enough distinct SGN values for a fit).
     """
     tab = d.tensors
     if param is not None:
@@ -157,7 +165,19 @@ def chosen_param(d: _RunData, param: tuple[str, int] | None, notes: list[str]) -
         return name, 0, "the tensor has no finite α at the last chosen snapshot"
     med = np.median(a[fin])
     dist = np.where(fin, np.abs(a - med), np.inf)
-    return name, int(np.argmin(dist)), how
+    if lake is None:
+        return name, int(np.argmin(dist)), how
+    from ..kernels import sparse_mask
+
+    order = np.argsort(dist, kind="stable")[:PARAM_CANDIDATES]
+    order = order[np.isfinite(dist[order])]
+    sgn = lake.sgn(d.run, name, iterations=d.chosen, params=sorted(int(i) for i in order))
+    x = np.moveaxis(np.asarray(sgn.values, dtype=np.float64), 1, -1)  # (iteration, param, minibatch)
+    pos = {int(p): k for k, p in enumerate(sorted(int(i) for i in order))}
+    for i in order:
+        if not sparse_mask(x[:, pos[int(i)]]).any():
+            return name, int(i), how + ", among those with enough distinct SGN values (not degenerate)"
+    return name, int(order[0]), how + " (all nearby candidates are degenerate: few distinct SGN values)"
 
 
 def param_sgn(lake: Any, d: _RunData, name: str, idx: int) -> tuple[np.ndarray, np.ndarray]:
@@ -283,7 +303,9 @@ def cross_run_tables(
         raise ValueError(f"compare_at must be one of {COMPARE_AT}, got {compare_at!r}")
     ids = [d.run for d in data]
     df = runs_df.loc[ids].copy()
-    prog = {d.run: _progress(d.stats.sort_values("iteration"), d.meta.n_minibatches, compare_at) for d in data}
+    prog = {
+        d.run: _progress(d.stats.sort_values("iteration"), d.meta.n_minibatches, compare_at) for d in data
+    }
     target = min(float(p.max()) for p in prog.values()) if prog else 0.0
     at = {}
     for d in data:

@@ -129,9 +129,7 @@ class FigureBuilder:
 
         def fig1() -> None:
             fig, ax = plots.new_figure()
-            plots.plot_alpha_over_iterations(
-                ax, d.stats, title=f"{d.run}: α over iterations (Fig 1)", m=m
-            )
+            plots.plot_alpha_over_iterations(ax, d.stats, title=f"{d.run}: α over iterations (Fig 1)", m=m)
             self._save(
                 fig, f"{base}/fig01_alpha.png",
                 f"Paper Fig 1. Median (solid, with interquartile band and the 95% interval of the median "
@@ -229,7 +227,7 @@ class FigureBuilder:
             )
 
     def sgn_figures(self, d: _RunData, common: str) -> None:
-        name, idx, how = chosen_param(d, self.param, self.report.notes)
+        name, idx, how = chosen_param(d, self.param, self.report.notes, lake=self.lake)
         sec = f"run:{d.run}"
         base = f"runs/{d.run}"
         x, a_par = param_sgn(self.lake, d, name, idx)  # (iteration, minibatch), alpha per iteration
@@ -249,17 +247,25 @@ class FigureBuilder:
         t_last = d.chosen[-1]
         xl = x[-1]
         fit = _stable_fit(xl)
-        fig, axes = plots.new_figure(1, 2, size=(11.0, 4.0))
+        fig, axes = plots.new_figure(1, 3, size=(16.0, 4.0))
         plots.plot_sgn_stable_fit(axes[0], xl, fit, title=f"{name}[{idx}] @ t={t_last} (Fig 8)")
         plots.plot_sgn_stable_fit(
             axes[1], xl, fit, title=f"{name}[{idx}] @ t={t_last}, log (Fig 9)", log=True
+        )
+        plots.plot_sgn_stable_qq(axes[2], xl, fit, title=f"{name}[{idx}] @ t={t_last}: QQ vs fitted α-stable")
+        boundary = (
+            " The fit lies on the boundary of McCulloch's tables (α at 0.5 or 2, or |β| = 1): it is clipped "
+            "there, not located, so read it as 'outside the stable range', not as an estimate."
+            if plots.stable_fit_at_boundary(fit)
+            else ""
         )
         self._save(
             fig, f"{base}/fig08_sgn_stable.png",
             f"Paper Figs 8-9. The same parameter's SGN at iteration {t_last} against the α-stable density "
             f"fitted by McCulloch's quantile method (scipy levy_stable, S1 parameterisation: α={fit[0]:.2f}, "
             f"β={fit[1]:.2f}, scale={fit[2]:.3g}, loc={fit[3]:.3g}) and the fitted Gaussian; linear (left) and "
-            f"log (right) density. {common}",
+            f"log (centre) density, and the QQ-plot of the SGN against the fitted α-stable law (right, 25 "
+            f"quantiles).{boundary} {common}",
             sec, "SGN against α-stable and Gaussian fits",
         )  # fmt: skip
 
