@@ -72,6 +72,6 @@ def test_plot_alpha_over_iterations_prints_m_and_draws_the_interval():
     fig, ax = plots.new_figure()
     plots.plot_alpha_over_iterations(ax, st, m=33)
     text = " ".join(t.get_text() for t in ax.texts)
-    assert "M = 33 (< 100" in text and "degenerate (left out): last 3" in text
+    assert "M = 33 (< 100" in text and "\ndegenerate (left out): last 3" in text
     labels = ax.get_legend_handles_labels()[1]
     assert "95% interval of the median" in labels

@@ -101,7 +101,7 @@ def plot_alpha_over_iterations(
         gt2 = s["n_gt2"].to_numpy()
         head = "" if m is None else f"M = {m}{' (< 100: noisy)' if m < 100 else ''}; "
         if "n_sparse" in s.columns:
-            note = f"; degenerate (left out): last {int(s['n_sparse'].to_numpy()[-1])}{note}"
+            note = f"\ndegenerate (left out): last {int(s['n_sparse'].to_numpy()[-1])}{note}"
         ax.text(
             0.01,
             0.02,
