@@ -195,8 +195,11 @@ def sparse_lake(tmp_path) -> str:
 def test_stored_outputs_fused_equal_lazy_and_paper_mean_on_stored_sgn(sparse_lake):
     lake = open_lake(sparse_lake)
     lazy = lake.result("a").compute()
-    lake.compute_alpha(runs="a", progress=False)
+    rep = lake.compute_alpha(runs="a", progress=False)
     stored = lake.result("a")
+    last = lake.summary("a", by="model").iloc[-1]
+    assert rep.runs[0].sparse_last == last["n_sparse"] == 6
+    assert rep.runs[0].median_alpha_last == pytest.approx(last["median"], rel=1e-12)
     assert stored.attrs["n_stored"] == 4
     np.testing.assert_allclose(stored["inv_alpha"].values, lazy["inv_alpha"].values, rtol=1e-12)
     for name in ("n_distinct", "max_share", "sparse"):
