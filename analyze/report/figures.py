@@ -170,7 +170,8 @@ class FigureBuilder:
                 f"Paper Figs 10-12. Distribution of the per-parameter α over all parameters of run {d.run} "
                 f"at iterations {', '.join(map(str, d.chosen))} (shared bins; dashed line: median; dotted: "
                 f"α = 2, the Gaussian). Dead parameters (no estimate) and values outside the bins are counted "
-                f"in the legends. {common}",
+                f"in the legends. Degenerate parameters (few distinct SGN values; counted in the run table) "
+                f"are drawn here with their estimate, which lies near α = 1: they make the spike at 1. {common}",
                 sec, "α distribution over parameters",
             )  # fmt: skip
 
@@ -208,7 +209,10 @@ class FigureBuilder:
                 f"Per-parameter α of each weight tensor of run {d.run} at iteration {t_last}, laid out like "
                 f"the weight: rows are output units, columns input units; conv weights as a grid of "
                 f"filters (output channel × input channel blocks of kernel pixels). Colour scale fixed to "
-                f"1..2 (values beyond saturate), grey = no estimate. {common}",
+                f"1..2 (values beyond saturate), grey = no estimate. Degenerate parameters show as dark (α ≈ 1) "
+                f"columns and rows: in a first layer the weights of pixels that are zero in most minibatches "
+                f"(near the image border, repeating every image row along the flat input index), deeper the "
+                f"weights of rarely active units; their count is in the run table. {common}",
                 sec, "α maps",
             )  # fmt: skip
 
