@@ -517,6 +517,45 @@ def mohammadi_outputs(x: ArrayLike, k1: int, k2: int) -> tuple[FloatArray, NDArr
 SPARSE_DISTINCT_FRACTION = 0.5
 
 
+def _sparse_rows(rows: NDArray[Any]) -> tuple[NDArray[np.int32], FloatArray, NDArray[np.bool_]]:
+    """``(n_distinct, max_share, sparse)`` of a C-contiguous 2-D float32/64 block of rows."""
+    finite = np.isfinite(rows)
+    n_finite = finite.sum(axis=-1)
+    s = np.where(finite & (rows != 0), rows, np.nan)
+    s.sort(axis=-1)  # NaN last; float32 stays float32 (distinct float32 values stay distinct)
+    valid = ~np.isnan(s)
+    nd = (valid[:, 0] + (valid[:, 1:] & (s[:, 1:] != s[:, :-1])).sum(axis=-1)).astype(np.int32)
+    a = np.abs(rows)
+    a[~finite] = 0
+    total = a.sum(axis=-1, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(total > 0, a.max(axis=-1, initial=0).astype(np.float64) / total, np.nan)
+    lo = np.where(finite, rows, np.inf).min(axis=-1, initial=np.inf)
+    hi = np.where(finite, rows, -np.inf).max(axis=-1, initial=-np.inf)
+    dead = ~(lo < hi)
+    sparse = (nd < SPARSE_DISTINCT_FRACTION * n_finite) & ~dead
+    return nd, share, sparse
+
+
+def _sparse_parts(x: ArrayLike) -> tuple[NDArray[np.int32], FloatArray, NDArray[np.bool_]]:
+    """``(n_distinct, max_share, sparse)`` per row, in cache-sized blocks of contiguous rows."""
+    a = np.asarray(x)
+    if a.dtype not in (np.float32, np.float64):
+        a = a.astype(np.float64)
+    lead, n = a.shape[:-1], a.shape[-1]
+    p = math.prod(lead)
+    nd = np.zeros(p, dtype=np.int32)
+    share = np.full(p, np.nan)
+    sparse = np.zeros(p, dtype=bool)
+    if n:
+        flat = a.reshape(p, n)  # a copy only when the rows are strided (moveaxis views)
+        step = max(1, _BLOCK_ELEMENTS // n)
+        for i in range(0, p, step):
+            block = np.ascontiguousarray(flat[i : i + step])
+            nd[i : i + step], share[i : i + step], sparse[i : i + step] = _sparse_rows(block)
+    return nd.reshape(lead), share.reshape(lead), sparse.reshape(lead)
+
+
 def n_distinct(x: ArrayLike) -> NDArray[np.int32]:
     """Number of distinct finite non-zero values along the last axis.
 
@@ -530,13 +569,7 @@ def n_distinct(x: ArrayLike) -> NDArray[np.int32]:
     numpy.ndarray of int32, shape (...)
         Distinct values among the finite, non-zero samples (0 for an all-zero parameter).
     """
-    a = _f64(x)
-    if a.shape[-1] == 0:
-        return np.zeros(a.shape[:-1], dtype=np.int32)
-    s = np.sort(np.where(np.isfinite(a) & (a != 0), a, np.nan), axis=-1)  # NaN last
-    valid = ~np.isnan(s)
-    new = valid[..., 1:] & (s[..., 1:] != s[..., :-1])
-    return (valid[..., 0] + new.sum(axis=-1)).astype(np.int32)
+    return _sparse_parts(x)[0]
 
 
 def max_share(x: ArrayLike) -> FloatArray:
@@ -549,37 +582,25 @@ def max_share(x: ArrayLike) -> FloatArray:
         A diagnostic, not part of the sparse rule: for a stable law with alpha < 1 the
         largest sample carries a large share of the sum by itself.
     """
-    a = np.abs(_f64(x))
-    a = np.where(np.isfinite(a), a, 0.0)
-    total = a.sum(axis=-1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(total > 0, a.max(axis=-1, initial=0.0) / total, np.nan)
+    return _sparse_parts(x)[1]
 
 
-def sparse_mask(x: ArrayLike, fraction: float = SPARSE_DISTINCT_FRACTION) -> NDArray[np.bool_]:
+def sparse_mask(x: ArrayLike) -> NDArray[np.bool_]:
     """True for degenerate parameters: few distinct non-zero values (see :data:`SPARSE_DISTINCT_FRACTION`).
 
     Dead parameters (:func:`dead_mask`) are not sparse: they have no estimate at all.
     """
-    a = _f64(x)
-    return _sparse_of(n_distinct(a), a, fraction)
-
-
-def _sparse_of(nd: NDArray[np.int32], a: FloatArray, fraction: float) -> NDArray[np.bool_]:
-    n_finite = a.shape[-1] - count_nonfinite(a)
-    return (nd < fraction * n_finite) & ~dead_mask(a)
+    return _sparse_parts(x)[2]
 
 
 def sparse_outputs(x: ArrayLike) -> dict[str, NDArray[Any]]:
-    """The stored degeneracy outputs: ``n_distinct`` (int32), ``max_share`` (float32), ``sparse`` (int8)."""
-    a = _f64(x)
-    nd = n_distinct(a)
-    sparse = _sparse_of(nd, a, SPARSE_DISTINCT_FRACTION)
-    return {
-        "n_distinct": nd,
-        "max_share": max_share(a).astype(np.float32),
-        "sparse": sparse.astype(np.int8),
-    }
+    """The stored degeneracy outputs: ``n_distinct`` (int32), ``max_share`` (float32), ``sparse`` (int8).
+
+    One pass (one sort per parameter) for all three; :func:`n_distinct`, :func:`max_share`
+    and :func:`sparse_mask` give the same values one at a time.
+    """
+    nd, share, sparse = _sparse_parts(x)
+    return {"n_distinct": nd, "max_share": share.astype(np.float32), "sparse": sparse.astype(np.int8)}
 
 
 def mohammadi(x: ArrayLike, k1: str | int = DEFAULT_K1) -> FloatArray:
