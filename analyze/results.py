@@ -383,7 +383,7 @@ def _compute_run(
                 regions.append((slice(start, n), slice(0, info.numel)))
         return kg, dg, gen, sources, targets, regions
 
-    with result_lease(lake, run, key):
+    with write_guard(lake, result_lease, lake, run, key) as lease:
         kg, dg, gen, sources, targets, regions = write_guard(lake, prepare)
         try:
             fused = fused_tasks(lake, run, estimators.get(estimator), settings, dg, start, n)
@@ -408,6 +408,7 @@ def _compute_run(
             software=software_versions(),
             run_created=meta.created,
         )
+        lease.check()  # taken over after a stall: the other computation publishes
         write_guard(lake, publish, wroot, kg.path, rmeta.to_dict(), gen, start > 0)
     action = "appended" if start else "computed"
     return _finish(lake, run, key, action, n, n - start, n_params, t0, path, estimator, settings)

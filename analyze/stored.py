@@ -26,7 +26,6 @@ attribute); they are read, appended to and replaced the same way.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -186,13 +185,22 @@ def stored_results(lake: Lake, runs: str | Sequence[str] | None = None) -> pd.Da
     return pd.DataFrame(rows, columns=cols)
 
 
-def result_lease(lake: Lake, run: str, key: str) -> contextlib.AbstractContextManager[Any]:
-    """Exclusive right to compute result ``key`` of ``run`` (a second computation is refused).
+def result_lease(lake: Lake, run: str, key: str) -> Any:
+    """The lease on computing result ``key`` of ``run`` (:class:`sgnlake.schema.lease.Lease`).
 
-    Correctness does not depend on it (generations are published atomically); it keeps
-    two processes from computing one result twice and from appending concurrently.
+    A second computation of the same result while one is live is refused with one line
+    naming its owner (:class:`~sgnlake.schema.lease.LeaseHeldError`); a killed one's lease
+    is taken over. Readers never depend on it (generations are published atomically); it
+    keeps two processes from computing one result twice and from appending concurrently.
     """
-    return contextlib.nullcontext()
+    from sgnlake.schema.lease import Lease
+
+    return Lease.acquire(
+        lake.writable_root(),
+        results_path(run, key),
+        owner_info={"command": "alpha"},
+        what=f"result {key!r} of run {run!r}",
+    )
 
 
 def publish(wroot: zarr.Group, key_path: str, meta: dict[str, Any], gen: str | None, append: bool) -> None:

@@ -173,6 +173,7 @@ def register(app: typer.Typer) -> None:
                 lake, storage_options=parse_storage_options(storage_option), skip_corrupt=skip_corrupt
             )
             ids = opened.select_runs(runs or None)
+            skipped = dict(opened.skipped_runs)  # damaged runs left out of all runs or a glob
             opened.writable_root()  # fail early on a read-only lake
             typer.echo(f"{estimator} ({key}) for {len(ids)} run(s) in {lake}")
             with dask_client(
@@ -207,7 +208,7 @@ def register(app: typer.Typer) -> None:
                 err=True,
             )
         typer.echo(f"results stored in {lake.rstrip('/')}/results/<run>/{report.key}/")
-        for damage in opened.skipped_runs.values():  # the other runs were computed
+        for damage in skipped.values():  # the other runs were computed
             typer.echo(f"error: {damage}; skipped", err=True)
-        if opened.skipped_runs:
+        if skipped:
             raise typer.Exit(2)

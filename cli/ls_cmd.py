@@ -21,10 +21,16 @@ def register(app: typer.Typer) -> None:
         A run whose metadata is damaged is listed with status 'damaged' and named on stderr
         (run and file, one line each); the exit code is then 2.
         """
+        from sgnlake.schema.errors import SgnlakeError
         from sgnlake.schema.inventory import format_table, list_runs
         from sgnlake.schema.store import parse_storage_options
 
-        rows = list_runs(lake, storage_options=parse_storage_options(storage_option))
+        from .app import fail
+
+        try:
+            rows = list_runs(lake, storage_options=parse_storage_options(storage_option))
+        except SgnlakeError as e:
+            raise fail(str(e)) from None
         if as_json:
             typer.echo(json.dumps(rows, indent=2))
         elif not rows:

@@ -13,16 +13,18 @@ classes in :mod:`sgnlake.schema.check_report`.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import zarr
+import zarr.errors
 
 from .check_chunks import ChunkChecker, ChunkJob, chunk_jobs
 from .check_report import INFO, PROBLEM, SEVERITIES, WARNING, CheckReport, Finding, RunSummary
 from .errors import SgnlakeError
-from .lake import lake_meta, open_lake_group, read_run_meta
+from .lake import DamagedError, lake_meta, open_lake_group, read_run_meta
 from .meta import ResultMeta, RunMeta, TensorInfo
 from .names import (
     CHECKPOINTS_GROUP,
@@ -43,6 +45,7 @@ from .names import (
     TENSOR_ATTR,
     run_path,
 )
+from .store import open_store
 from .validate import validate_run
 
 __all__ = [
@@ -89,7 +92,9 @@ def _children(group: zarr.Group, report: CheckReport, **where: Any) -> list[tupl
     """Child nodes of ``group``; a child whose metadata is broken is recorded and skipped."""
     out: list[tuple[str, Any]] = []
     try:
-        names = sorted(group.keys())
+        with warnings.catch_warnings():  # lease records (.leases/) are not Zarr nodes, by design
+            warnings.filterwarnings("ignore", message=r"Object at .* is not recognized", category=UserWarning)
+            names = sorted(group.keys())
     except Exception as e:
         report.add(PROBLEM, f"group {group.path!r}: cannot list members ({type(e).__name__}: {e})", **where)
         return out
@@ -445,6 +450,31 @@ def _check_checkpoints(
 # ----------------------------------------------------------------------------- entry point
 
 
+class _Root:
+    """The root of a lake whose own ``zarr.json`` cannot be read: its children opened one by one."""
+
+    path = ""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def __getitem__(self, path: str) -> Any:
+        try:
+            return zarr.open(store=self.store, path=path, mode="r", zarr_format=3)
+        except (FileNotFoundError, zarr.errors.NodeNotFoundError) as e:
+            raise KeyError(path) from e
+
+    def __contains__(self, path: str) -> bool:
+        try:
+            self[path]
+        except KeyError:
+            return False
+        return True
+
+    def keys(self) -> list[str]:
+        return [n for n in (RUNS_GROUP, RESULTS_GROUP, CHECKPOINTS_GROUP) if n in self]
+
+
 def check_lake(
     location: str | os.PathLike[str],
     *,
@@ -484,9 +514,14 @@ def check_lake(
         The location is not a lake, or one of a newer schema version.
     """
     loc = os.fspath(location)
-    root = open_lake_group(loc, mode="r", storage_options=storage_options)
-    lm = lake_meta(root)
-    report = CheckReport(location=loc, schema=lm.schema, version=lm.version, data_checked=read_data)
+    try:
+        root = open_lake_group(loc, mode="r", storage_options=storage_options)
+        lm = lake_meta(root)
+        report = CheckReport(location=loc, schema=lm.schema, version=lm.version, data_checked=read_data)
+    except DamagedError as e:  # the root zarr.json is damaged but runs/ is there: check the rest
+        report = CheckReport(location=loc, schema="?", version=0, data_checked=read_data)
+        report.add(PROBLEM, str(e))
+        root = _Root(open_store(loc, read_only=True, storage_options=storage_options))
     jobs: list[ChunkJob] = []
     run_arrays: list[tuple[str, zarr.Array]] = []
     metas: dict[str, RunMeta | None] = {}
