@@ -52,7 +52,12 @@ def test_alpha_stores_reports_and_reuses(lake):
     rows = {ln.split()[0]: ln.split() for ln in out.splitlines() if ln.startswith(("fcn-", "lenet-"))}
     assert set(rows) == {"fcn-b50", "fcn-b100", "lenet-b50"}
     assert rows["fcn-b50"][1:5] == ["computed", "3", "3", "131"] and rows["fcn-b50"][7] == "1"
-    assert "non-finite" in out and rows["fcn-b50"][8] == "0" and rows["fcn-b50"][9] == "0" and "non-finite" not in r.stderr
+    assert (
+        "non-finite" in out
+        and rows["fcn-b50"][8] == "0"
+        and rows["fcn-b50"][9] == "0"
+        and "non-finite" not in r.stderr
+    )
     x, _ = read_sgn_plain(lake, "fcn-b100", "fc2.weight")
     stored = zarr.open_group(lake, mode="r")[f"{published(lake, 'fcn-b100', KEY5)}/fc2.weight/alpha"][:]
     np.testing.assert_allclose(stored, mohammadi_oracle(x, 5), rtol=1e-10)

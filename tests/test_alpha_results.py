@@ -266,7 +266,9 @@ def test_summary_matches_pandas(lake_path):
         assert list(s.columns) == list(SUMMARY_COLUMNS)
         for run in ("a", "b"):
             ds = lake.result(run, k1=5)[["alpha", "inv_alpha", "sparse"]].load()
-            long = ds.to_dataframe()[["alpha", "inv_alpha", "sparse", "tensor", "module", "kind"]].reset_index()
+            long = ds.to_dataframe()[
+                ["alpha", "inv_alpha", "sparse", "tensor", "module", "kind"]
+            ].reset_index()
             assert (long["sparse"] == 0).all()  # stable samples: no degenerate parameter
             long["g"] = "all" if by == "model" else long[by]
             fin = long[long["alpha"].notna()]
