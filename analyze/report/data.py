@@ -142,49 +142,62 @@ def chosen_param(
     ``param`` (``--param``) when the run has it; otherwise (with a line in
     ``notes`` when ``param`` was given) the parameter of the run's largest
     weight tensor whose alpha at the last chosen snapshot is closest to the
-    tensor's median; with ``lake``, among the :data:`PARAM_CANDIDATES` closest, the first
-    that is not degenerate at any chosen snapshot
-    (:func:`sgnlake.analyze.kernels.sparse_mask`: enough distinct SGN values for a fit).
+    tensor's median. For a run that stores a parameter sample (``lake`` given)
+    only parameters whose SGN is stored are drawn; with ``lake``, among the
+    :data:`PARAM_CANDIDATES` closest, the first that is not degenerate at any chosen
+    snapshot (:func:`sgnlake.analyze.kernels.sparse_mask`: enough distinct SGN values for a fit).
     """
     tab = d.tensors
+
+    def stored(name: str) -> np.ndarray:
+        if lake is None:
+            return np.arange(int(tab.loc[name, "n_stored"]))
+        return lake.param_index(d.run, name)
+
     if param is not None:
         name, idx = param
-        if name in tab.index and idx < int(tab.loc[name, "numel"]):
+        if name in tab.index and np.isin(idx, stored(name)):
             return name, idx, "chosen with --param"
-        sizes = ", ".join(f"{n} ({int(tab.loc[n, 'numel'])})" for n in tab.index)
+        sizes = ", ".join(f"{n} ({int(tab.loc[n, 'n_stored'])})" for n in tab.index)
         notes.append(
             f"run {d.run}: --param {name}:{idx} does not exist in this run (tensors: {sizes}); "
             "the default parameter is drawn instead"
         )
     weights = [n for n in tab.index if tab.loc[n, "kind"] == "weight"] or list(tab.index)
     name = max(weights, key=lambda n: tab.loc[n, "numel"])
-    a = d.alpha.sel(iteration=d.chosen[-1]).values[d.alpha["tensor"].values == name]
-    fin = np.isfinite(a)
+    sel = d.alpha["tensor"].values == name
+    a = d.alpha.sel(iteration=d.chosen[-1]).values[sel]
+    flat = d.alpha["index"].values[sel]
+    fin = np.isfinite(a) & np.isin(flat, stored(name))
     how = "the one whose α at the last chosen snapshot is closest to the tensor's median"
     if not fin.any():
-        return name, 0, "the tensor has no finite α at the last chosen snapshot"
+        return name, int(stored(name)[0]), "the tensor has no finite α at the last chosen snapshot"
     med = np.median(a[fin])
     dist = np.where(fin, np.abs(a - med), np.inf)
     if lake is None:
-        return name, int(np.argmin(dist)), how
+        return name, int(flat[int(np.argmin(dist))]), how
     from ..kernels import sparse_mask
 
     order = np.argsort(dist, kind="stable")[:PARAM_CANDIDATES]
     order = order[np.isfinite(dist[order])]
-    sgn = lake.sgn(d.run, name, iterations=d.chosen, params=sorted(int(i) for i in order))
+    cands = sorted({int(flat[i]) for i in order})  # flat indices within the tensor
+    sgn = lake.sgn(d.run, name, iterations=d.chosen, params=cands)
     x = np.moveaxis(np.asarray(sgn.values, dtype=np.float64), 1, -1)  # (iteration, param, minibatch)
-    pos = {int(p): k for k, p in enumerate(sorted(int(i) for i in order))}
+    pos = {p: k for k, p in enumerate(cands)}
     for i in order:
-        if not sparse_mask(x[:, pos[int(i)]]).any():
-            return name, int(i), how + ", among those with enough distinct SGN values (not degenerate)"
-    return name, int(order[0]), how + " (all nearby candidates are degenerate: few distinct SGN values)"
+        f = int(flat[i])
+        if not sparse_mask(x[:, pos[f]]).any():
+            return name, f, how + ", among those with enough distinct SGN values (not degenerate)"
+    return name, int(flat[order[0]]), how + " (all nearby candidates are degenerate: few distinct SGN values)"
 
 
 def param_sgn(lake: Any, d: _RunData, name: str, idx: int) -> tuple[np.ndarray, np.ndarray]:
-    """SGN ``(iteration, minibatch)`` of parameter ``name[idx]`` at the chosen snapshots, and its alpha there."""
-    sgn = lake.sgn(d.run, name, iterations=d.chosen, params=[idx])
+    """SGN ``(iteration, minibatch)`` of parameter ``name[idx]`` (flat index) at the chosen snapshots, and its alpha there."""
+    pos = int(np.searchsorted(lake.param_index(d.run, name), idx))  # position along the stored param axis
+    sgn = lake.sgn(d.run, name, iterations=d.chosen, params=[pos])
     x = np.asarray(sgn.values, dtype=np.float64)[:, :, 0]  # (iteration, minibatch)
-    a_par = d.alpha.values[:, d.alpha["tensor"].values == name][:, idx]
+    sel = d.alpha["tensor"].values == name
+    a_par = d.alpha.values[:, sel][:, d.alpha["index"].values[sel] == idx][:, 0]
     return x, a_par
 
 
@@ -202,7 +215,7 @@ def pooled_values(lake: Any, d: _RunData, settings: Mapping[str, Any]) -> tuple[
     rng = np.random.default_rng(0)
     subsampled = []
     for name in d.tensors.index:
-        numel = int(d.tensors.loc[name, "numel"])
+        numel = int(d.tensors.loc[name, "n_stored"])  # positions along the stored param axis
         m = d.meta.n_minibatches
         params = None
         if m * numel > POOLED_MAX_VALUES:
