@@ -5,6 +5,8 @@ lazily, so torch-free modules of the package (sweep specs, run ids) import
 without it:
 
 - :func:`collect` (``sgnlake collect``): train and write snapshots;
+- :class:`~sgnlake.collect.probe.Probe`: SGN snapshots of any model from the user's own
+  training loop (``collect`` takes its snapshots through it);
 - :func:`~sgnlake.collect.models.build_model`, :data:`MODELS`,
   :func:`~sgnlake.collect.models.register_model`: the model registry;
 - :func:`~sgnlake.collect.data.load_dataset`: training data;
@@ -23,6 +25,7 @@ from sgnlake.schema.inventory import list_runs as list_runs
 
 _LAZY = {
     "collect": "runner",
+    "Probe": "probe",
     "stored_run_meta": "runner",
     "build_model": "models",
     "register_model": "models",

@@ -20,7 +20,8 @@ from sgnlake.schema.errors import ConfigError, DivergedError
 
 from . import rng
 from .device import full_float32
-from .engines import loop_gradients, vmap_gradients
+from .engines import LossFn, loop_gradients, vmap_gradients
+from .models import preserved_buffers
 from .staging import HostBuffers, HostStaging, layout_of
 
 #: Columns per float64 block when centring gradients (bounds temporary memory).
@@ -158,14 +159,17 @@ def compute_snapshot(
     engine: str = "loop",
     chunk: int = 1,
     staging: HostStaging | None = None,
+    loss_fn: LossFn | None = None,
 ) -> Snapshot:
     """Compute one snapshot at the model's current weights.
 
     Parameters
     ----------
     model : torch.nn.Module
-        The model; its weights, ``.grad``, mode and every global RNG state are
-        left as they were.
+        The model; its weights, buffers (BatchNorm statistics), ``.grad``, mode
+        and every global RNG state are left as they were. Gradients are taken in
+        train mode: a BatchNorm layer normalises each minibatch with that
+        minibatch's own statistics.
     x, y : torch.Tensor
         All training inputs and labels on the compute device.
     index, iteration : int
@@ -183,6 +187,10 @@ def compute_snapshot(
         queued on CUDA (call :meth:`Snapshot.wait` before reading, and
         :meth:`Snapshot.release` after). Without it the snapshot owns fresh
         buffers and is complete when returned.
+    loss_fn : callable, optional
+        ``loss_fn(model(xb), yb)``, the mean loss of a minibatch (default:
+        cross-entropy). Accuracy is NaN unless the outputs are class logits of
+        integer labels.
 
     Returns
     -------
@@ -202,13 +210,13 @@ def compute_snapshot(
     batches = partition(x.shape[0], batch_size, seed=seed, iteration=iteration, kind=partition_kind)
     batches = batches.to(x.device)
     was_training = model.training
-    with rng.preserved_rng(), full_float32():
+    with rng.preserved_rng(), full_float32(), preserved_buffers(model):
         model.train()
         try:
             if engine == "vmap":
-                res = vmap_gradients(model, names, x, y, batches, chunk)
+                res = vmap_gradients(model, names, x, y, batches, chunk, loss_fn)
             elif engine == "loop":
-                res = loop_gradients(model, names, x, y, batches)
+                res = loop_gradients(model, names, x, y, batches, loss_fn)
             else:
                 raise ConfigError(f"unknown engine {engine!r}: use loop or vmap")
         finally:
@@ -241,7 +249,7 @@ def compute_snapshot(
         index=index,
         iteration=iteration,
         loss=loss,
-        accuracy=float(res.correct) / (m * batch_size),
+        accuracy=float(res.correct) / (m * batch_size) if res.classifier else float("nan"),
         sgn=arrays["sgn"],
         grad=arrays["grad"],
         weight=arrays["weight"],
