@@ -7,9 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from sgnlake.cli.app import app
 from sgnlake.collect import collect
 from sgnlake.collect.data import load_dataset
 from sgnlake.collect.models import build_model
@@ -85,18 +83,33 @@ def test_optimizer_config_is_checked_and_old_lakes_read_as_sgd(tiny_config):
             tiny_config(**bad)
 
 
-def test_cli_optimizer_options_are_recorded_and_named(tmp_path):
-    res = CliRunner().invoke(
-        app,
-        ["collect", str(tmp_path), "--model", "fcn", "--depth", "2", "--width", "4", "--n-train", "100",
-         "--batch-size", "50", "--iterations", "2", "--every", "2", "--device", "cpu", "--no-progress",
-         "--optimizer", "adam", "--betas", "0.8,0.99"],
+def _main(capsys, *argv: str) -> tuple[int, str, str]:
+    """The ``sgnlake`` entry point in-process (errors become one line and exit 2): (code, out, err)."""
+    from sgnlake.cli.app import main
+
+    with pytest.raises(SystemExit) as e:
+        main(list(argv))
+    out = capsys.readouterr()
+    return int(e.value.code or 0), out.out, out.err
+
+
+def test_cli_optimizer_options_are_recorded_and_named(tmp_path, capsys):
+    code, out, err = _main(
+        capsys, "collect", str(tmp_path), "--model", "fcn", "--depth", "2", "--width", "4", "--n-train", "100",
+        "--batch-size", "50", "--iterations", "2", "--every", "2", "--device", "cpu", "--no-progress",
+        "--optimizer", "adam", "--betas", "0.8,0.99",
     )  # fmt: skip
-    assert res.exit_code == 0, res.output
-    assert "fcn-d2-w4-n100-b50-adam-s0" in res.output
+    assert code == 0, err
+    assert "fcn-d2-w4-n100-b50-adam-s0" in out
     from sgnlake.collect import stored_run_meta
 
     meta = stored_run_meta(tmp_path, "fcn-d2-w4-n100-b50-adam-s0")
     assert meta.config.optimizer == "adam" and meta.config.betas == (0.8, 0.99)
-    bad = CliRunner().invoke(app, ["collect", str(tmp_path), "--betas", "0.9", "--optimizer", "adam"])
-    assert bad.exit_code == 2 and "bad --betas" in bad.output
+    for argv, needle in (
+        (["--betas", "0.9", "--optimizer", "adam"], "bad --betas"),
+        (["--momentum", "0.5"], "--momentum applies to --optimizer momentum"),
+        (["--optimizer", "rmsprop"], "unknown optimizer"),
+    ):
+        code, _, err = _main(capsys, "collect", str(tmp_path / "new"), *argv)
+        assert code == 2 and needle in err and err.count("\n") == 1, err
+        assert not (tmp_path / "new").exists()
