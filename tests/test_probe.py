@@ -212,12 +212,13 @@ def test_a_tensor_pair_and_a_dataset_give_the_same_run(tmp_path):
     assert 0.0 <= a["accuracy"][0] <= 1.0  # cross-entropy by default: a classifier
 
 
-def test_a_regression_loss_has_no_accuracy(tmp_path):
+@pytest.mark.parametrize("engine", ["loop", "vmap"])
+def test_a_regression_loss_has_no_accuracy(tmp_path, engine):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 2))
     x, y = torch.randn(12, 3), torch.randn(12, 2)
     with Probe(tmp_path, run_id="reg", model=model, loss_fn=nn.functional.mse_loss, data=(x, y), batch_size=3,
-               partition="fixed") as p:  # fmt: skip
+               partition="fixed", engine=engine) as p:  # fmt: skip
         p.snapshot(0)
     arrays = read_run_arrays(tmp_path, "reg")
     assert np.isnan(arrays["accuracy"][0])
