@@ -1,4 +1,4 @@
-"""The collector: train with plain SGD and store per-parameter SGN in the lake.
+"""The collector: train (plain SGD, momentum or Adam) and store per-parameter SGN in the lake.
 
 This is the only sgnlake package that imports torch. The public API is loaded
 lazily, so torch-free modules of the package (sweep specs, run ids) import

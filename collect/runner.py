@@ -37,7 +37,14 @@ from .device import full_float32
 from .models import build_model
 from .probe import DEFAULT_MEMORY_BUDGET_MB, WRITER_SLOTS, Probe, budget_and_chunk, stored_run_meta
 
-__all__ = ["DEFAULT_MEMORY_BUDGET_MB", "WRITER_SLOTS", "budget_and_chunk", "collect", "default_threads", "stored_run_meta"]
+__all__ = [
+    "DEFAULT_MEMORY_BUDGET_MB",
+    "WRITER_SLOTS",
+    "budget_and_chunk",
+    "collect",
+    "default_threads",
+    "stored_run_meta",
+]
 
 
 def default_threads(device: torch.device, background: bool = True) -> int | None:
@@ -118,7 +125,7 @@ def collect(
     background: bool = True,
     auto_budget: bool | None = None,
 ) -> RunMeta:
-    """Train ``config`` with plain SGD and store its SGN snapshots in the lake at ``location``.
+    """Train ``config`` with its optimizer (plain SGD by default) and store its SGN snapshots at ``location``.
 
     Everything is validated (config, data, model, lake, run id) before anything
     is written. Snapshots are committed one at a time (see
