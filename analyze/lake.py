@@ -126,6 +126,7 @@ class Lake:
         self._meta: dict[str, RunMeta] = {}
         self._iterations: dict[str, np.ndarray] = {}
         self._groups: dict[str, zarr.Group] = {}
+        self._param_index: dict[tuple[str, str], np.ndarray] = {}
         self._writable: zarr.Group | None = None
 
     def __repr__(self) -> str:
@@ -143,6 +144,7 @@ class Lake:
         self._meta.clear()
         self._iterations.clear()
         self._groups.clear()
+        self._param_index.clear()
 
     def run_ids(self) -> list[str]:
         """Sorted ids of the runs in the lake."""
@@ -203,10 +205,29 @@ class Lake:
             names = ", ".join(t.name for t in meta.tensors)
             raise SelectionError(f"run {run!r} has no tensor {tensor!r} (tensors: {names})") from None
 
+    def param_index(self, run: str, tensor: str) -> np.ndarray:
+        """Flat C-order indices (int64) along the stored ``param`` axis of one tensor.
+
+        ``arange(numel)`` for a tensor stored whole; for a run that stores a seeded
+        parameter sample (``--param-sample``, ``TensorInfo.stored``) the sorted
+        indices recorded in the tensor group's ``param`` array (read once, cached).
+        These are the ``param`` coordinate of :meth:`sgn`, :meth:`grad` and :meth:`weight`.
+        """
+        key = (run, tensor)
+        if key not in self._param_index:
+            info = self.tensor_info(run, tensor)
+            if info.stored is None:
+                idx = np.arange(info.numel, dtype=np.int64)
+            else:
+                idx = np.asarray(self._group(run)[info.name][PARAM][:], dtype=np.int64)
+            self._param_index[key] = idx
+        return self._param_index[key]
+
     def tensors(self, run: str) -> pd.DataFrame:
         """The tensor table of ``run``: one row per tensor (index ``tensor``).
 
         Columns: ``shape``, ``numel``, ``kind``, ``module``, ``module_type``,
+        ``n_stored`` (parameters stored: ``numel``, or the size of a ``--param-sample``),
         ``offset`` (first position of the tensor in the concatenated ``param``
         axis of :meth:`alpha`).
         """
@@ -220,11 +241,12 @@ class Lake:
                     "kind": t.kind,
                     "module": t.module,
                     "module_type": t.module_type,
+                    "n_stored": t.n_stored,
                     "offset": offset,
                 }
             )
-            offset += t.numel
-        cols = ["tensor", "shape", "numel", "kind", "module", "module_type", "offset"]
+            offset += t.n_stored
+        cols = ["tensor", "shape", "numel", "kind", "module", "module_type", "n_stored", "offset"]
         return pd.DataFrame(rows, columns=cols).set_index("tensor")
 
     @property
@@ -299,7 +321,9 @@ class Lake:
             Iteration *values* (a slice is label-based, both ends inclusive);
             values the run has not committed raise :class:`SelectionError`.
         params, minibatches : int, list of int, slice or None
-            Positions (``param`` is the C-order flat index within the tensor).
+            Positions along the stored axes. The ``param`` coordinate is the C-order
+            flat index within the tensor (:meth:`param_index`: the position itself,
+            unless the run stores a parameter sample).
 
         Returns
         -------
@@ -312,6 +336,8 @@ class Lake:
         it_pos, it_vals = self._iteration_positions(run, iterations)
         mb_pos, mb_vals = _index_positions(x.shape[1], minibatches, "minibatch", run)
         p_pos, p_vals = _index_positions(x.shape[2], params, "param", run, tensor)
+        if info.stored is not None:
+            p_vals = self.param_index(run, tensor)[p_vals]
         x = _take(x, (it_pos, mb_pos, p_pos))
         return xr.DataArray(
             x,
@@ -328,6 +354,8 @@ class Lake:
         x = self._dask(run, tensor, name)
         it_pos, it_vals = self._iteration_positions(run, iterations)
         p_pos, p_vals = _index_positions(x.shape[1], params, "param", run, tensor)
+        if info.stored is not None:
+            p_vals = self.param_index(run, tensor)[p_vals]
         x = _take(x, (it_pos, p_pos))
         return xr.DataArray(
             x,

@@ -41,9 +41,11 @@ from sgnlake.schema.names import COMPLETE, FAILED, INTERRUPTED, RUN_ATTR, RUNNIN
 
 from . import rng
 from .device import MemoryBudget, resolve_memory_budget, run_device_facts
+from .device_alpha import ResultSink
 from .engines import LossFn, choose_engine, vmap_chunk
 from .models import MODELS, n_parameters, preserved_buffers, tensor_table
 from .probe_inputs import as_tensors, callable_name, describe_optimizer, parameter_table, tensors_fingerprint
+from .sampling import check_stored, plan_samples
 from .snapshot import compute_snapshot, n_minibatches, snapshot_device_bytes
 from .staging import HostStaging, layout_of
 from .writer import RunWriter
@@ -355,6 +357,7 @@ class Probe:
         self.compute_seconds = 0.0
         device = x.device
         tensors = select_tensors(model, cfg.tensors, cfg.model)
+        tensors, sample = plan_samples(tensors, cfg.seed, cfg.storage)  # --param-sample
         m, remainder = n_minibatches(x.shape[0], cfg.batch_size)
         if existing is not None:
             if existing.dataset_fingerprint and existing.dataset_fingerprint != fingerprint:
@@ -387,7 +390,7 @@ class Probe:
         )
         self.staging = HostStaging(device)
         self.staging.reserve(
-            layout_of({t.name: t.numel for t in tensors}, m), WRITER_SLOTS if background else 1
+            layout_of({t.name: t.n_stored for t in tensors}, m), WRITER_SLOTS if background else 1
         )
         facts = {
             "vmap_chunk": self.chunk,
@@ -416,7 +419,9 @@ class Probe:
                 updated=now(),
                 extra={**info, "threads": torch.get_num_threads(), **facts},
             )
-            self.writer = RunWriter.create(root, meta, background=background, slots=WRITER_SLOTS)
+            self.writer = RunWriter.create(
+                root, meta, background=background, slots=WRITER_SLOTS, param_index=sample
+            )
         else:
             self.writer = RunWriter.reopen(root, cfg.run_id, background=background, slots=WRITER_SLOTS)
             resumes = list(self.writer.meta.extra.get("resumed", []))
@@ -424,9 +429,18 @@ class Probe:
                 {"at_snapshot": self.writer.meta.committed, "time": now(), "device": str(device), **facts}
             )
             self.writer.set_status(RUNNING, "", resumed=resumes, device_now=str(device))
+            if sample is not None:
+                check_stored(self.writer.group, tensors, sample)
             if planned is None:  # a step announced but never committed is forgotten
                 its = tuple(self.writer.meta.planned_iterations[: self.writer.meta.committed])
                 self.writer.update_meta(planned_iterations=its, total_steps=its[-1] if its else 0)
+        self.select = (
+            None if sample is None else {n: torch.as_tensor(i, device=device) for n, i in sample.items()}
+        )
+        self.device_alpha = cfg.storage.store == "alpha"  # --store alpha
+        if self.device_alpha:
+            open_sink = ResultSink.create if existing is None else ResultSink.reopen
+            self.writer.result_sink = open_sink(root, self.writer.meta)
         self._next = self.writer.meta.committed
         self._steps = list(self.writer.meta.planned_iterations[: self._next])
 
@@ -497,6 +511,8 @@ class Probe:
                 chunk=self.chunk,
                 staging=self.staging,
                 loss_fn=self.loss_fn,
+                select=self.select,
+                device_alpha=self.device_alpha,
             )
             if checkpoint is not None:
                 snap.checkpoint = checkpoint(k)
