@@ -183,7 +183,8 @@ class Probe:
     tensors : sequence of str
         Only store these parameter tensors (default: every parameter that requires grad).
     storage : StorageSpec, optional
-        Dtype, codec and chunking of the stored arrays.
+        Dtype, codec and chunking of the stored arrays; ``param_sample`` and
+        ``store="alpha"`` for models too big to store whole (as ``collect``).
     memory_budget_mb : int
         Memory budget of one vmap call.
     optimizer : torch.optim.Optimizer, optional

@@ -271,3 +271,21 @@ def test_an_error_in_the_with_block_marks_the_run_failed_and_keeps_its_snapshots
             raise RuntimeError("boom")
     meta = zarr.open_group(str(tmp_path), mode="r", path="runs/f").attrs["sgnlake_run"]
     assert meta["status"] == FAILED and meta["committed"] == 1 and "boom" in meta["reason"]
+
+
+def test_a_probe_with_a_parameter_sample_stores_the_full_runs_sgn_at_those_indices(tmp_path):
+    from sgnlake.schema.meta import StorageSpec
+
+    torch.manual_seed(0)
+    model = UserNet()
+    x, y = _data(16)
+    kw = {"model": model, "data": (x, y), "batch_size": 4, "loss_fn": smoothed_loss}
+    with Probe(tmp_path, run_id="full", **kw) as p:
+        p.snapshot(0)
+    with Probe(tmp_path, run_id="part", storage=StorageSpec(param_sample=5), **kw) as p:
+        p.snapshot(0)
+    full, part = read_run_arrays(tmp_path, "full"), read_run_arrays(tmp_path, "part")
+    for name, _ in model.named_parameters():
+        idx = part[f"{name}/param"]  # the original flat indices
+        assert len(idx) == min(5, full[f"{name}/sgn"].shape[-1])
+        np.testing.assert_array_equal(part[f"{name}/sgn"][0], full[f"{name}/sgn"][0][:, idx])
