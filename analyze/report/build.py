@@ -12,7 +12,9 @@ from sgnlake.schema.errors import ConfigError
 
 from .data import key_numbers, load_runs
 from .estimator import resolve_report_estimator
+from .cache import FigureCache
 from .figures import FigureBuilder
+from .kinds import FIGURE_KINDS, select_figures
 from .html import write_html
 from .options import _check_iterations, check_param, parse_param
 from .result import Report
@@ -33,6 +35,8 @@ def build_report(
     param: str | None = None,
     pooled: bool = True,
     log: Callable[[str], None] | None = None,
+    figures: Sequence[str] | None = None,
+    reuse: bool = True,
 ) -> Report:
     """Write the figures and ``index.html`` of a lake's report into ``out_dir``.
 
@@ -71,6 +75,12 @@ def build_report(
         Draw the per-parameter vs pooled figure (reads every SGN snapshot again).
     log : callable, optional
         Receives progress lines (default: print to stderr).
+    figures : sequence of str, optional
+        Figure kinds to draw (names, globs or paper numbers such as ``fig2``;
+        see :data:`.kinds.FIGURE_KINDS`); default all.
+    reuse : bool
+        Reuse a figure already in ``out_dir`` whose inputs (hash in the
+        ``.png.json`` beside it) did not change, instead of drawing it again.
 
     Returns
     -------
@@ -94,6 +104,7 @@ def build_report(
     # validate everything before OUT is created: a bad input leaves no trace
     settings = resolve_report_estimator(estimator, settings or {})
     chosen_param = parse_param(param)
+    kinds = select_figures(figures)
     requested = _check_iterations(iterations)
     location = getattr(lake, "location", None)
     if isinstance(lake, str | os.PathLike):
@@ -112,15 +123,24 @@ def build_report(
         lake, ids, estimator=estimator, settings=settings, requested=requested,
         store=store, force=force, notes=report.notes, log=log,
     )  # fmt: skip
-    figures = FigureBuilder(
+    common = {"estimator": estimator, "settings": settings, "dpi": dpi, "param": chosen_param, "pooled": pooled}
+    cache = FigureCache(out, common) if reuse else None
+    builder = FigureBuilder(
         lake, out, report, estimator=estimator, settings=settings, dpi=dpi,
-        param=chosen_param, pooled=pooled, log=log,
+        param=chosen_param, pooled=pooled, log=log, figures=kinds, cache=cache,
     )  # fmt: skip
     for r in ids:
         if r in data:
             log(f"report: figures of {r}")
-            figures.run_figures(data[r])
-    figures.cross_run_figures([data[r] for r in ids if r in data], runs_df)
+            builder.run_figures(data[r])
+    builder.cross_run_figures([data[r] for r in ids if r in data], runs_df)
+    if builder.not_selected:
+        report.notes.append(
+            f"Not drawn (--figures): {', '.join(k for k in FIGURE_KINDS if k in builder.not_selected)}."
+        )
+    report.reused = builder.reused
+    if builder.reused:
+        log(f"report: {builder.reused} figure(s) unchanged since the last report in {out}, reused")
     report.key_numbers = key_numbers(ids, data, runs_df)
     write_html(
         report, ids, data, location or str(lake), estimator=estimator, settings=settings,
