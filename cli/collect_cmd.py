@@ -7,9 +7,9 @@ from typing import Any
 
 import typer
 
-from .options import lake_arg, storage_opt
-
 from sgnlake.schema.defaults import field_default
+
+from .options import lake_arg, storage_opt
 
 #: The RunConfig field path each collect option sets: its default comes from the dataclass
 #: (:func:`~sgnlake.schema.defaults.field_default`) and, with --resume, an option not given

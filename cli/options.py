@@ -133,7 +133,11 @@ def click_metavar(param: Any) -> str | None:
         return param.metavar
     if param.param_type_name == "argument":
         return param.name.upper()
-    if getattr(param, "is_flag", False) or getattr(param, "is_bool_flag", False) or getattr(param, "count", False):
+    if (
+        getattr(param, "is_flag", False)
+        or getattr(param, "is_bool_flag", False)
+        or getattr(param, "count", False)
+    ):
         return None
     desc = getattr(param, "type_descriptor", None)
     if desc is None:

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import typer
 
-from .options import k1_help, hill_k_help, lake_arg, parse_runs, runs_opt, storage_opt
-from .options import figure_kinds_help
+from .options import figure_kinds_help, hill_k_help, k1_help, lake_arg, parse_runs, runs_opt, storage_opt
 
 
 def register(app: typer.Typer) -> None:

@@ -76,7 +76,11 @@ def main(lake_path: str = "sgnlake-demo/lake", out_dir: str = ".") -> None:
     ax.hist(x, bins=30, density=True, alpha=0.5, label="SGN")
     grid = np.linspace(x.min(), x.max(), 100)
     ax.plot(grid, stats.norm.pdf(grid, mu, sigma), label="Gaussian fit")
-    ax.plot(grid, stats.levy_stable.pdf(grid, alpha, beta, loc=loc, scale=scale), label=f"stable fit α={alpha:.2f}")
+    ax.plot(
+        grid,
+        stats.levy_stable.pdf(grid, alpha, beta, loc=loc, scale=scale),
+        label=f"stable fit α={alpha:.2f}",
+    )
     ax.legend()
     fig.savefig(out / "sgn_fits.png", dpi=80)
     plt.close(fig)

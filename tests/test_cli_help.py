@@ -32,7 +32,9 @@ def test_help_has_clickstyle_metavars_and_help_on_every_option(name):
     an upper-case metavar, every option with help text, no ``{lake}``/``<str>``/``<list[str]>``."""
     cmd = _group().commands[name]
     out = CliRunner().invoke(app, [name, "--help"], terminal_width=100).output
-    typer_style = re.search(r"<(str|int|float|bool|path|file|list\[|tuple|datetime)[^>]*>|\{[A-Za-z_]+\}", out)
+    typer_style = re.search(
+        r"<(str|int|float|bool|path|file|list\[|tuple|datetime)[^>]*>|\{[A-Za-z_]+\}", out
+    )
     assert not typer_style, typer_style
     usage = out.splitlines()[0]
     assert usage.startswith(f"Usage: sgnlake {name} [OPTIONS]"), usage

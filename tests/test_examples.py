@@ -73,7 +73,11 @@ def test_script_answers_match_plain_zarr(lake, tmp_path):
         assert row["median"] == pytest.approx(full, rel=1e-5)
 
     mod.main(lake, str(tmp_path))
-    assert {p.name for p in tmp_path.glob("*.png")} == {"layer_alpha.png", "sgn_fits.png", "alpha_vs_batch_size.png"}
+    assert {p.name for p in tmp_path.glob("*.png")} == {
+        "layer_alpha.png",
+        "sgn_fits.png",
+        "alpha_vs_batch_size.png",
+    }
 
 
 def _run_cells(nb_path: Path, cwd: Path) -> None:
@@ -101,7 +105,9 @@ def test_notebook_executes(lake, tmp_path, monkeypatch):
         return
     pytest.importorskip("ipykernel")
     nb = nbformat.read(nb_path, as_version=4)
-    NotebookClient(nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")

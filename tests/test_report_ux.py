@@ -56,9 +56,13 @@ def test_model_text_and_stored_note():
     def rr(run: str, action: str) -> RunResult:
         return RunResult(run, "k", action, 3, 0, 10, 2, 1.5, 0, 0.1, "p")
 
-    rep = ComputeReport("mohammadi", "k", {}, [rr("a", "up-to-date"), rr("b", "computed"), rr("c", "up-to-date")])
+    rep = ComputeReport(
+        "mohammadi", "k", {}, [rr("a", "up-to-date"), rr("b", "computed"), rr("c", "up-to-date")]
+    )
     note = stored_alpha_note(rep)
-    assert "computed now and stored for 1 run(s)" in note and "already stored in the lake for 2 run(s)" in note
+    assert (
+        "computed now and stored for 1 run(s)" in note and "already stored in the lake for 2 run(s)" in note
+    )
     assert "0 run(s)" not in stored_alpha_note(ComputeReport("m", "k", {}, [rr("a", "up-to-date")]))
 
 
@@ -100,7 +104,8 @@ def test_regeneration_reuses_unchanged_figures(tmp_path):
     assert [(f.path, f.caption) for f in again.figures] == [(f.path, f.caption) for f in first.figures]
     assert {f.path: os.stat(out / f.path).st_mtime_ns for f in again.figures} == stamp  # not redrawn
 
-    grow_run(lake, "fcn-d2-w6-b100-s0", [150])  # one run gains a snapshot: its figures and the cross ones change
+    # one run gains a snapshot: its figures and the cross-run ones change, the other run's do not
+    grow_run(lake, "fcn-d2-w6-b100-s0", [150])
     third = build_report(lake, out, dpi=30, figures=kinds, log=_quiet)
     redrawn = {f.path for f in third.figures if os.stat(out / f.path).st_mtime_ns != stamp.get(f.path)}
     assert redrawn == {

@@ -10,12 +10,12 @@ from typing import Any
 
 from sgnlake.schema.errors import ConfigError
 
+from .cache import FigureCache
 from .data import key_numbers, load_runs
 from .estimator import resolve_report_estimator
-from .cache import FigureCache
 from .figures import FigureBuilder
-from .kinds import FIGURE_KINDS, select_figures
 from .html import write_html
+from .kinds import FIGURE_KINDS, select_figures
 from .options import _check_iterations, check_param, parse_param
 from .result import Report
 

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .. import plots
+from .cache import FigureCache, inputs_hash, run_inputs
 from .data import (
     _RunData,
     _stable_fit,
@@ -28,7 +29,6 @@ from .data import (
     param_sgn,
     pooled_values,
 )
-from .cache import FigureCache, inputs_hash, run_inputs
 from .estimator import _settings_text, pooled_supported
 from .html import _fmt
 from .result import FigureEntry, Report
