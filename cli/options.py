@@ -12,7 +12,8 @@ One home for the conventions every command follows:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 from typing import Any, get_args
 
 import typer
@@ -83,18 +84,40 @@ def default_text(value: Any) -> str:
     return f" Default: {value}."
 
 
-def k1_help() -> str:
-    """Help of ``--k1``, with the rules and the default of the estimator registry."""
+#: Help texts computed only when --help is shown (they import the analysis stage, which a plain
+#: ``sgnlake ...`` start-up must not): marker -> function, see :func:`resolve_help`.
+_LATER: dict[str, Callable[[], str]] = {}
+
+
+def _later(fn: Callable[[], str]) -> str:
+    """A marker for ``fn()`` in a help text, filled in by :func:`resolve_help` when help is shown."""
+    _LATER[fn.__name__] = fn
+    return f"\x00{fn.__name__}\x00"
+
+
+def resolve_help(text: str | None) -> str | None:
+    """``text`` with every :func:`_later` marker replaced by its function's value."""
+    if not text or "\x00" not in text:
+        return text
+    return re.sub(r"\x00(\w+)\x00", lambda m: _LATER[m.group(1)](), text)
+
+
+def _k1_help() -> str:
     from sgnlake.analyze.kernels import K1_RULES
 
     return (
         f"Mohammadi block size K1: {', '.join(K1_RULES)} or an integer >= 2 (as for sgnlake alpha; "
-        f"stored results with the same settings are reused).{k1_default()}"
+        f"stored results with the same settings are reused).{_k1_default()}"
     )
 
 
-def hill_k_help() -> str:
-    """Help of ``--hill-k``, with the default of the estimator registry."""
+def _k1_default() -> str:
+    from sgnlake.analyze.kernels import DEFAULT_K1
+
+    return default_text(DEFAULT_K1)
+
+
+def _hill_k_help() -> str:
     from sgnlake.analyze.kernels import DEFAULT_HILL_K
 
     return (
@@ -103,18 +126,30 @@ def hill_k_help() -> str:
     )
 
 
-def figure_kinds_help() -> str:
-    """The report's figure kinds, for the help of ``--figures``."""
+def _figure_kinds() -> str:
     from sgnlake.analyze.report.kinds import kinds_help
 
     return kinds_help()
 
 
-def k1_default() -> str:
-    """`` Default: RULE.`` with the registry's default K1 rule."""
-    from sgnlake.analyze.kernels import DEFAULT_K1
+def k1_help() -> str:
+    """Help of ``--k1``: the rules and the default of the estimator registry (filled in at --help)."""
+    return _later(_k1_help)
 
-    return default_text(DEFAULT_K1)
+
+def k1_default() -> str:
+    """`` Default: RULE.`` with the registry's default K1 rule (filled in at --help)."""
+    return _later(_k1_default)
+
+
+def hill_k_help() -> str:
+    """Help of ``--hill-k``, with the default of the estimator registry (filled in at --help)."""
+    return _later(_hill_k_help)
+
+
+def figure_kinds_help() -> str:
+    """The report's figure kinds, for the help of ``--figures`` (filled in at --help)."""
+    return _later(_figure_kinds)
 
 
 # ----------------------------------------------------------------------------- Click-style help
@@ -163,6 +198,11 @@ class ClickStyleCommand(TyperCommand):
         for p in self.params:
             if p.param_type_name == "option" and p.metavar is None:
                 p.metavar = click_metavar(p)
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        for p in self.params:
+            p.help = resolve_help(getattr(p, "help", None))
+        super().format_help(ctx, formatter)
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         rv = [self.options_metavar] if self.options_metavar else []

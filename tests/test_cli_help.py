@@ -111,3 +111,17 @@ def test_demo_prints_where_its_time_went():
     from sgnlake.cli.demo_cmd import format_timings
 
     assert format_timings(30.4, 5.2, 13.1) == "done in 49 s (collect 30 s, alpha 5 s, report 13 s)"
+
+
+def test_cli_start_imports_no_analysis_stack():
+    """Help texts that name the code's defaults are filled in at --help, so starting ``sgnlake``
+    imports neither xarray, dask, scipy nor torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, sgnlake.cli.app; "
+        "print(sorted(m for m in ('xarray', 'dask', 'scipy', 'torch') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
