@@ -208,7 +208,9 @@ class ClickStyleCommand(TyperCommand):
         rv = [self.options_metavar] if self.options_metavar else []
         for p in self.get_params(ctx):
             if p.param_type_name == "argument":
-                name = click_metavar(p) + ("..." if p.nargs != 1 else "")
+                name = click_metavar(p)
+                if p.nargs != 1 and not name.endswith("..."):
+                    name += "..."
                 rv.append(name if p.required else f"[{name}]")
             else:
                 rv.extend(p.get_usage_pieces(ctx))
