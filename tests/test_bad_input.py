@@ -118,6 +118,7 @@ CASES: tuple[Case, ...] = (
     C("report-estimator", ("report", "{LAKE}", "--out", "{OUT}", "--estimator", "magic"), "magic", "unknown estimator"),
     C("report-dpi", ("report", "{LAKE}", "--out", "{OUT}", "--dpi", "5"), "--dpi", "--dpi 5"),
     C("report-out-file", ("report", "{LAKE}", "--out", "{FILE}"), "is a file", "--out is a file"),
+    C("report-figures", ("report", "{LAKE}", "--out", "{OUT}", "--figures", "nope"), "no figure kind", "--figures of no figure kind"),
     # ------------------------------------------------------------------ check
     C("check-missing", ("check", "{MISSING}"), "no lake at", "path with nothing there"),
     C("check-newer-schema", ("check", "{NEWER}"), "newer", "lake of a newer schema version"),
