@@ -66,6 +66,12 @@ def register(app: typer.Typer) -> None:
             + ". Default: all.",
             show_default=False,
         ),
+        redraw: bool = typer.Option(
+            False,
+            "--redraw",
+            help="Draw every figure again; by default a figure whose inputs did not change since the "
+            "last report in --out (hash in the .png.json beside it) is reused.",
+        ),
     ) -> None:
         """Write figures (paper Figs 1-16 where the lake allows) and OUT/index.html.
 
@@ -102,6 +108,7 @@ def register(app: typer.Typer) -> None:
                 param=param,
                 pooled=pooled,
                 figures=parse_runs(figures),
+                reuse=not redraw,
                 log=lambda msg: typer.echo(msg, err=True),
             )
         except SgnlakeError as e:

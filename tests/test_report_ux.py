@@ -129,3 +129,17 @@ def test_dask_progress_is_labelled():
         da.ones(10, chunks=2).sum().compute()
     lines = [s for s in buf.getvalue().split("\r") if s.strip()]
     assert lines and all(s.startswith("fcn-b50 [") for s in lines), lines
+
+
+def test_cli_report_reuses_figures_unless_redraw(lake_path, tmp_path):
+    from typer.testing import CliRunner
+
+    from sgnlake.cli.app import app
+
+    argv = ["report", lake_path, "-O", str(tmp_path / "r"), "--figures", "alpha", "--dpi", "30"]
+    first = CliRunner().invoke(app, argv)
+    assert first.exit_code == 0, first.output
+    again = CliRunner().invoke(app, argv)
+    assert "2 figure(s) unchanged since the last report" in again.output
+    redraw = CliRunner().invoke(app, [*argv, "--redraw"])
+    assert redraw.exit_code == 0 and "unchanged" not in redraw.output
