@@ -36,6 +36,8 @@ class Report:
         One row per run: the table of the HTML page.
     reused : int
         Figures reused from an earlier report in the same folder (inputs unchanged).
+    skipped_runs : dict
+        Runs left out because their metadata is damaged (``{run id: one line}``).
     """
 
     index: Path
@@ -45,3 +47,4 @@ class Report:
     errors: list[str] = field(default_factory=list)
     key_numbers: pd.DataFrame | None = None
     reused: int = 0
+    skipped_runs: dict[str, str] = field(default_factory=dict)
