@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import zarr
+from lake_fixtures import published
 from typer.testing import CliRunner
 
 from sgnlake.cli import demo_cmd
@@ -66,7 +67,7 @@ def check_demo_output(out: Path, runs: list[str], min_figures: int | None) -> No
         assert meta["committed"] == len(meta["planned_iterations"]) > 1
         (key,) = [k for k, _ in root[f"results/{rid}"].groups()]
         for t in meta["tensors"]:
-            a = root[f"results/{rid}/{key}/{t['name']}/alpha"]
+            a = root[f"{published(str(out / 'lake'), rid, key)}/{t['name']}/alpha"]
             assert a.shape == (meta["committed"], t["numel"])
     if min_figures is None:
         return
