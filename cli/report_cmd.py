@@ -74,6 +74,18 @@ def register(app: typer.Typer) -> None:
             help="Draw every figure again; by default a figure whose inputs did not change since the "
             "last report in --out (hash in the .png.json beside it) is reused.",
         ),
+        compare_at: str = typer.Option(
+            "steps",
+            "--compare-at",
+            help="Compare runs of different batch size, depth or width at equal 'steps' (SGD updates; "
+            "the paper's Fig 2) or equal 'epochs'.",
+        ),
+        include_sparse: bool = typer.Option(
+            False,
+            "--include-sparse/--exclude-sparse",
+            help="Keep degenerate parameters (few distinct SGN values, alpha pulled to 1) in medians "
+            "and means; by default they are counted (n_sparse) and left out.",
+        ),
         skip_corrupt: bool = typer.Option(
             False,
             "--skip-corrupt",
@@ -118,6 +130,8 @@ def register(app: typer.Typer) -> None:
                 figures=parse_runs(figures),
                 reuse=not redraw,
                 log=lambda msg: typer.echo(msg, err=True),
+                compare_at=compare_at,
+                include_sparse=include_sparse,
                 skip_corrupt=skip_corrupt,
             )
         except SgnlakeError as e:

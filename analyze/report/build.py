@@ -11,7 +11,7 @@ from typing import Any
 from sgnlake.schema.errors import ConfigError
 
 from .cache import FigureCache
-from .data import key_numbers, load_runs
+from .data import COMPARE_AT, DEFAULT_COMPARE_AT, key_numbers, load_runs
 from .estimator import resolve_report_estimator
 from .figures import FigureBuilder
 from .html import write_html
@@ -37,6 +37,8 @@ def build_report(
     log: Callable[[str], None] | None = None,
     figures: Sequence[str] | None = None,
     reuse: bool = True,
+    compare_at: str = DEFAULT_COMPARE_AT,
+    include_sparse: bool = False,
     skip_corrupt: bool = False,
 ) -> Report:
     """Write the figures and ``index.html`` of a lake's report into ``out_dir``.
@@ -82,6 +84,11 @@ def build_report(
     reuse : bool
         Reuse a figure already in ``out_dir`` whose inputs (hash in the
         ``.png.json`` beside it) did not change, instead of drawing it again.
+    compare_at : {"steps", "epochs"}
+        Runs of different batch size, depth or width are compared at equal SGD steps (the
+        paper's Fig 2, default) or equal epochs (see :func:`.data.cross_run_tables`).
+    include_sparse : bool
+        Keep degenerate parameters (the ``sparse`` result) in medians and means.
     skip_corrupt : bool
         Read SGN chunks that are missing or cannot be decoded as NaN and count them
         (a note in the report), instead of stopping with an error naming the chunk.
@@ -107,6 +114,8 @@ def build_report(
 
     # validate everything before OUT is created: a bad input leaves no trace
     settings = resolve_report_estimator(estimator, settings or {})
+    if compare_at not in COMPARE_AT:
+        raise ConfigError(f"unknown --compare-at {compare_at!r}: use one of {', '.join(COMPARE_AT)}")
     chosen_param = parse_param(param)
     kinds = select_figures(figures)
     requested = _check_iterations(iterations)
@@ -128,7 +137,7 @@ def build_report(
     report = Report(index=out / "index.html", out_dir=out, skipped_runs=dict(lake.skipped_runs))
     data, stored_note = load_runs(
         lake, ids, estimator=estimator, settings=settings, requested=requested,
-        store=store, force=force, notes=report.notes, log=log,
+        store=store, force=force, notes=report.notes, log=log, include_sparse=include_sparse,
     )  # fmt: skip
     common = {
         "estimator": estimator,
@@ -137,11 +146,14 @@ def build_report(
         "param": chosen_param,
         "pooled": pooled,
         "skip_corrupt": skip_corrupt,
+        "compare_at": compare_at,
+        "include_sparse": include_sparse,
     }
     cache = FigureCache(out, common) if reuse else None
     builder = FigureBuilder(
         lake, out, report, estimator=estimator, settings=settings, dpi=dpi,
         param=chosen_param, pooled=pooled, log=log, figures=kinds, cache=cache,
+        compare_at=compare_at, include_sparse=include_sparse,
     )  # fmt: skip
     for r in ids:
         if r in data:
