@@ -51,6 +51,9 @@ SHORT_HEADERS = {
     "median α (last)": "α last",
     "dead (no α), last": "dead",
     "α > 2, last": "α>2",
+    "degenerate (sparse), last": "sparse",
+    "median α 95% interval (last)": "α last 95%",
+    "paper's mean α (last)": "mean α",
     "non-finite SGN samples (all snapshots)": "non-finite",
 }
 
@@ -60,8 +63,8 @@ OPEN_RUNS = 2
 _CSS = """
 body{font-family:system-ui,sans-serif;max-width:1200px;margin:1em auto;padding:0 1em;color:#222}
 .table-wrap{max-width:100%;max-height:75vh;overflow:auto;margin:0.5em 0}
-table{border-collapse:collapse;font-size:0.8em}
-th,td{border:1px solid #ccc;padding:2px 4px;text-align:right;white-space:nowrap}
+table{border-collapse:collapse;font-size:0.75em}
+th,td{border:1px solid #ccc;padding:2px 3px;text-align:right;white-space:nowrap}
 thead th{background:#f0f0f0;position:sticky;top:0;z-index:1;white-space:normal;vertical-align:bottom}
 td:first-child,th:first-child{text-align:left}
 table.meta{font-size:0.85em}table.meta th{text-align:left;position:static}
