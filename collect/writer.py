@@ -37,7 +37,7 @@ from zarr.core.array import AsyncArray
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
-from sgnlake.schema.codecs import array_kwargs
+from sgnlake.schema.codecs import CHUNK_KEY_ENCODING, array_kwargs
 from sgnlake.schema.errors import LakeError, RunExistsError, ValidationError
 from sgnlake.schema.lake import now, read_run_meta
 from sgnlake.schema.meta import RunMeta
@@ -276,12 +276,25 @@ class RunWriter:
         g = root[path]
         m, spec = meta.n_minibatches, meta.config.storage
         kw = array_kwargs(spec)
+        keys = dict(CHUNK_KEY_ENCODING)
         g.create_array(
-            ITERATION, shape=(0,), chunks=(1,), dtype="int64", fill_value=-1, dimension_names=[ITERATION]
+            ITERATION,
+            shape=(0,),
+            chunks=(1,),
+            dtype="int64",
+            fill_value=-1,
+            dimension_names=[ITERATION],
+            chunk_key_encoding=keys,
         )
         for name in (LOSS, ACCURACY):
             g.create_array(
-                name, shape=(0,), chunks=(1,), dtype="float64", fill_value=np.nan, dimension_names=[ITERATION]
+                name,
+                shape=(0,),
+                chunks=(1,),
+                dtype="float64",
+                fill_value=np.nan,
+                dimension_names=[ITERATION],
+                chunk_key_encoding=keys,
             )
         for t in meta.tensors:
             tg = g.create_group(t.name, attributes={TENSOR_ATTR: t.to_dict()})
