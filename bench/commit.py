@@ -7,11 +7,14 @@ included, lossless default) into a fresh run, once per variant, the variants
 interleaved ``--repeat`` times, medians of the per-commit wall and process-CPU
 seconds:
 
-* ``nested``: Zarr's default chunk keys ``c/<snapshot>/<m>/<p>`` (lakes written
-  before issue 11): every snapshot's chunks need new folders;
-* ``flat``: ``c.<snapshot>.<m>.<p>`` in the array's folder (the collector's
+* ``nested, zarr``: Zarr's default chunk keys ``c/<snapshot>/<m>/<p>`` (lakes written
+  before issue 11; every snapshot's chunks need new folders), chunks encoded and
+  written by Zarr's codec pipeline (the writer before issue 11);
+* ``flat, zarr``: ``c.<snapshot>.<m>.<p>`` in the array's folder (the collector's
   layout since issue 11, :data:`sgnlake.schema.codecs.CHUNK_KEY_ENCODING`);
-* codec ``none`` with the flat layout: the Zarr write path without compression.
+* ``flat, direct``: the writer today: zstd chunks encoded with numcodecs in the
+  writer's threads and stored as they are (same bytes as Zarr's);
+* ``flat, none``: codec ``none`` (Zarr's path): the write path without compression.
 
     .venv/bin/python bench/commit.py            # ~1 min
     .venv/bin/python bench/commit.py --smoke
@@ -35,17 +38,19 @@ LAYOUTS = {
 
 
 @contextmanager
-def layout(enc: dict[str, str]) -> Any:
-    """Create arrays with chunk-key encoding ``enc`` while inside."""
+def layout(enc: dict[str, str], direct: bool = True) -> Any:
+    """Create arrays with chunk-key encoding ``enc`` (and the direct zstd path or not) while inside."""
     from sgnlake.collect import writer
     from sgnlake.schema import codecs
 
-    saved = codecs.CHUNK_KEY_ENCODING, writer.CHUNK_KEY_ENCODING
+    saved = codecs.CHUNK_KEY_ENCODING, writer.CHUNK_KEY_ENCODING, writer._direct_codec
     codecs.CHUNK_KEY_ENCODING = writer.CHUNK_KEY_ENCODING = enc
+    if not direct:
+        writer._direct_codec = lambda arr: None
     try:
         yield
     finally:
-        codecs.CHUNK_KEY_ENCODING, writer.CHUNK_KEY_ENCODING = saved
+        codecs.CHUNK_KEY_ENCODING, writer.CHUNK_KEY_ENCODING, writer._direct_codec = saved
 
 
 class _Snap:
@@ -89,14 +94,15 @@ def main() -> None:
 
     torch.set_num_threads(1)
     variants = {
-        "nested": (LAYOUTS["nested"], StorageSpec()),
-        "flat": (LAYOUTS["flat"], StorageSpec()),
-        "flat, codec none": (LAYOUTS["flat"], StorageSpec(codec="none")),
+        "nested, zarr": (LAYOUTS["nested"], StorageSpec(), False),
+        "flat, zarr": (LAYOUTS["flat"], StorageSpec(), False),
+        "flat, direct": (LAYOUTS["flat"], StorageSpec(), True),
+        "flat, none": (LAYOUTS["flat"], StorageSpec(codec="none"), False),
     }
     work = C.scratch(args, "commit")
     table = C.Table(
         ["model", "MB/snapshot", *(f"{v} wall (ms)" for v in variants), *(f"{v} CPU (ms)" for v in variants),
-         "flat / nested (wall)"]
+         "flat / nested (CPU)", "direct / zarr (CPU)", "today / before (CPU)"]
     )
     metrics: dict[str, Any] = {}
     n = 0
@@ -109,16 +115,20 @@ def main() -> None:
         for r in range(args.repeat):
             order = list(variants) if r % 2 == 0 else list(reversed(variants))  # no fixed position
             for v in order:
-                enc, storage = variants[v]
+                enc, storage, direct = variants[v]
                 n += 1
-                with layout(enc):
+                with layout(enc, direct):
                     res[v].append(block(s, snap, ckpt, args.snapshots, storage, work / f"l{n}", "r"))
                 C.cleanup(args, work / f"l{n}")
         wall = {v: statistics.median(w for w, _ in r) for v, r in res.items()}
         cpu = {v: statistics.median(c for _, c in r) for v, r in res.items()}
-        ratio = wall["flat"] / wall["nested"]
-        table.add(label, mb, *(1e3 * wall[v] for v in variants), *(1e3 * cpu[v] for v in variants), ratio)
-        metrics[s.model_name] = {"mb": mb, "wall_s": wall, "cpu_s": cpu, "flat_over_nested": ratio}
+        ratios = {
+            "flat_over_nested": cpu["flat, zarr"] / cpu["nested, zarr"],
+            "direct_over_zarr": cpu["flat, direct"] / cpu["flat, zarr"],
+            "today_over_before": cpu["flat, direct"] / cpu["nested, zarr"],
+        }
+        table.add(label, mb, *(1e3 * wall[v] for v in variants), *(1e3 * cpu[v] for v in variants), *ratios.values())
+        metrics[s.model_name] = {"mb": mb, "wall_s": wall, "cpu_s": cpu, **ratios}
         snap.release()
     C.write_report(
         args,

@@ -2,9 +2,10 @@
 
 Commit protocol for snapshot ``k`` (readers trust ``RunMeta.committed``):
 
-1. write the chunks of index ``k`` of every array through an in-memory view
-   whose metadata says ``k + 1`` snapshots, while the stored metadata still says
-   ``k`` (so a plain Zarr reader cannot see the new chunks yet);
+1. write the chunks of index ``k`` of every array (through an in-memory view
+   whose metadata says ``k + 1`` snapshots, or, for the lossless zstd default,
+   encoded here and stored under their chunk keys), while the stored metadata
+   still says ``k`` (so a plain Zarr reader cannot see the new chunks yet);
 2. write the resume checkpoint of snapshot ``k`` under ``checkpoints/<run_id>/``;
 3. grow every array's stored metadata to ``k + 1``;
 4. set ``RunMeta.committed = k + 1`` (and ``updated``) in the run attributes;
