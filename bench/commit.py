@@ -130,6 +130,7 @@ def main() -> None:
         table.add(label, mb, *(1e3 * wall[v] for v in variants), *(1e3 * cpu[v] for v in variants), *ratios.values())
         metrics[s.model_name] = {"mb": mb, "wall_s": wall, "cpu_s": cpu, **ratios}
         snap.release()
+    C.cleanup(args, work)
     C.write_report(
         args,
         "commit",
