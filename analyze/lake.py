@@ -20,8 +20,8 @@ import xarray as xr
 import zarr
 from dask.base import tokenize
 
-from sgnlake.schema.errors import LakeError, RunNotFoundError
-from sgnlake.schema.lake import open_lake_group, read_run_meta, run_group, run_ids
+from sgnlake.schema.errors import LakeError, RunNotFoundError, SgnlakeError
+from sgnlake.schema.lake import DamagedError, open_lake_group, read_run_meta, run_damage, run_group, scan_runs
 from sgnlake.schema.meta import RunMeta, TensorInfo
 from sgnlake.schema.names import (
     ACCURACY,
@@ -126,7 +126,12 @@ class Lake:
         self._meta: dict[str, RunMeta] = {}
         self._iterations: dict[str, np.ndarray] = {}
         self._groups: dict[str, zarr.Group] = {}
+        self._param_index: dict[tuple[str, str], np.ndarray] = {}
         self._writable: zarr.Group | None = None
+        self._damaged: dict[str, str] | None = None
+        #: Damaged runs left out of the last :meth:`select_runs` of all runs or a glob
+        #: (``{run id: one-line damage naming the file}``); callers report them.
+        self.skipped_runs: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"<sgnlake Lake {self.location!r}>"
@@ -143,10 +148,28 @@ class Lake:
         self._meta.clear()
         self._iterations.clear()
         self._groups.clear()
+        self._damaged = None
+        self._param_index.clear()
+
+    def damaged_runs(self) -> dict[str, str]:
+        """``{run id: one line naming the run and file}`` for every run whose metadata is damaged.
+
+        Reads every run's metadata and its arrays' metadata once (cached until :meth:`refresh`).
+        """
+        if self._damaged is None:
+            ok, damaged = scan_runs(self._root)
+            for run in ok:
+                try:
+                    self.meta(run)
+                except DamagedError as e:
+                    damaged[run] = str(e)
+            self._damaged = dict(sorted(damaged.items()))
+        return self._damaged
 
     def run_ids(self) -> list[str]:
-        """Sorted ids of the runs in the lake."""
-        return run_ids(self._root)
+        """Sorted ids of the runs in the lake whose metadata is intact (see :meth:`damaged_runs`)."""
+        damaged = self.damaged_runs()
+        return [r for r in scan_runs(self._root)[0] if r not in damaged]
 
     def select_runs(self, runs: str | Sequence[str] | None = None) -> list[str]:
         """Resolve run ids and glob patterns (``'fcn-*'``) to the sorted matching run ids.
@@ -157,19 +180,29 @@ class Lake:
             An exact id is not in the lake, or no run matches at all.
         """
         known = self.run_ids()
+        damaged = self.damaged_runs()
         pats = _as_list(runs)
         if pats is None:
+            self.skipped_runs = dict(damaged)
             if not known:
+                if damaged:
+                    raise DamagedError(next(iter(damaged.values())))
                 raise RunNotFoundError(f"the lake {self.location} has no runs yet: collect some first")
             return known
         out: set[str] = set()
+        self.skipped_runs = {}
         for p in pats:
             if _is_glob(p):
                 out.update(fnmatch.filter(known, p))
+                self.skipped_runs.update({r: damaged[r] for r in fnmatch.filter(damaged, p)})
             elif p in known:
                 out.add(p)
+            elif p in damaged:
+                raise DamagedError(damaged[p])
             else:
                 run_group(self._root, p)  # raises the one-line RunNotFoundError
+        if not out and self.skipped_runs:
+            raise DamagedError(next(iter(self.skipped_runs.values())))
         if not out:
             hint = f"runs: {', '.join(known[:10])}" if known else "the lake has no runs"
             raise RunNotFoundError(f"no run matches {', '.join(map(repr, pats))} ({hint})")
@@ -177,13 +210,29 @@ class Lake:
 
     def _group(self, run: str) -> zarr.Group:
         if run not in self._groups:
-            self._groups[run] = run_group(self._root, run)
+            try:
+                self._groups[run] = run_group(self._root, run)
+            except SgnlakeError:
+                raise
+            except Exception as e:  # the run's zarr.json cannot be parsed
+                first = str(e).splitlines()[0] if str(e) else ""
+                raise DamagedError(
+                    f"run {run!r} is damaged: runs/{run}/zarr.json cannot be read ({type(e).__name__}: "
+                    f"{first}); the other runs are unaffected (run 'sgnlake check')"
+                ) from None
         return self._groups[run]
 
     def meta(self, run: str) -> RunMeta:
         """The metadata of run ``run`` (config, tensors, status, commit marker)."""
         if run not in self._meta:
-            self._meta[run] = read_run_meta(self._group(run))
+            if self._damaged and run in self._damaged:
+                raise DamagedError(self._damaged[run])
+            group = self._group(run)
+            meta = read_run_meta(group)
+            damage = run_damage(group, meta)
+            if damage is not None:
+                raise DamagedError(damage)
+            self._meta[run] = meta
         return self._meta[run]
 
     def iterations(self, run: str) -> np.ndarray:
@@ -203,10 +252,29 @@ class Lake:
             names = ", ".join(t.name for t in meta.tensors)
             raise SelectionError(f"run {run!r} has no tensor {tensor!r} (tensors: {names})") from None
 
+    def param_index(self, run: str, tensor: str) -> np.ndarray:
+        """Flat C-order indices (int64) along the stored ``param`` axis of one tensor.
+
+        ``arange(numel)`` for a tensor stored whole; for a run that stores a seeded
+        parameter sample (``--param-sample``, ``TensorInfo.stored``) the sorted
+        indices recorded in the tensor group's ``param`` array (read once, cached).
+        These are the ``param`` coordinate of :meth:`sgn`, :meth:`grad` and :meth:`weight`.
+        """
+        key = (run, tensor)
+        if key not in self._param_index:
+            info = self.tensor_info(run, tensor)
+            if info.stored is None:
+                idx = np.arange(info.numel, dtype=np.int64)
+            else:
+                idx = np.asarray(self._group(run)[info.name][PARAM][:], dtype=np.int64)
+            self._param_index[key] = idx
+        return self._param_index[key]
+
     def tensors(self, run: str) -> pd.DataFrame:
         """The tensor table of ``run``: one row per tensor (index ``tensor``).
 
         Columns: ``shape``, ``numel``, ``kind``, ``module``, ``module_type``,
+        ``n_stored`` (parameters stored: ``numel``, or the size of a ``--param-sample``),
         ``offset`` (first position of the tensor in the concatenated ``param``
         axis of :meth:`alpha`).
         """
@@ -220,11 +288,12 @@ class Lake:
                     "kind": t.kind,
                     "module": t.module,
                     "module_type": t.module_type,
+                    "n_stored": t.n_stored,
                     "offset": offset,
                 }
             )
-            offset += t.numel
-        cols = ["tensor", "shape", "numel", "kind", "module", "module_type", "offset"]
+            offset += t.n_stored
+        cols = ["tensor", "shape", "numel", "kind", "module", "module_type", "n_stored", "offset"]
         return pd.DataFrame(rows, columns=cols).set_index("tensor")
 
     @property
@@ -299,7 +368,9 @@ class Lake:
             Iteration *values* (a slice is label-based, both ends inclusive);
             values the run has not committed raise :class:`SelectionError`.
         params, minibatches : int, list of int, slice or None
-            Positions (``param`` is the C-order flat index within the tensor).
+            Positions along the stored axes. The ``param`` coordinate is the C-order
+            flat index within the tensor (:meth:`param_index`: the position itself,
+            unless the run stores a parameter sample).
 
         Returns
         -------
@@ -312,6 +383,8 @@ class Lake:
         it_pos, it_vals = self._iteration_positions(run, iterations)
         mb_pos, mb_vals = _index_positions(x.shape[1], minibatches, "minibatch", run)
         p_pos, p_vals = _index_positions(x.shape[2], params, "param", run, tensor)
+        if info.stored is not None:
+            p_vals = self.param_index(run, tensor)[p_vals]
         x = _take(x, (it_pos, mb_pos, p_pos))
         return xr.DataArray(
             x,
@@ -328,6 +401,8 @@ class Lake:
         x = self._dask(run, tensor, name)
         it_pos, it_vals = self._iteration_positions(run, iterations)
         p_pos, p_vals = _index_positions(x.shape[1], params, "param", run, tensor)
+        if info.stored is not None:
+            p_vals = self.param_index(run, tensor)[p_vals]
         x = _take(x, (it_pos, p_pos))
         return xr.DataArray(
             x,

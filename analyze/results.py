@@ -1,10 +1,12 @@
 """Per-parameter estimator results: computed lazily, stored in the lake, reopened lazily.
 
 Stored layout: see :mod:`sgnlake.analyze.stored` (``results/<run_id>/<key>/``, ``key`` =
-:func:`sgnlake.analyze.estimators.result_key` of the estimator and its settings). A result
-whose ``ResultMeta`` attribute is missing is unfinished (a crashed computation) and is
-recomputed. A run that gained snapshots since its result was stored gets only the new
-snapshots computed and appended; a stored result without ``n_nonfinite`` (written by an
+:func:`sgnlake.analyze.estimators.result_key` of the estimator and its settings). A result is
+computed into a fresh generation and published last (one atomic write), so a killed,
+failed or concurrent computation never shows a partial result; ``force`` keeps the
+published result until the new one is published. A run that gained snapshots since its
+result was stored gets only the new snapshots computed and appended (beyond the published
+rows, then the count is published); a stored result without ``n_nonfinite`` (written by an
 older sgnlake) is recomputed. Estimators with a fused kernel (Mohammadi) are computed by
 :mod:`sgnlake.analyze.fused`, one task per result chunk.
 """
@@ -28,7 +30,8 @@ import zarr
 from sgnlake.schema.errors import ConfigError, LakeError, SgnlakeError
 from sgnlake.schema.lake import now, software_versions
 from sgnlake.schema.meta import ResultMeta, TensorInfo
-from sgnlake.schema.names import ITERATION, MINIBATCH, PARAM, RESULT_ATTR, TENSOR_ATTR, results_path
+from sgnlake.schema.names import GENERATION_ATTR, ITERATION, MINIBATCH, PARAM, TENSOR_ATTR, results_path
+from sgnlake.schema.store import delete_prefix
 
 from . import estimators
 from .fused import fused_tasks
@@ -37,7 +40,10 @@ from .stored import (
     ALPHA,
     NONFINITE,
     RESULT_CHUNK_ELEMENTS,
+    new_generation,
+    publish,
     result_chunk,
+    result_lease,
     stored_dask,
     stored_meta,
     stored_results,
@@ -170,11 +176,13 @@ def lazy_estimate(
 # ---------------------------------------------------------------------- reading results
 
 
-def _param_coords(infos: Sequence[TensorInfo]) -> dict[str, Any]:
-    tensor = np.concatenate([np.full(t.numel, t.name, dtype=object) for t in infos])
-    module = np.concatenate([np.full(t.numel, t.module, dtype=object) for t in infos])
-    kind = np.concatenate([np.full(t.numel, t.kind, dtype=object) for t in infos])
-    index = np.concatenate([np.arange(t.numel, dtype=np.int64) for t in infos])
+def _param_coords(infos: Sequence[TensorInfo], indices: Sequence[np.ndarray]) -> dict[str, Any]:
+    """The ``param`` coords of results over ``infos``; ``indices``: each tensor's flat indices."""
+    sizes = [len(i) for i in indices]
+    tensor = np.concatenate([np.full(n, t.name, dtype=object) for t, n in zip(infos, sizes, strict=True)])
+    module = np.concatenate([np.full(n, t.module, dtype=object) for t, n in zip(infos, sizes, strict=True)])
+    kind = np.concatenate([np.full(n, t.kind, dtype=object) for t, n in zip(infos, sizes, strict=True)])
+    index = np.concatenate([np.asarray(i, dtype=np.int64) for i in indices])
     return {
         PARAM: np.arange(len(index), dtype=np.int64),
         "tensor": (PARAM, tensor),
@@ -213,14 +221,26 @@ def result(
     found = stored_meta(lake, run, key)
     n_stored = found[1].n_iterations if found else 0
     per_output: dict[str, list[da.Array]] = {}
+    indices = []
     for info in infos:
         parts: dict[str, list[da.Array]] = {}
+        # a result covers the stored SGN's parameters, or all of them (computed on the device)
+        index = lake.param_index(run, info.name)
         if found:
             g, rmeta = found
             tg = g[info.name]
             for name, arr in sorted(tg.arrays()):
                 path = f"{results_path(run, key, info.name)}/{name}"
                 parts.setdefault(name, []).append(stored_dask(lake, arr, path, n_stored, rmeta.created))
+                if arr.shape[1] != len(index):
+                    if arr.shape[1] != info.numel or n_stored < len(its):
+                        raise LakeError(
+                            f"stored result {key!r} of run {run!r} covers {arr.shape[1]} parameters of "
+                            f"{info.name!r} but the run stores the SGN of {len(index)}: resume the run "
+                            "(sgnlake collect --resume) to bring its device results up to date"
+                        )
+                    index = np.arange(info.numel, dtype=np.int64)
+        indices.append(index)
         if n_stored < len(its):
             for name, out in lazy_estimate(lake, run, info, estimator, n_stored, **settings).items():
                 if found and name not in parts:
@@ -232,7 +252,7 @@ def result(
             per_output.setdefault(name, []).append(
                 pieces[0] if len(pieces) == 1 else da.concatenate(pieces, axis=0)
             )
-    coords = {ITERATION: its, **_param_coords(infos)}
+    coords = {ITERATION: its, **_param_coords(infos, indices)}
     data = {
         name: ((ITERATION, PARAM), arrays[0] if len(arrays) == 1 else da.concatenate(arrays, axis=1))
         for name, arrays in per_output.items()
@@ -316,10 +336,18 @@ def _compute_run(
     meta = lake.meta(run)
     n = meta.committed
     path = f"{lake.location.rstrip('/')}/{results_path(run, key)}"
-    n_params = sum(t.numel for t in meta.tensors)
+    n_params = sum(t.n_stored for t in meta.tensors)
     if n == 0:
         return RunResult(run, key, "empty", 0, 0, n_params, None, float("nan"), 0, 0.0, path)
-    found = None if force else stored_meta(lake, run, key)
+    found = stored_meta(lake, run, key)
+    if found and found[1].source == "device":
+        force = False  # computed on the device from every parameter's SGN, which the lake does not hold
+        if found[1].n_iterations < n:
+            raise LakeError(
+                f"the device results {key!r} of run {run!r} lag its snapshots: resume the run "
+                "(sgnlake collect --resume) to bring them up to date"
+            )
+    found = None if force else found
     start = found[1].n_iterations if found else 0
     if found and start == n:
         return _finish(lake, run, key, "up-to-date", n, 0, n_params, t0, path, estimator, settings)
@@ -330,32 +358,37 @@ def _compute_run(
     # build every lazy estimate first: a bad setting fails before anything is written
     planned = [(info, lazy_estimate(lake, run, info, estimator, start, **settings)) for info in meta.tensors]
 
-    def prepare() -> tuple[zarr.Group, list[da.Array], list[zarr.Array], list[tuple[slice, slice]]]:
-        if start == 0:
-            kg = wroot.create_group(results_path(run, key), overwrite=True)
-        else:
-            kg = wroot[results_path(run, key)]
-            del kg.attrs[RESULT_ATTR]  # unfinished until the attribute is written again
-        it = kg.create_array(
-            ITERATION, shape=(n,), dtype="int64", dimension_names=[ITERATION], overwrite=True
-        )
-        it[:] = its
+    def prepare() -> tuple[zarr.Group, zarr.Group, str | None, list[da.Array], list[zarr.Array], list[Any]]:
+        kg = wroot.require_group(results_path(run, key))
+        gen: str | None
+        if found:  # append to the published data group, beyond its published rows (invisible)
+            dg = wroot[found[0].path]
+            gen = kg.attrs.get(GENERATION_ATTR)
+            it = dg[ITERATION]
+            if it.shape[0] < n:  # never shrink: rows of a concurrent append stay
+                it.resize((n,))
+        else:  # a fresh generation: the published result (if any) stays until this one is published
+            gen = new_generation()
+            dg = kg.create_group(gen)
+            it = dg.create_array(ITERATION, shape=(n,), dtype="int64", dimension_names=[ITERATION])
+        it[start:n] = its[start:n]
         sources, targets, regions = [], [], []
         for info, outs in planned:
             sgn_chunk = lake.root[f"runs/{run}/{info.name}/sgn"].chunks[2]
-            rc = result_chunk(sgn_chunk, info.numel)
-            if start and info.name in kg:
-                tg = kg[info.name]
+            rc = result_chunk(sgn_chunk, info.n_stored)
+            if start and info.name in dg:
+                tg = dg[info.name]
             else:
-                tg = kg.create_group(info.name, attributes={TENSOR_ATTR: info.to_dict()}, overwrite=True)
+                tg = dg.create_group(info.name, attributes={TENSOR_ATTR: info.to_dict()}, overwrite=True)
             for name, out in outs.items():
                 if start and name in tg:
                     arr = tg[name]
-                    arr.resize((n, info.numel))
+                    if arr.shape[0] < n:  # never shrink: rows of a concurrent append stay
+                        arr.resize((n, info.n_stored))
                 else:
                     arr = tg.create_array(
                         name,
-                        shape=(n, info.numel),
+                        shape=(n, info.n_stored),
                         chunks=(1, rc),
                         dtype=out.dtype,
                         fill_value=np.nan if np.issubdtype(out.dtype, np.floating) else -1,
@@ -365,18 +398,24 @@ def _compute_run(
                 # align every task's output with one stored chunk: no two tasks write one chunk
                 sources.append(out.data.rechunk((1, arr.chunks[1])))
                 targets.append(arr)
-                regions.append((slice(start, n), slice(0, info.numel)))
-        return kg, sources, targets, regions
+                regions.append((slice(start, n), slice(0, info.n_stored)))
+        return kg, dg, gen, sources, targets, regions
 
-    kg, sources, targets, regions = write_guard(lake, prepare)
-    fused = fused_tasks(lake, run, estimators.get(estimator), settings, kg, start, n)
-    if fused is not None:
-        graph: Any = fused  # one task per result chunk: read, estimate, count, write
-    else:
-        graph = da.store(sources, targets, regions=regions, lock=False, compute=False)
-    write_guard(lake, run_graph, graph, progress)
+    with write_guard(lake, result_lease, lake, run, key) as lease:
+        kg, dg, gen, sources, targets, regions = write_guard(lake, prepare)
+        try:
+            fused = fused_tasks(lake, run, estimators.get(estimator), settings, dg, start, n)
+            if fused is not None:
+                graph: Any = fused  # one task per result chunk: read, estimate, count, write
+            else:
+                graph = da.store(sources, targets, regions=regions, lock=False, compute=False)
+            write_guard(lake, run_graph, graph, progress)
+        except BaseException:
+            if not start and gen is not None:  # an unpublished generation of ours: nobody reads it
+                with contextlib.suppress(Exception):
+                    delete_prefix(wroot.store, f"{kg.path}/{gen}")
+            raise
 
-    def commit() -> None:
         rmeta = ResultMeta(
             estimator=estimator,
             settings=dict(settings),
@@ -387,9 +426,8 @@ def _compute_run(
             software=software_versions(),
             run_created=meta.created,
         )
-        kg.attrs[RESULT_ATTR] = rmeta.to_dict()  # LAST: marks the result finished
-
-    write_guard(lake, commit)
+        lease.check()  # taken over after a stall: the other computation publishes
+        write_guard(lake, publish, wroot, kg.path, rmeta.to_dict(), gen, start > 0)
     action = "appended" if start else "computed"
     return _finish(lake, run, key, action, n, n - start, n_params, t0, path, estimator, settings)
 

@@ -274,6 +274,10 @@ class RunWriter:
                 self._arrays[f"{t.name}/{a}"] = tg[a]
         #: arrays whose chunks are encoded here and stored directly (see :func:`_direct_codec`)
         self._direct = {n: c for n, a in self._arrays.items() if (c := _direct_codec(a)) is not None}
+        #: Writes per-snapshot results computed on the device with each commit (``--store alpha``):
+        #: an object with ``write(k, iteration, results)`` and ``commit(n)`` (see
+        #: :class:`sgnlake.collect.device_alpha.ResultSink`), or None.
+        self.result_sink: Any = None
         self.bytes_stored = 0
         self.bytes_raw = 0
         self.write_seconds: list[float] = []
@@ -296,7 +300,9 @@ class RunWriter:
     # ------------------------------------------------------------------ creation
 
     @classmethod
-    def create(cls, root: zarr.Group, meta: RunMeta, **kwargs: Any) -> RunWriter:
+    def create(
+        cls, root: zarr.Group, meta: RunMeta, *, param_index: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> RunWriter:
         """Create the run group, its arrays and attributes, and return a writer.
 
         The run group is first claimed atomically (:func:`claim_run`), so of two
@@ -308,6 +314,9 @@ class RunWriter:
         ------
         RunExistsError
             A run with this id exists.
+
+        ``param_index`` (tensor name -> kept flat indices) is recorded for a run
+        that stores a parameter sample (:mod:`sgnlake.collect.sampling`).
         """
         rid = meta.run_id
         path = run_path(rid)
@@ -339,18 +348,22 @@ class RunWriter:
             )
         for t in meta.tensors:
             tg = g.create_group(t.name, attributes={TENSOR_ATTR: t.to_dict()})
-            pc = min(spec.param_chunk, t.numel)
+            pc = max(1, min(spec.param_chunk, t.n_stored))
             tg.create_array(
                 SGN,
-                shape=(0, m, t.numel),
+                shape=(0, m, t.n_stored),
                 chunks=(1, m, pc),
                 dimension_names=[ITERATION, MINIBATCH, PARAM],
                 **kw,
             )
             for name in (GRAD, WEIGHT):
                 tg.create_array(
-                    name, shape=(0, t.numel), chunks=(1, pc), dimension_names=[ITERATION, PARAM], **kw
+                    name, shape=(0, t.n_stored), chunks=(1, pc), dimension_names=[ITERATION, PARAM], **kw
                 )
+        if param_index is not None:
+            from sgnlake.collect.sampling import write_indices
+
+            write_indices(g, param_index)
         root.require_group(checkpoint_path(rid))
         g.update_attributes({RUN_ATTR: meta.to_dict()})
         return cls(root, meta, **kwargs)
@@ -486,6 +499,9 @@ class RunWriter:
         views.extend(sp.set(proto.buffer.from_bytes(b)) for (sp, _), b in zip(direct, encoded, strict=True))
         sync(_gather(*views))
         del parts, jobs, direct
+        results = getattr(snap, "results", None)
+        if self.result_sink is not None and results is not None:
+            self.result_sink.write(k, snap.iteration, results)
         if snap.checkpoint is not None:
             self._write_checkpoint(k, snap.iteration, snap.checkpoint)
         sync(_gather(*(a._async_array.resize((k + 1, *a.shape[1:])) for a in self._arrays.values())))
@@ -493,6 +509,8 @@ class RunWriter:
             # keep status and reason: a failure recorded while this commit was in flight must stay
             self.meta = self.meta.replace(committed=k + 1, updated=now())
             self.group.update_attributes({RUN_ATTR: self.meta.to_dict()})
+        if self.result_sink is not None and results is not None:
+            self.result_sink.commit(k + 1)
         if k >= 1:
             cg = self.root[checkpoint_path(self.meta.run_id)]
             for name, _ in list(cg.groups()):

@@ -77,7 +77,7 @@ def validate_run(group: zarr.Group, meta: RunMeta) -> list[str]:
             if _dims(arr) != dims:
                 problems.append(f"run {rid!r}: {t.name}/{aname} has dims {_dims(arr)}, expected {dims}")
                 continue
-            expect = {ITERATION: None, "minibatch": meta.n_minibatches, "param": t.numel}
+            expect = {ITERATION: None, "minibatch": meta.n_minibatches, "param": t.n_stored}
             for d, n in zip(dims, arr.shape, strict=True):
                 if expect[d] is not None and n != expect[d]:
                     problems.append(f"run {rid!r}: {t.name}/{aname} has {d}={n}, expected {expect[d]}")
