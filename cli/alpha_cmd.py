@@ -18,7 +18,8 @@ xarray.open_datatree(LAKE, engine="zarr").
 
 Runs on Dask: threads by default, a local cluster with --workers, an existing cluster
 with --scheduler. Prints one line per run: snapshots, parameters, median alpha and the
-count of parameters without an estimate (dead: zero/constant SGN) at the last snapshot,
+count of parameters without an estimate (dead: zero/constant SGN) and of degenerate ones
+(sparse: few distinct SGN values; left out of the median) at the last snapshot,
 and the number of non-finite (NaN/inf) SGN samples over all snapshots. Non-finite samples
 are dropped per parameter and the estimate uses the remaining finite ones (Mohammadi: a
 K1 block holding one is left out of the block sums); a parameter with no two distinct
@@ -48,6 +49,7 @@ def format_table(report: Any) -> str:
         "last it",
         "median alpha",
         "dead",
+        "sparse",
         "non-finite",
         "seconds",
     )
@@ -61,6 +63,7 @@ def format_table(report: Any) -> str:
             "-" if r.last_iteration is None else str(r.last_iteration),
             _fmt(r.median_alpha_last),
             str(r.dead_last),
+            str(r.sparse_last),
             str(r.nonfinite_samples),
             _fmt(r.seconds, 1),
         )

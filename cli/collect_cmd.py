@@ -1,4 +1,4 @@
-"""``sgnlake collect``: train with SGD and store SGN snapshots."""
+"""``sgnlake collect``: train with SGD (or momentum, Adam) and store SGN snapshots."""
 
 from __future__ import annotations
 
@@ -23,6 +23,10 @@ OPTION_PATHS = {
     "n_train": "n_train",
     "batch_size": "batch_size",
     "lr": "lr",
+    "optimizer": "optimizer",
+    "momentum": "momentum",
+    "betas": "betas",
+    "weight_decay": "weight_decay",
     "seed": "seed",
     "epochs": "epochs",
     "iterations": "iterations",
@@ -91,6 +95,21 @@ def _model_args(depth, width, bias, model_arg) -> dict[str, Any]:
     return args
 
 
+def _betas(text: str | None) -> tuple[float, float] | None:
+    """``--betas 0.9,0.999`` as a pair of floats (None when not given)."""
+    from sgnlake.schema.errors import ConfigError
+
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.replace(" ", "").split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 2:
+        raise ConfigError(f"bad --betas {text!r}: use two comma-separated numbers, e.g. --betas 0.9,0.999")
+    return (values[0], values[1])
+
+
 def _schedule(every, at, logspace, include_start, per_epoch):
     from sgnlake.schema.errors import ConfigError
     from sgnlake.schema.meta import Schedule
@@ -142,7 +161,9 @@ def register(app: typer.Typer) -> None:
             "n_train, batch size, learning rate when not the default, seed), e.g. fcn-d3-w32-b50-s0; "
             "'sgnlake sweep' and 'sgnlake demo' name runs the same way.",
         ),
-        model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Model: fcn or lenet (the registry)."),
+        model: str = typer.Option(
+            DEFAULT_MODEL, "--model", "-m", help="Model: fcn, lenet, resnet or vit (the registry)."
+        ),
         depth: int | None = typer.Option(
             None, "--depth", help=f"FCN: number of linear layers (>= 2).{_MODEL_DEFAULT}"
         ),
@@ -180,7 +201,22 @@ def register(app: typer.Typer) -> None:
             "-b",
             help="SGD minibatch size b (also the SGN minibatch size).",
         ),
-        lr: float = typer.Option(_default("lr"), "--lr", help="SGD learning rate (> 0, no momentum)."),
+        lr: float = typer.Option(_default("lr"), "--lr", help="Learning rate of the optimizer (> 0)."),
+        optimizer: str = typer.Option(
+            _default("optimizer"),
+            "--optimizer",
+            help="Update rule: 'sgd' (plain SGD, the paper's), 'momentum' (SGD with heavy-ball momentum) "
+            "or 'adam'. The SGN definition does not depend on it.",
+        ),
+        momentum: float | None = typer.Option(
+            None, "--momentum", help="Momentum of --optimizer momentum, in [0, 1). Default 0.9."
+        ),
+        betas: str | None = typer.Option(
+            None, "--betas", help="Adam's beta1,beta2, e.g. 0.9,0.999 (the default)."
+        ),
+        weight_decay: float = typer.Option(
+            _default("weight_decay"), "--weight-decay", help="L2 weight decay of the optimizer (>= 0)."
+        ),
         seed: int = typer.Option(
             _default("seed"), "--seed", help="Seed of initialisation, data order and snapshot partitions."
         ),
@@ -291,7 +327,7 @@ def register(app: typer.Typer) -> None:
             None, "--progress/--no-progress", help="Show a progress bar. Default: when stderr is a terminal."
         ),
     ) -> None:
-        """Train a model with plain SGD and store its per-parameter SGN at scheduled iterations."""
+        """Train a model (plain SGD by default) and store its per-parameter SGN at scheduled iterations."""
         import dataclasses
 
         from sgnlake.collect.config import compatible_run, default_run_id, resume_config
@@ -309,6 +345,7 @@ def register(app: typer.Typer) -> None:
             for name, path in OPTION_PATHS.items()
             if "." not in path and path != "model_args"
         }
+        top["betas"] = _betas(betas)
         top["tensors"] = tuple(t.strip() for t in tensors.split(",") if t.strip()) if tensors else ()
         if memory_budget_mb is None:
             top["memory_budget_mb"] = _default("memory_budget_mb")

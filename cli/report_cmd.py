@@ -64,6 +64,18 @@ def register(app: typer.Typer) -> None:
             True, "--pooled/--no-pooled", help="Draw per-parameter vs pooled alpha (reads all SGN again)."
         ),
         dpi: int = typer.Option(100, "--dpi", min=30, max=400, help="Resolution of the PNGs."),
+        compare_at: str = typer.Option(
+            "steps",
+            "--compare-at",
+            help="Compare runs of different batch size, depth or width at equal 'steps' (SGD updates; "
+            "the paper's Fig 2) or equal 'epochs'.",
+        ),
+        include_sparse: bool = typer.Option(
+            False,
+            "--include-sparse/--exclude-sparse",
+            help="Keep degenerate parameters (few distinct SGN values, alpha pulled to 1) in medians "
+            "and means; by default they are counted (n_sparse) and left out.",
+        ),
         skip_corrupt: bool = typer.Option(
             False,
             "--skip-corrupt",
@@ -106,6 +118,8 @@ def register(app: typer.Typer) -> None:
                 param=param,
                 pooled=pooled,
                 log=lambda msg: typer.echo(msg, err=True),
+                compare_at=compare_at,
+                include_sparse=include_sparse,
                 skip_corrupt=skip_corrupt,
             )
         except SgnlakeError as e:

@@ -669,6 +669,19 @@ class RunWriter:
             self.group.update_attributes({RUN_ATTR: self.meta.to_dict()})
             return self.meta
 
+    def update_meta(self, **changes: Any) -> RunMeta:
+        """Replace fields of the run's metadata (not ``committed`` nor ``status``) and write them.
+
+        Used by :class:`~sgnlake.collect.probe.Probe` to announce each snapshot
+        step in ``planned_iterations`` before that snapshot is committed.
+        """
+        if "committed" in changes or "status" in changes:
+            raise ValueError("update_meta cannot change committed or status")
+        with self._lock:
+            self.meta = self.meta.replace(**changes, updated=now())
+            self.group.update_attributes({RUN_ATTR: self.meta.to_dict()})
+            return self.meta
+
     def close(self) -> None:
         """Stop the writer thread (after what was queued)."""
         if self._thread is not None and self._thread.is_alive():

@@ -1,6 +1,6 @@
 """Smoke runs of every benchmark script in ``bench/`` so they cannot rot.
 
-All eight scripts run once, concurrently, with ``--smoke`` (tiny sizes), each
+All nine scripts run once, concurrently, with ``--smoke`` (tiny sizes), each
 writing its markdown table and its headline numbers (``--json``) into a
 temporary folder. Each test then checks one script's output: the table was
 written, and the correctness checks the script makes along the way hold (the
@@ -21,7 +21,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-STUDIES = ("collector", "storage", "alpha_throughput", "fits", "out_of_core", "scaling", "writer", "commit")
+STUDIES = (
+    "collector", "storage", "alpha_throughput", "fits", "out_of_core", "scaling", "writer", "models", "commit",
+)
 TIMEOUT_S = 240
 
 
@@ -137,6 +139,16 @@ def test_scaling_smoke(smoke_runs: dict) -> None:
     _md, m = _ok(smoke_runs, "scaling")
     assert len(m["alpha_s"]) == 2 and all(s > 0 for s in m["alpha_s"])
     assert m["sizes_bytes"][1] == 2 * m["sizes_bytes"][0]
+
+
+def test_models_smoke(smoke_runs: dict) -> None:
+    _md, m = _ok(smoke_runs, "models")
+    rows = m["rows"]
+    assert {r["engine"] for r in rows} == {"loop", "vmap"}
+    assert {r["model"].split()[0] for r in rows} == {"resnet-8", "vit"}
+    for r in rows:  # every engine's SGN equals the loop's; the model and RNG are left as they were
+        assert r["max_rel_diff_vs_loop"] < 1e-4, r
+        assert r["state_unchanged"] and r["seconds"] > 0, r
 
 
 def test_writer_smoke(smoke_runs: dict) -> None:

@@ -215,6 +215,8 @@ def test_run_table_columns_come_from_the_run_config_fields():
         "n_train",
         "batch_size",
         "lr",
+        "optimizer",
+        "weight_decay",
         "seed",
         "shuffle",
         "partition",

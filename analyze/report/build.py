@@ -10,7 +10,7 @@ from typing import Any
 
 from sgnlake.schema.errors import ConfigError
 
-from .data import key_numbers, load_runs
+from .data import COMPARE_AT, DEFAULT_COMPARE_AT, key_numbers, load_runs
 from .estimator import resolve_report_estimator
 from .figures import FigureBuilder
 from .html import write_html
@@ -33,6 +33,8 @@ def build_report(
     param: str | None = None,
     pooled: bool = True,
     log: Callable[[str], None] | None = None,
+    compare_at: str = DEFAULT_COMPARE_AT,
+    include_sparse: bool = False,
     skip_corrupt: bool = False,
 ) -> Report:
     """Write the figures and ``index.html`` of a lake's report into ``out_dir``.
@@ -72,6 +74,11 @@ def build_report(
         Draw the per-parameter vs pooled figure (reads every SGN snapshot again).
     log : callable, optional
         Receives progress lines (default: print to stderr).
+    compare_at : {"steps", "epochs"}
+        Runs of different batch size, depth or width are compared at equal SGD steps (the
+        paper's Fig 2, default) or equal epochs (see :func:`.data.cross_run_tables`).
+    include_sparse : bool
+        Keep degenerate parameters (the ``sparse`` result) in medians and means.
     skip_corrupt : bool
         Read SGN chunks that are missing or cannot be decoded as NaN and count them
         (a note in the report), instead of stopping with an error naming the chunk.
@@ -97,6 +104,8 @@ def build_report(
 
     # validate everything before OUT is created: a bad input leaves no trace
     settings = resolve_report_estimator(estimator, settings or {})
+    if compare_at not in COMPARE_AT:
+        raise ConfigError(f"unknown --compare-at {compare_at!r}: use one of {', '.join(COMPARE_AT)}")
     chosen_param = parse_param(param)
     requested = _check_iterations(iterations)
     location = getattr(lake, "location", None)
@@ -117,11 +126,11 @@ def build_report(
     report = Report(index=out / "index.html", out_dir=out, skipped_runs=dict(lake.skipped_runs))
     data, stored_note = load_runs(
         lake, ids, estimator=estimator, settings=settings, requested=requested,
-        store=store, force=force, notes=report.notes, log=log,
+        store=store, force=force, notes=report.notes, log=log, include_sparse=include_sparse,
     )  # fmt: skip
     figures = FigureBuilder(
         lake, out, report, estimator=estimator, settings=settings, dpi=dpi,
-        param=chosen_param, pooled=pooled, log=log,
+        param=chosen_param, pooled=pooled, log=log, compare_at=compare_at, include_sparse=include_sparse,
     )  # fmt: skip
     for r in ids:
         if r in data:
