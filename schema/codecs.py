@@ -14,6 +14,12 @@ import zarr.codecs as zc
 
 from .meta import StorageSpec
 
+#: Chunk keys of arrays the collector creates: ``c.<i>.<j>...`` files directly in the array's
+#: folder. Zarr's default ``c/<i>/<j>/...`` makes a new folder tree for every snapshot (each new
+#: key costs mkdirs); readers take the encoding from each array's metadata, so lakes written
+#: with the nested layout stay readable and are resumed in their own layout.
+CHUNK_KEY_ENCODING: dict[str, str] = {"name": "default", "separator": "."}
+
 
 def compressors(spec: StorageSpec) -> list[Any]:
     """Bytes-to-bytes codecs for ``spec``."""
@@ -39,4 +45,5 @@ def array_kwargs(spec: StorageSpec) -> dict[str, Any]:
         "compressors": compressors(spec),
         "filters": filters(spec),
         "fill_value": np.nan,
+        "chunk_key_encoding": dict(CHUNK_KEY_ENCODING),
     }

@@ -1,6 +1,6 @@
 """Smoke runs of every benchmark script in ``bench/`` so they cannot rot.
 
-All eight scripts run once, concurrently, with ``--smoke`` (tiny sizes), each
+All nine scripts run once, concurrently, with ``--smoke`` (tiny sizes), each
 writing its markdown table and its headline numbers (``--json``) into a
 temporary folder. Each test then checks one script's output: the table was
 written, and the correctness checks the script makes along the way hold (the
@@ -21,7 +21,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-STUDIES = ("collector", "storage", "alpha_throughput", "fits", "out_of_core", "scaling", "writer", "models")
+STUDIES = (
+    "collector", "storage", "alpha_throughput", "fits", "out_of_core", "scaling", "writer", "models", "commit",
+)
 TIMEOUT_S = 240
 
 
@@ -153,3 +155,10 @@ def test_writer_smoke(smoke_runs: dict) -> None:
     _md, m = _ok(smoke_runs, "writer")
     assert m["compression_ratio"] > 1.0  # real SGN compresses under the lossless default
     assert m["cores"]["1"]["writer_mb_s"] > 0 and m["cores"]["1"]["limit_mb_s"] > 0
+
+
+def test_commit_smoke(smoke_runs: dict) -> None:
+    _md, m = _ok(smoke_runs, "commit")
+    fcn = m["fcn"]
+    assert set(fcn["cpu_s"]) == {"nested, zarr", "flat, zarr", "flat, direct", "flat, none"}
+    assert all(v > 0 for v in fcn["cpu_s"].values()) and fcn["mb"] > 0
