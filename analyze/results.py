@@ -313,22 +313,25 @@ def _current_client() -> Any:
         return None
 
 
-def run_graph(obj: Any, progress: bool) -> None:
-    """Compute a Dask collection on the active client or scheduler, with an optional progress bar on stderr."""
+def run_graph(obj: Any, progress: bool, label: str = "") -> None:
+    """Compute a Dask collection on the active client or scheduler, with an optional progress bar on stderr
+    (labelled with ``label``, e.g. the run id)."""
     client = _current_client()
     if client is not None and dask.config.get("scheduler", None) in (None, "dask.distributed"):
         futures = client.compute(obj)
         if progress:
             from distributed import progress as dprogress
 
+            if label:
+                print(label, file=sys.stderr)
             with contextlib.redirect_stdout(sys.stderr):  # keep stdout for results
                 dprogress(futures, notebook=False)
         client.gather(futures)
         return
     if progress:
-        from dask.diagnostics import ProgressBar
+        from .progress import labelled_progress
 
-        with ProgressBar(dt=0.1, out=sys.stderr):
+        with labelled_progress(label):
             dask.compute(obj)
     else:
         dask.compute(obj)
@@ -417,7 +420,7 @@ def _compute_run(
                 graph: Any = fused  # one task per result chunk: read, estimate, count, write
             else:
                 graph = da.store(sources, targets, regions=regions, lock=False, compute=False)
-            write_guard(lake, run_graph, graph, progress)
+            write_guard(lake, run_graph, graph, progress, run)
         except BaseException:
             if not start and gen is not None:  # an unpublished generation of ours: nobody reads it
                 with contextlib.suppress(Exception):

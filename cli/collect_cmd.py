@@ -13,6 +13,8 @@ import typer
 
 from sgnlake.schema.defaults import field_default
 
+from .options import lake_arg, storage_opt
+
 #: The RunConfig field path each collect option sets: its default comes from the dataclass
 #: (:func:`~sgnlake.schema.defaults.field_default`) and, with --resume, an option not given
 #: keeps the stored value of its field.
@@ -56,6 +58,10 @@ OPTION_PATHS = {
 _MODEL_DEFAULT = " Default: the model's own (stored in the run's model_args; see 'sgnlake ls --json')."
 #: The CLI's own default model (RunConfig.model has none).
 DEFAULT_MODEL = "fcn"
+#: Snapshots of a plain ``sgnlake collect LAKE`` (no --every/--at/--logspace): log-spaced over
+#: the run, so alpha can be drawn over iterations (Schedule's dataclass default, every 100 steps,
+#: gives one snapshot for one epoch of the embedded data).
+DEFAULT_SNAPSHOTS = 10
 
 
 class Terminated(KeyboardInterrupt):
@@ -85,11 +91,6 @@ def _default(option: str) -> Any:
     """The default of collect option ``option``: its RunConfig field's dataclass default."""
     model_arg = OPTION_PATHS[option].startswith("model_args")
     return None if model_arg else field_default(OPTION_PATHS[option])
-
-
-def _default_text(option: str) -> str:
-    """`` Default X.`` for help texts of options whose typer default is None (shown by no ``[default]``)."""
-    return f" Default {_default(option)}."
 
 
 def _parse_value(text: str) -> Any:
@@ -158,12 +159,11 @@ def _schedule(every, at, logspace, include_start, per_epoch):
         return Schedule(
             kind="logspace", every=None, count=logspace, include_start=include_start, per_epoch=per_epoch
         )
-    return Schedule(
-        kind="every",
-        every=_default("every") if every is None else every,
-        include_start=include_start,
-        per_epoch=per_epoch,
-    )
+    if every is None:  # no schedule option: enough snapshots to plot over iterations
+        return Schedule(
+            kind="logspace", every=None, count=DEFAULT_SNAPSHOTS, include_start=include_start, per_epoch=per_epoch
+        )
+    return Schedule(kind="every", every=every, include_start=include_start, per_epoch=per_epoch)
 
 
 def _explicit(ctx: typer.Context, name: str) -> bool:
@@ -178,9 +178,7 @@ def register(app: typer.Typer) -> None:
     @app.command("collect")
     def collect_cmd(
         ctx: typer.Context,
-        lake: str = typer.Argument(
-            ..., help="Lake: a local folder (created if absent) or an fsspec URL (s3://...)."
-        ),
+        lake: str = lake_arg("Lake: a local folder (created if absent) or an fsspec URL (s3://...)."),
         run_id: str | None = typer.Option(
             None,
             "--run-id",
@@ -265,13 +263,17 @@ def register(app: typer.Typer) -> None:
             "'fixed' (data order, paper's code).",
         ),
         every: int | None = typer.Option(
-            None, "--every", help="Take a snapshot every K SGD steps (K >= 1)." + _default_text("every")
+            None,
+            "--every",
+            metavar="K",
+            help="Take a snapshot every K SGD steps (K >= 1). Default (no --every, --at or --logspace): "
+            f"--logspace {DEFAULT_SNAPSHOTS}.",
         ),
         at: str | None = typer.Option(
-            None, "--at", help="Take snapshots at these iterations instead, e.g. --at 0,100,500."
+            None, "--at", metavar="LIST", help="Take snapshots at these iterations instead, e.g. --at 0,100,500."
         ),
         logspace: int | None = typer.Option(
-            None, "--logspace", help="Take N snapshots log-spaced between step 1 and the last step instead."
+            None, "--logspace", metavar="N", help="Take N snapshots log-spaced between step 1 and the last step instead."
         ),
         include_start: bool = typer.Option(
             _default("include_start"),
@@ -347,9 +349,7 @@ def register(app: typer.Typer) -> None:
             help="torch CPU threads (torch.set_num_threads). Default on CPU: one fewer than the available "
             "CPUs, leaving one for the background writer.",
         ),
-        storage_option: list[str] | None = typer.Option(
-            None, "--storage-option", "-o", help="fsspec storage option key=value for URL lakes (repeatable)."
-        ),
+        storage_option: list[str] | None = storage_opt(),
         progress: bool | None = typer.Option(
             None, "--progress/--no-progress", help="Show a progress bar. Default: when stderr is a terminal."
         ),

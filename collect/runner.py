@@ -300,11 +300,11 @@ def _loop(
     )
 
     def postfix() -> None:
-        ratio = writer.bytes_raw / writer.bytes_stored if writer.bytes_stored else float("nan")
-        bar.set_postfix_str(
-            f"snapshots {writer.meta.committed}/{len(its)} {writer.bytes_stored / 1e6:.1f} MB x{ratio:.2f}",
-            refresh=False,
-        )
+        text = f"snapshots {writer.meta.committed}/{len(its)}"
+        if writer.bytes_stored:  # nothing stored yet: no size, no ratio (not "0.0 MB xnan")
+            ratio = writer.bytes_raw / writer.bytes_stored
+            text += f" {writer.bytes_stored / 1e6:.1f} MB x{ratio:.2f}"
+        bar.set_postfix_str(text, refresh=False)
 
     def capture(index: int) -> bytes:
         return checkpoint.capture(train.model, train.optimizer, step=t, snapshot=index)

@@ -137,6 +137,7 @@ CASES: tuple[Case, ...] = (
     C("report-estimator", ("report", "{LAKE}", "--out", "{OUT}", "--estimator", "magic"), "magic", "unknown estimator"),
     C("report-dpi", ("report", "{LAKE}", "--out", "{OUT}", "--dpi", "5"), "--dpi", "--dpi 5"),
     C("report-out-file", ("report", "{LAKE}", "--out", "{FILE}"), "is a file", "--out is a file"),
+    C("report-figures", ("report", "{LAKE}", "--out", "{OUT}", "--figures", "nope"), "no figure kind", "--figures of no figure kind"),
     C("report-out-lake", ("report", "{LAKE}", "--out", "{LAKE}"), "inside the lake", "--out equal to the lake"),
     C("report-out-in-lake", ("report", "{LAKE}", "--out", "{LAKE}/report"), "inside the lake", "--out inside the lake"),
     C("report-iterations-huge", ("report", "{LAKE}", "--out", "{OUT}", "--iterations", "9" * 30), "out of range", "--iterations with a huge integer"),

@@ -22,7 +22,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 STUDIES = (
-    "collector", "storage", "alpha_throughput", "fits", "out_of_core", "scaling", "writer", "models",
+    "collector", "storage", "alpha_throughput", "fits", "out_of_core", "scaling", "writer", "models", "commit",
     "checksum",
 )  # fmt: skip
 TIMEOUT_S = 240
@@ -156,6 +156,15 @@ def test_writer_smoke(smoke_runs: dict) -> None:
     _md, m = _ok(smoke_runs, "writer")
     assert m["compression_ratio"] > 1.0  # real SGN compresses under the lossless default
     assert m["cores"]["1"]["writer_mb_s"] > 0 and m["cores"]["1"]["limit_mb_s"] > 0
+
+
+def test_commit_smoke(smoke_runs: dict) -> None:
+    _md, m = _ok(smoke_runs, "commit")
+    fcn = m["fcn"]
+    assert set(fcn["cpu_s"]) == {"nested, zarr", "flat, zarr", "flat, direct", "flat, none"}
+    assert all(v > 0 for v in fcn["cpu_s"].values()) and fcn["mb"] > 0
+
+
 def test_checksum_smoke(smoke_runs: dict) -> None:
     _md, m = _ok(smoke_runs, "checksum")
     assert m["write_ratio"] > 0 and m["read_ratio"] > 0

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from lake_fixtures import chunk_pattern
 from test_reliability_kill import N_SNAPSHOTS, RUN, assert_same_arrays, plain_arrays
 from test_reliability_misc import CLI_ARGS, assert_lake_clean, cli_child, reference  # noqa: F401
 
@@ -36,7 +37,7 @@ def _paused_collector(lake: Path, tmp_path: Path):
     a = cli_child(
         ["collect", str(lake), "--run-id", RUN, *CLI_ARGS],
         hook="pause",
-        pattern=rf"runs/{RUN}/fc1\.weight/sgn/c/2/",
+        pattern=chunk_pattern(f"runs/{RUN}/fc1.weight/sgn", 2),
         nth=1,
         flag=str(flag),
         release=str(release),
@@ -129,7 +130,7 @@ def test_second_sweep_of_one_grid_is_refused(tmp_path: Path) -> None:
     cfg.write_text(TINY.replace("model_args.depth = [2, 3]", "model_args.depth = [2]"))
     argv = ["sweep", str(lake), "--config", str(cfg), "--no-progress"]
     flag, release = tmp_path / "paused", tmp_path / "release"
-    a = cli_child(argv, hook="pause", pattern=r"/sgn/c/1/", nth=1, flag=str(flag), release=str(release))
+    a = cli_child(argv, hook="pause", pattern=r"/sgn/c[./]1[./]", nth=1, flag=str(flag), release=str(release))
     _wait_for(flag, a)
     try:
         b = cli_child(argv)

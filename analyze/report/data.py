@@ -90,11 +90,7 @@ def load_runs(
         log(f"report: alpha ({_settings_text(estimator, settings)}) for {len(active)} run(s)")
         try:
             rep = lake.compute_alpha(active, estimator, force=force, progress=False, **settings)
-            done = sum(1 for r in rep.runs if r.action in ("computed", "appended"))
-            stored_note = (
-                f"α computed and stored in the lake for {done} run(s); "
-                f"{len(rep.runs) - done} reused from stored results (key {rep.key})."
-            )
+            stored_note = stored_alpha_note(rep)
         except LakeError as e:
             stored_note = f"α could not be stored in the lake ({e}); it was computed in memory."
     summ = {
@@ -125,6 +121,27 @@ def load_runs(
             chosen=chosen,
         )
     return out, stored_note
+
+
+def stored_alpha_note(rep: Any) -> str:
+    """What the report did with stored alpha, from a :class:`~sgnlake.analyze.results.ComputeReport`.
+
+    Says which runs were computed now, which gained new snapshots and which were
+    read from results stored earlier (e.g. by ``sgnlake alpha`` or the demo just
+    before), never "computed for 0 run(s)" when alpha was in fact computed earlier.
+    """
+    counts = {a: sum(1 for r in rep.runs if r.action == a) for a in ("computed", "appended", "up-to-date")}
+    parts = []
+    if counts["computed"]:
+        parts.append(f"computed now and stored for {counts['computed']} run(s)")
+    if counts["appended"]:
+        parts.append(f"extended with new snapshots for {counts['appended']} run(s)")
+    if counts["up-to-date"]:
+        parts.append(
+            f"read from results already stored in the lake for {counts['up-to-date']} run(s) "
+            "(computed earlier; --force recomputes)"
+        )
+    return f"α (result key {rep.key}): {'; '.join(parts) or 'no runs'}."
 
 
 # ----------------------------------------------------------------------------- one parameter, pooled

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .. import plots
+from .cache import FigureCache, inputs_hash, run_inputs
 from .data import (
     DEFAULT_COMPARE_AT,
     _RunData,
@@ -78,6 +79,8 @@ class FigureBuilder:
         param: tuple[str, int] | None,
         pooled: bool,
         log: Callable[[str], None],
+        figures: frozenset[str] | None = None,
+        cache: FigureCache | None = None,
         compare_at: str = DEFAULT_COMPARE_AT,
         include_sparse: bool = False,
     ) -> None:
@@ -90,6 +93,11 @@ class FigureBuilder:
         self.param = param
         self.pooled = pooled
         self.log = log
+        self.figures = figures  # figure kinds to draw (--figures); None: all
+        self.cache = cache  # reuse figures whose inputs did not change
+        self.not_selected: set[str] = set()  # kinds left out by --figures
+        self.reused = 0  # figures reused from an earlier report
+        self._inputs: dict[str, str] = {}
         self.compare_at = compare_at
         self.include_sparse = include_sparse
 
@@ -100,7 +108,27 @@ class FigureBuilder:
         plots.save_figure(fig, path, dpi=self.dpi)
         self.report.figures.append(FigureEntry(rel, caption, section, title))
 
-    def _try(self, what: str, fn: Callable[[], None]) -> None:
+    def _run_inputs(self, d: _RunData) -> str:
+        if d.run not in self._inputs:
+            self._inputs[d.run] = run_inputs(d)
+        return self._inputs[d.run]
+
+    def _try(self, what: str, fn: Callable[[], None], kind: str | None = None, inputs: str = "") -> None:
+        """Draw job ``what`` (figure kind ``kind``) unless --figures leaves it out or its PNGs
+        are up to date (same ``inputs`` hash in their sidecars)."""
+        if kind is not None and self.figures is not None and kind not in self.figures:
+            self.not_selected.add(kind)
+            return
+        key = self.cache.key(what, inputs) if self.cache is not None and kind is not None else None
+        if key is not None:
+            hit = self.cache.lookup(what, key)
+            if hit is not None:
+                entries, notes = hit
+                self.report.figures.extend(entries)
+                self.report.notes.extend(n for n in notes if n not in self.report.notes)
+                self.reused += len(entries)
+                return
+        n_fig, n_notes = len(self.report.figures), len(self.report.notes)
         try:
             fn()
         except Exception as e:  # a figure must not take the whole report down; it is reported
@@ -109,6 +137,9 @@ class FigureBuilder:
             self.log(f"warning: figure failed, {msg}")
             if os.environ.get("SGNLAKE_DEBUG"):
                 traceback.print_exc()
+            return
+        if key is not None:
+            self.cache.record(what, key, self.report.figures[n_fig:], self.report.notes[n_notes:])
 
     # -------------------------------------------------------------- per-run figures
 
@@ -219,14 +250,15 @@ class FigureBuilder:
                 sec, "α maps",
             )  # fmt: skip
 
-        self._try(f"{d.run} fig 1", fig1)
-        self._try(f"{d.run} figs 13-15", fig13)
-        self._try(f"{d.run} figs 10-12", fig10)
-        self._try(f"{d.run} fig 16", fig16)
-        self._try(f"{d.run} alpha map", alphamap)
-        self._try(f"{d.run} SGN figures", lambda: self.sgn_figures(d, common))
+        inputs = self._run_inputs(d)
+        self._try(f"{d.run} fig 1", fig1, "alpha", inputs)
+        self._try(f"{d.run} figs 13-15", fig13, "layers", inputs)
+        self._try(f"{d.run} figs 10-12", fig10, "alpha-hist", inputs)
+        self._try(f"{d.run} fig 16", fig16, "alpha-hist-layers", inputs)
+        self._try(f"{d.run} alpha map", alphamap, "alpha-map", inputs)
+        self._try(f"{d.run} SGN figures", lambda: self.sgn_figures(d, common), "sgn", inputs)
         if self.pooled and pooled_supported(self.estimator):
-            self._try(f"{d.run} pooled", lambda: self.pooled_figure(d, common))
+            self._try(f"{d.run} pooled", lambda: self.pooled_figure(d, common), "pooled", inputs)
         elif self.pooled:
             self.report.notes.append(
                 f"run {d.run}: the per-parameter vs pooled figure is drawn for the mohammadi estimator only "
@@ -307,6 +339,7 @@ class FigureBuilder:
             f"the furthest {'epoch' if xcol == 'epoch' else 'step'} all of them reached "
             f"(iterations {', '.join(sorted({str(v) for v in df['last_iteration']}))})."
         )
+        inputs = inputs_hash([self._run_inputs(d) for d in data], runs_df.astype(str))
 
         # Fig 2: alpha over iterations per batch size
         groups = _varying_contexts(df, ["batch_size"])
@@ -337,7 +370,7 @@ class FigureBuilder:
                     sec, f"α per batch size: {label}",
                 )  # fmt: skip
 
-            self._try(f"fig 2 ({label})", fig2)
+            self._try(f"fig 2 ({label})", fig2, "batch-size", inputs)
         self._omitted("Fig 2", groups)
 
         # alpha against batch size (one line per context)
@@ -360,7 +393,7 @@ class FigureBuilder:
                     sec, "α against batch size",
                 )  # fmt: skip
 
-            self._try("alpha vs batch size", figb)
+            self._try("alpha vs batch size", figb, "alpha-vs-batch-size", inputs)
         else:
             self.report.notes.append(
                 "α against batch size not drawn: no runs that differ only in batch size."
@@ -392,7 +425,7 @@ class FigureBuilder:
                     sec, f"α against depth/width: {label}",
                 )  # fmt: skip
 
-            self._try(f"figs 6-7 ({label})", fig6)
+            self._try(f"figs 6-7 ({label})", fig6, "depth-width", inputs)
         self._omitted("Figs 6-7", groups)
 
     def _omitted(self, what: str, groups: list) -> None:
