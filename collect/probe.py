@@ -589,7 +589,13 @@ class Probe:
         finally:
             self._closed = True
             self.writer.close()
+            self._release_lease()
         return self.writer.meta
+
+    def _release_lease(self) -> None:
+        """Give up the run's single-writer lease (idempotent): the run is free for the next collector."""
+        if self.writer.lease is not None:
+            self.writer.lease.release()
 
     def __enter__(self) -> Probe:
         return self
@@ -605,6 +611,7 @@ class Probe:
                 self.abort(FAILED, f"{kind.__name__}: {err}".replace("\n", " "))
         self._closed = True
         self.writer.close()
+        self._release_lease()
 
 
 def stored_run_meta(
