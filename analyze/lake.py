@@ -22,6 +22,7 @@ from dask.base import tokenize
 
 from sgnlake.schema.errors import LakeError, RunNotFoundError
 from sgnlake.schema.lake import open_lake_group, read_run_meta, run_group, run_ids
+from sgnlake.schema.conventions import unravel_param
 from sgnlake.schema.meta import RunMeta, TensorInfo
 from sgnlake.schema.names import (
     ACCURACY,
@@ -36,6 +37,7 @@ from sgnlake.schema.names import (
 from sgnlake.schema.run_table import CONFIG_COLUMNS, STATE_COLUMNS, config_columns, run_row
 
 from .chunk_reader import ChunkReader
+from .views import RunIds, flat_params
 from .selection import (
     IndexSel,
     IterationSel,
@@ -129,7 +131,9 @@ class Lake:
         self._writable: zarr.Group | None = None
 
     def __repr__(self) -> str:
-        return f"<sgnlake Lake {self.location!r}>"
+        from .views import lake_repr
+
+        return lake_repr(self)
 
     # ------------------------------------------------------------------ metadata
 
@@ -144,24 +148,36 @@ class Lake:
         self._iterations.clear()
         self._groups.clear()
 
-    def run_ids(self) -> list[str]:
-        """Sorted ids of the runs in the lake."""
-        return run_ids(self._root)
+    @property
+    def run_ids(self) -> RunIds:
+        """Ids of the runs in the lake, sorted by config (:func:`~sgnlake.schema.run_table.run_sort_key`).
 
-    def select_runs(self, runs: str | Sequence[str] | None = None) -> list[str]:
-        """Resolve run ids and glob patterns (``'fcn-*'``) to the sorted matching run ids.
+        A property, like :attr:`runs`; calling it (``lake.run_ids()``) still works but
+        is deprecated.
+        """
+        return RunIds(run_ids(self._root))
+
+    def select_runs(self, runs: str | Sequence[str] | None = None, **where: Any) -> list[str]:
+        """Resolve run ids and glob patterns (``'fcn-*'``) to the matching run ids, sorted by config.
+
+        Keyword arguments select by config column (``batch_size=[50, 100]``,
+        ``depth=2``): a value or a list of accepted values.
 
         Raises
         ------
         RunNotFoundError
             An exact id is not in the lake, or no run matches at all.
+        SelectionError
+            A keyword is not a config column, or no run has the asked config.
         """
-        known = self.run_ids()
+        from .views import filter_by_config
+
+        known = list(self.run_ids)
         pats = _as_list(runs)
         if pats is None:
             if not known:
                 raise RunNotFoundError(f"the lake {self.location} has no runs yet: collect some first")
-            return known
+            return filter_by_config(self, known, where)
         out: set[str] = set()
         for p in pats:
             if _is_glob(p):
@@ -173,7 +189,7 @@ class Lake:
         if not out:
             hint = f"runs: {', '.join(known[:10])}" if known else "the lake has no runs"
             raise RunNotFoundError(f"no run matches {', '.join(map(repr, pats))} ({hint})")
-        return sorted(out)
+        return filter_by_config(self, [r for r in known if r in out], where)
 
     def _group(self, run: str) -> zarr.Group:
         if run not in self._groups:
@@ -238,15 +254,23 @@ class Lake:
         total_steps, n_examples, n_minibatches, remainder, n_tensors, n_params,
         created, updated, reason`` and any further model arguments.
         """
-        rows = [run_row(self.meta(r)) for r in self.run_ids()]
+        rows = [run_row(self.meta(r)) for r in self.run_ids]
         if not rows:
             return pd.DataFrame(columns=[*config_columns(), *STATE_COLUMNS]).set_index("run_id")
         return pd.DataFrame(rows).set_index("run_id")
 
     def config_coords(self, run: str) -> dict[str, Any]:
         """The :data:`CONFIG_COLUMNS` of one run as a dict."""
-        row = run_row(self.meta(run))
+        row = self.config_row(run)
         return {k: row.get(k) for k in CONFIG_COLUMNS}
+
+    def config_row(self, run: str) -> dict[str, Any]:
+        """The run-table row of one run (config and state columns, flat)."""
+        return run_row(self.meta(run))
+
+    def param_index(self, run: str, tensor: str, flat: int | Sequence[int]) -> tuple:
+        """Index tuple(s) into ``tensor``'s shape of flat ``param`` position(s) (C order)."""
+        return unravel_param(flat, self.tensor_info(run, tensor).shape)
 
     # ------------------------------------------------------------------ selections
 
@@ -300,6 +324,8 @@ class Lake:
             values the run has not committed raise :class:`SelectionError`.
         params, minibatches : int, list of int, slice or None
             Positions (``param`` is the C-order flat index within the tensor).
+            ``params`` also takes an index tuple into the tensor's shape
+            (``(3, 17)`` of ``fc1.weight``) or a list of them.
 
         Returns
         -------
@@ -311,7 +337,7 @@ class Lake:
         x = self._dask(run, tensor, SGN)
         it_pos, it_vals = self._iteration_positions(run, iterations)
         mb_pos, mb_vals = _index_positions(x.shape[1], minibatches, "minibatch", run)
-        p_pos, p_vals = _index_positions(x.shape[2], params, "param", run, tensor)
+        p_pos, p_vals = _index_positions(x.shape[2], flat_params(params, info), "param", run, tensor)
         x = _take(x, (it_pos, mb_pos, p_pos))
         return xr.DataArray(
             x,
@@ -327,7 +353,7 @@ class Lake:
         info = self.tensor_info(run, tensor)
         x = self._dask(run, tensor, name)
         it_pos, it_vals = self._iteration_positions(run, iterations)
-        p_pos, p_vals = _index_positions(x.shape[1], params, "param", run, tensor)
+        p_pos, p_vals = _index_positions(x.shape[1], flat_params(params, info), "param", run, tensor)
         x = _take(x, (it_pos, p_pos))
         return xr.DataArray(
             x,
@@ -507,3 +533,46 @@ class Lake:
         from .summary import summary
 
         return summary(self, runs, by=by, estimator=estimator, iterations=iterations, **settings)
+
+    def alpha_runs(
+        self,
+        runs: str | Sequence[str] | None = None,
+        estimator: str = "mohammadi",
+        tensor: str | None = None,
+        iterations: IterationSel = None,
+        params: Any = None,
+        **kwargs: Any,
+    ) -> xr.DataArray:
+        """Alpha of several runs with a ``run`` dimension and config coordinates.
+
+        ``lake.alpha_runs(batch_size=[50, 100])``: config columns select runs, other
+        keywords are estimator settings. See :func:`sgnlake.analyze.views.alpha_runs`.
+        """
+        from .views import alpha_runs
+
+        return alpha_runs(self, runs, estimator, tensor, iterations, params, **kwargs)
+
+    def summary_runs(
+        self,
+        runs: str | Sequence[str] | None = None,
+        by: str = "module",
+        estimator: str = "mohammadi",
+        iterations: IterationSel = None,
+        **kwargs: Any,
+    ) -> xr.Dataset:
+        """Summary statistics of alpha as a Dataset ``(run, iteration, group)`` with config coordinates.
+
+        See :func:`sgnlake.analyze.views.summary_runs`.
+        """
+        from .views import summary_runs
+
+        return summary_runs(self, runs, by, estimator, iterations, **kwargs)
+
+    def datatree(self, runs: str | Sequence[str] | None = None) -> xr.DataTree:
+        """The lake as an ordered :class:`xarray.DataTree` (committed snapshots, no checkpoints).
+
+        See :func:`sgnlake.analyze.views.datatree`.
+        """
+        from .views import datatree
+
+        return datatree(self, runs)

@@ -25,6 +25,7 @@ import pandas as pd
 import xarray as xr
 import zarr
 
+from sgnlake.schema.conventions import tensor_group_attrs, variable_attrs
 from sgnlake.schema.errors import ConfigError, LakeError, SgnlakeError
 from sgnlake.schema.lake import now, software_versions
 from sgnlake.schema.meta import ResultMeta, TensorInfo
@@ -337,7 +338,12 @@ def _compute_run(
             kg = wroot[results_path(run, key)]
             del kg.attrs[RESULT_ATTR]  # unfinished until the attribute is written again
         it = kg.create_array(
-            ITERATION, shape=(n,), dtype="int64", dimension_names=[ITERATION], overwrite=True
+            ITERATION,
+            shape=(n,),
+            dtype="int64",
+            dimension_names=[ITERATION],
+            attributes=variable_attrs(ITERATION),
+            overwrite=True,
         )
         it[:] = its
         sources, targets, regions = [], [], []
@@ -347,7 +353,9 @@ def _compute_run(
             if start and info.name in kg:
                 tg = kg[info.name]
             else:
-                tg = kg.create_group(info.name, attributes={TENSOR_ATTR: info.to_dict()}, overwrite=True)
+                tg = kg.create_group(
+                    info.name, attributes={TENSOR_ATTR: info.to_dict(), **tensor_group_attrs(info)}, overwrite=True
+                )
             for name, out in outs.items():
                 if start and name in tg:
                     arr = tg[name]
@@ -360,6 +368,7 @@ def _compute_run(
                         dtype=out.dtype,
                         fill_value=np.nan if np.issubdtype(out.dtype, np.floating) else -1,
                         dimension_names=[ITERATION, PARAM],
+                        attributes=variable_attrs(name, info),
                         overwrite=True,
                     )
                 # align every task's output with one stored chunk: no two tasks write one chunk

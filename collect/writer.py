@@ -37,6 +37,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 from sgnlake.schema.codecs import array_kwargs
+from sgnlake.schema.conventions import run_config_attrs, tensor_group_attrs, variable_attrs, write_coordinates
 from sgnlake.schema.errors import LakeError, RunExistsError, ValidationError
 from sgnlake.schema.lake import now, read_run_meta
 from sgnlake.schema.meta import RunMeta
@@ -236,28 +237,49 @@ class RunWriter:
         m, spec = meta.n_minibatches, meta.config.storage
         kw = array_kwargs(spec)
         g.create_array(
-            ITERATION, shape=(0,), chunks=(1,), dtype="int64", fill_value=-1, dimension_names=[ITERATION]
+            ITERATION,
+            shape=(0,),
+            chunks=(1,),
+            dtype="int64",
+            fill_value=-1,
+            dimension_names=[ITERATION],
+            attributes=variable_attrs(ITERATION),
         )
         for name in (LOSS, ACCURACY):
             g.create_array(
-                name, shape=(0,), chunks=(1,), dtype="float64", fill_value=np.nan, dimension_names=[ITERATION]
+                name,
+                shape=(0,),
+                chunks=(1,),
+                dtype="float64",
+                fill_value=np.nan,
+                dimension_names=[ITERATION],
+                attributes=variable_attrs(name),
             )
+        write_coordinates(g, MINIBATCH, m)
         for t in meta.tensors:
-            tg = g.create_group(t.name, attributes={TENSOR_ATTR: t.to_dict()})
+            tg = g.create_group(t.name, attributes={TENSOR_ATTR: t.to_dict(), **tensor_group_attrs(t)})
             pc = min(spec.param_chunk, t.numel)
+            write_coordinates(tg, PARAM, t.numel, pc)
             tg.create_array(
                 SGN,
                 shape=(0, m, t.numel),
                 chunks=(1, m, pc),
                 dimension_names=[ITERATION, MINIBATCH, PARAM],
+                attributes=variable_attrs(SGN, t),
                 **kw,
             )
             for name in (GRAD, WEIGHT):
                 tg.create_array(
-                    name, shape=(0, t.numel), chunks=(1, pc), dimension_names=[ITERATION, PARAM], **kw
+                    name,
+                    shape=(0, t.numel),
+                    chunks=(1, pc),
+                    dimension_names=[ITERATION, PARAM],
+                    attributes=variable_attrs(name, t),
+                    **kw,
                 )
         root.require_group(checkpoint_path(rid))
-        g.update_attributes({RUN_ATTR: meta.to_dict()})
+        # the run attributes replace the claim (internal; its work is done once the run exists)
+        g.attrs.put({RUN_ATTR: meta.to_dict(), **run_config_attrs(meta)})
         return cls(root, meta, **kwargs)
 
     @classmethod

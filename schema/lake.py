@@ -16,6 +16,7 @@ from .errors import (
     LakeReadOnlyError,
     NotALakeError,
     RunNotFoundError,
+    SgnlakeError,
     ValidationError,
 )
 from .meta import LakeMeta, RunMeta
@@ -164,11 +165,24 @@ def lake_meta(root: zarr.Group) -> LakeMeta:
 
 
 def run_ids(root: zarr.Group) -> list[str]:
-    """Sorted ids of the runs in a lake (groups under ``runs/`` with run attrs)."""
+    """Ids of the runs in a lake (groups under ``runs/`` with run attrs), sorted by config.
+
+    The order is :func:`~sgnlake.schema.run_table.run_sort_key` (config, then the id
+    naturally: ``b50`` before ``b100``).
+    """
+    from .run_table import sort_runs
+
     if RUNS_GROUP not in root:
         return []
     runs = root[RUNS_GROUP]
-    return sorted(name for name, node in runs.groups() if RUN_ATTR in node.attrs)
+    metas: dict[str, RunMeta | None] = {}
+    for name, node in runs.groups():
+        if RUN_ATTR in node.attrs:
+            try:
+                metas[name] = RunMeta.from_dict(node.attrs[RUN_ATTR])
+            except SgnlakeError:
+                metas[name] = None
+    return sort_runs(metas)
 
 
 def run_group(root: zarr.Group, run_id: str) -> zarr.Group:

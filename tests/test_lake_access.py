@@ -203,7 +203,7 @@ def test_not_a_lake_newer_schema(tmp_path):
 
 def test_empty_lake(tmp_path):
     lake = open_lake(write_lake(str(tmp_path / "l"), []))
-    assert lake.runs.empty and lake.run_ids() == []
+    assert lake.runs.empty and lake.run_ids == []
     with pytest.raises(RunNotFoundError, match="no runs"):
         lake.select_runs(None)
 
@@ -219,4 +219,4 @@ def test_fsspec_url_with_storage_options(tmp_path):
     y = zarr.open_group(url, mode="r")["runs/r1/fc2.bias/sgn"][:]
     np.testing.assert_array_equal(x.values, y)
     lake_f = open_lake(f"file://{write_lake(str(tmp_path / 'f'), [RunSpec('r2')])}")
-    assert lake_f.run_ids() == ["r2"]
+    assert lake_f.run_ids == ["r2"]
