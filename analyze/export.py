@@ -1,4 +1,4 @@
-"""Export from a lake: the alpha summary as CSV or Parquet, alpha itself as netCDF or a standalone Zarr.
+"""Export from a lake: the alpha summary as CSV or Parquet, alpha as netCDF or a standalone Zarr (format 2).
 
 The format follows the output's suffix (``.csv``, ``.parquet``, ``.nc``,
 ``.zarr``). Exports hold plain values: coordinates with missing config values
@@ -19,6 +19,7 @@ import xarray as xr
 
 from sgnlake.schema.conventions import variable_attrs
 from sgnlake.schema.errors import ConfigError
+from sgnlake.schema.names import ITERATION, PARAM
 
 if TYPE_CHECKING:
     from .lake import Lake
@@ -146,8 +147,10 @@ def export_alpha(
     ds.attrs = _plain_attrs({"source": f"sgnlake lake {lake.location}", **dict(arr.attrs)})
     if os.path.exists(out):
         raise ConfigError(f"{out} exists: choose a new output path")
+    # uniform chunks (one run and snapshot, up to 2**16 parameters) for any store
+    ds = ds.chunk({"run": 1, ITERATION: 1, PARAM: min(ds.sizes[PARAM], 1 << 16)})
     if fmt == "netcdf":
         ds.to_netcdf(out, engine=engine)
-    else:
-        ds.to_zarr(out, mode="w-", consolidated=False, zarr_format=3)
+    else:  # Zarr format 2: its string coordinates are readable by every Zarr library
+        ds.to_zarr(out, mode="w-", consolidated=True, zarr_format=2)
     return ds

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -118,9 +119,9 @@ def test_rm_refuses_while_a_real_collector_writes(tmp_path: Path, capsys) -> Non
         assert code == 2 and "held by a collector" in err
         assert (lake / "runs" / "live" / "zarr.json").exists()
     finally:
-        proc.terminate()
+        proc.send_signal(signal.SIGINT)  # the collector stops cleanly: status interrupted
         proc.wait(timeout=60)
-    code, _, err = run_cli(["rm", str(lake), "live", "--yes"], capsys)  # stopped: interrupted, not held
+    code, _, err = run_cli(["rm", str(lake), "live", "--yes"], capsys)  # no longer held
     assert code == 0, err
     assert not (lake / "runs" / "live").exists()
 
