@@ -20,6 +20,7 @@ true alpha).
 from __future__ import annotations
 
 import multiprocessing as mp
+import statistics
 import time
 from typing import Any
 
@@ -60,10 +61,12 @@ def main() -> None:
     p.add_argument("--samples", default="100,1000", help="comma list of samples per parameter (M)")
     p.add_argument("--loop-params", type=int, default=2000, help="parameters fitted by the scipy loop")
     p.add_argument("--mle-params", type=int, default=3, help="parameters fitted by scipy's MLE")
+    p.add_argument("--repeat", type=int, default=3, help="interleaved timings per method (median reported)")
     p.add_argument("--mle-cap", type=float, default=30.0, help="seconds before an MLE fit is killed")
     args = p.parse_args()
     if args.smoke:
         args.params, args.samples, args.loop_params, args.mle_params, args.mle_cap = 300, "100", 30, 1, 1.0
+        args.repeat = 1
 
     from scipy.stats import levy_stable
 
@@ -87,12 +90,19 @@ def main() -> None:
         true = rng.uniform(1.2, 1.95, args.params)
         x = np.ascontiguousarray(C.stable_rvs(true, (m, args.params), rng).T)  # (parameters, M)
         kernels.mcculloch(x[:10])  # warm-up
-        t_vec, fit = C.timed(lambda x=x: kernels.mcculloch(x))
-        a_vec = fit[:, 0]
         n_loop = min(args.loop_params, args.params)
-        t0 = time.perf_counter()
-        ref = np.array([levy_stable._fitstart(x[i]) for i in range(n_loop)])  # (alpha, beta, loc, scale)
-        t_loop = time.perf_counter() - t0
+        times: dict[str, list[float]] = {"vec": [], "loop": [], "moh": []}
+        for _ in range(args.repeat):  # interleaved: the three methods see the same machine load
+            tv, fit = C.timed(lambda x=x: kernels.mcculloch(x))
+            t0 = time.perf_counter()
+            ref = np.array([levy_stable._fitstart(x[i]) for i in range(n_loop)])  # (alpha, beta, loc, scale)
+            tl = time.perf_counter() - t0
+            tm, a_moh = C.timed(lambda x=x: kernels.mohammadi(x, kernels.DEFAULT_K1))
+            times["vec"].append(tv)
+            times["loop"].append(tl)
+            times["moh"].append(tm)
+        t_vec, t_loop, t_moh = (statistics.median(times[k]) for k in ("vec", "loop", "moh"))
+        a_vec = fit[:, 0]
         a_ref = ref[:, 0]
         loop_rate = n_loop / t_loop
         agree = float(np.nanmax(np.abs(a_vec[:n_loop] - a_ref)))
@@ -100,7 +110,6 @@ def main() -> None:
             "beta": float(np.nanmax(np.abs(fit[:n_loop, 1] - ref[:, 1]))),
             "scale": float(np.nanmax(np.abs(fit[:n_loop, 2] - ref[:, 3]) / ref[:, 3])),
         }
-        t_moh, a_moh = C.timed(lambda x=x: kernels.mohammadi(x, kernels.DEFAULT_K1))
         metrics[f"M{m}"] = {
             "vectorised_per_s": args.params / t_vec,
             "scipy_loop_per_s": loop_rate,
@@ -183,7 +192,7 @@ def main() -> None:
             t.markdown(),
             "\n".join(f"- {n}" for n in notes),
             "Samples: symmetric alpha-stable, alpha uniform in [1.2, 1.95], scale 1, drawn with "
-            "Chambers-Mallows-Stuck in numpy. Timings are single runs on a 2-core machine shared with "
+            "Chambers-Mallows-Stuck in numpy. Timings are medians of `--repeat` interleaved runs (vectorised, scipy loop, Mohammadi in turn) on a 2-core machine shared with "
             "other engineers (+-30%); each MLE fit runs in its own subprocess.",
         ],
         metrics,

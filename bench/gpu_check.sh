@@ -3,7 +3,9 @@
 #   1. CUDA SGN (loop and vmap engines) against the CPU loop engine, float32 tolerance;
 #   2. collect() on the GPU against collect() on the CPU (stored SGN);
 #   3. LeNet and FCN snapshot throughput at full-MNIST size (60,000 images, b=50, M=1200)
-#      against bare gradient compute; table printed and written to bench/results/gpu_check.md.
+#      against bare gradient compute; table printed and written to bench/results/gpu_check.md;
+#   4. (not with --smoke) the background writer fed that LeNet snapshot (178 MB of SGN) at full speed
+#      on 1, 2 and all of this machine's cores vs the codec + file-write limit: bench/results/writer.md.
 # Exit status: 0 all checks pass, 1 a correctness check failed, 2 no CUDA / missing packages.
 #
 #   bash bench/gpu_check.sh                        # on a CUDA machine
@@ -48,4 +50,12 @@ fi
 
 export PYTHONUNBUFFERED=1
 # The whole check stays under 5 minutes; a stuck GPU job is stopped rather than left running.
-timeout --signal=INT --kill-after=15 290 "$py" bench/gpu_check.py "$@"
+status=0
+timeout --signal=INT --kill-after=15 240 "$py" bench/gpu_check.py "$@" || status=$?
+if [[ " $* " != *" --smoke "* && $status -ne 2 ]]; then
+    device=cuda
+    for a in "$@"; do [[ "$a" == cpu ]] && device=cpu; done
+    timeout --signal=INT --kill-after=10 55 "$py" bench/writer.py --m 1200 --repeat 1 --snapshots 2 \
+        --device "$device" || echo "warning: the writer study (bench/writer.py) failed or ran out of time" >&2
+fi
+exit $status

@@ -233,10 +233,8 @@ def register(app: typer.Typer) -> None:
         codec: str = typer.Option(
             _default("codec"), "--codec", help="Lossless compressor: zstd, blosc-zstd (with shuffle) or none."
         ),
-        level: int = typer.Option(
-            _default("level"),
-            "--level",
-            help="Compression level (zstd/blosc; 1 is fast, 3 saves ~2.5% more).",
+        level: int | None = typer.Option(
+            None, "--level", help="Compression level. Default: zstd -1 (fast, lossless x1.2-1.5), blosc 1."
         ),
         keepbits: int | None = typer.Option(
             None,

@@ -158,7 +158,7 @@ class HostStaging:
     def stage(
         self,
         bufs: HostBuffers,
-        sgn: Mapping[str, torch.Tensor],
+        sgn: Mapping[str, torch.Tensor] | None,
         grad: Mapping[str, torch.Tensor],
         weight: Mapping[str, torch.Tensor],
     ) -> None:
@@ -168,9 +168,11 @@ class HostStaging:
         (pass a copy of tensors that change, e.g. weights). On CUDA they are
         marked as used by the side stream (``record_stream``), so the caching
         allocator does not hand their memory out before the copies are done.
+        ``sgn`` None: the SGN buffers are already filled (see
+        :func:`sgnlake.collect.snapshot.centre` with ``out``).
         """
         pairs = (
-            [(bufs.sgn[n], sgn[n]) for n in bufs.sgn]
+            ([] if sgn is None else [(bufs.sgn[n], sgn[n]) for n in bufs.sgn])
             + [(bufs.grad[n], grad[n]) for n in bufs.grad]
             + [(bufs.weight[n], weight[n]) for n in bufs.weight]
         )

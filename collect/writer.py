@@ -28,6 +28,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 import numpy as np
@@ -151,6 +152,46 @@ def checkpoint_name(index: int) -> str:
 async def _gather(*coros: Any) -> list[Any]:
     """Await ``coros`` concurrently (inside zarr's event loop)."""
     return list(await asyncio.gather(*coros))
+
+
+_COPIER: ThreadPoolExecutor | None = None
+_COPIER_LOCK = threading.Lock()
+
+
+def _copier() -> ThreadPoolExecutor:
+    """The process's pool of threads (one per usable core) that make strided chunks contiguous."""
+    global _COPIER
+    with _COPIER_LOCK:
+        if _COPIER is None:
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+            _COPIER = ThreadPoolExecutor(max(1, cores or 1), thread_name_prefix="sgnlake-copy")
+        return _COPIER
+
+
+def _forget_copier() -> None:  # a forked child has none of its parent's threads
+    global _COPIER, _COPIER_LOCK
+    _COPIER, _COPIER_LOCK = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_copier)
+
+
+def _chunk_parts(
+    index: int, value: np.ndarray, chunks: tuple[int, ...]
+) -> Iterator[tuple[tuple[slice, ...], np.ndarray]]:
+    """``(selection, value)`` per chunk of snapshot ``index``: ``value`` shaped like one chunk (a view).
+
+    ``value`` holds one snapshot (the array's shape without its first axis); each
+    yielded value is ``(1, *chunk)`` (smaller at the array's far edges), so zarr
+    writes it without filling and copying a chunk buffer first.
+    """
+    grids = [range(0, s, c) for s, c in zip(value.shape, chunks, strict=True)]
+    for starts in np.ndindex(*(len(g) for g in grids)):
+        sel = tuple(
+            slice(g[i], min(g[i] + c, n)) for i, g, c, n in zip(starts, grids, chunks, value.shape, strict=True)
+        )
+        yield (slice(index, index + 1), *sel), value[sel][None]
 
 
 def _one_line(e: BaseException) -> str:
@@ -378,6 +419,7 @@ class RunWriter:
         _wait(snap)
         vals = self._values(snap)
         views = []
+        jobs: list[tuple[AsyncArray, tuple[slice, ...], np.ndarray]] = []
         for name, arr in self._arrays.items():
             aa = arr._async_array
             view = AsyncArray(
@@ -386,8 +428,17 @@ class RunWriter:
                 # SGN chunks are never all-NaN: skip zarr's scan for empty (fill-value) chunks
                 config=dataclasses.replace(aa.config, write_empty_chunks=True),
             )
-            views.append(view.setitem(k, vals[name]))
+            value = vals[name]
+            if np.ndim(value) == 0:
+                views.append(view.setitem(k, value))
+            else:
+                jobs.extend((view, sel, part) for sel, part in _chunk_parts(k, value, aa.metadata.chunks[1:]))
+        # chunk-shaped C-contiguous values take zarr's no-copy path; the strided ones are copied in
+        # parallel here (numpy releases the GIL) instead of one by one in zarr's event loop thread
+        parts = list(_copier().map(np.ascontiguousarray, [j[2] for j in jobs]))
+        views.extend(view.setitem(sel, part) for (view, sel, _), part in zip(jobs, parts, strict=True))
         sync(_gather(*views))
+        del parts, jobs
         if snap.checkpoint is not None:
             self._write_checkpoint(k, snap.iteration, snap.checkpoint)
         sync(_gather(*(a._async_array.resize((k + 1, *a.shape[1:])) for a in self._arrays.values())))

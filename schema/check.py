@@ -6,17 +6,8 @@ committed part of every array, one storage unit at a time (bounded memory: at
 most ``workers`` chunks in flight), and checks ``results/`` and
 ``checkpoints/`` against ``runs/``. Stage-neutral: plain Zarr and NumPy.
 
-Findings have a severity (:mod:`sgnlake.schema.check_report`):
-
-``problem``
-    The lake is damaged or inconsistent (a committed chunk is missing or does not
-    decode, attrs contradict the arrays, ...). ``sgnlake check`` exits with 1.
-``warning``
-    Something a user should know that readers cope with (a failed run, non-finite
-    values in committed data, an orphan result).
-``info``
-    Normal states worth a line (an uncommitted tail left by a crash, an
-    interrupted run that can be resumed).
+Findings have a severity (``problem``, ``warning``, ``info``), defined with the report
+classes in :mod:`sgnlake.schema.check_report`.
 """
 
 from __future__ import annotations

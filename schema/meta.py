@@ -148,6 +148,12 @@ class TensorInfo:
 
 DTYPES = ("float32", "float16")
 CODECS = ("zstd", "blosc-zstd", "none")
+#: Compression level of each codec when none is given. zstd -1 (zstd's fast mode): on real LeNet/FCN
+#: SGN it compresses 2-3x faster per core than level 1 for x1.22-1.54 instead of x1.30-1.65
+#: (``bench/writer.py``), so the writer keeps up with a GPU; blosc's levels start at 0.
+DEFAULT_LEVELS = {"zstd": -1, "blosc-zstd": 1, "none": 1}
+#: Valid levels per codec (inclusive).
+LEVEL_RANGES = {"zstd": (-131072, 22), "blosc-zstd": (0, 9), "none": (-131072, 22)}
 
 
 @dataclass(frozen=True)
@@ -160,10 +166,10 @@ class StorageSpec:
         Stored dtype of ``sgn``, ``grad`` and ``weight``. ``float16`` is lossy.
     codec : {"zstd", "blosc-zstd", "none"}
         Lossless compressor (``blosc-zstd`` adds a byte/bit shuffle).
-    level : int
-        Compression level. Default 1: on SGN, zstd level 1 compresses about twice as
-        fast as level 3 for about 2.5% more bytes (``bench/storage.py``), which
-        matters because writing must hide behind gradient computation.
+    level : int, optional
+        Compression level; default :data:`DEFAULT_LEVELS` of the codec (zstd -1:
+        the fastest level that keeps lossless SGN above x1.15, measured in
+        ``bench/writer.py``, because writing must hide behind gradient computation).
     keepbits : int or None
         If set, BitRound the float32 mantissa to this many bits before
         compression (lossy; 1..23).
@@ -174,7 +180,7 @@ class StorageSpec:
 
     dtype: str = "float32"
     codec: str = "zstd"
-    level: int = 1
+    level: int | None = None
     keepbits: int | None = None
     param_chunk: int = 8192
 
@@ -183,6 +189,11 @@ class StorageSpec:
             raise ConfigError(f"unknown storage dtype {self.dtype!r}: use one of {', '.join(DTYPES)}")
         if self.codec not in CODECS:
             raise ConfigError(f"unknown codec {self.codec!r}: use one of {', '.join(CODECS)}")
+        if self.level is None:
+            object.__setattr__(self, "level", DEFAULT_LEVELS[self.codec])
+        lo, hi = LEVEL_RANGES[self.codec]
+        if not lo <= self.level <= hi:
+            raise ConfigError(f"--level {self.level} out of range for {self.codec}: use {lo}..{hi}")
         if self.keepbits is not None:
             if not 1 <= self.keepbits <= 23:
                 raise ConfigError(f"--keepbits {self.keepbits} out of range: use 1..23")
@@ -207,7 +218,7 @@ class StorageSpec:
             return cls(
                 dtype=_opt(d, "dtype", str, where, "float32"),
                 codec=_opt(d, "codec", str, where, "zstd"),
-                level=_opt(d, "level", int, where, 1),
+                level=_opt(d, "level", int, where, None),
                 keepbits=_opt(d, "keepbits", int, where, None),
                 param_chunk=_opt(d, "param_chunk", int, where, 8192),
             )

@@ -1,6 +1,6 @@
 """Smoke runs of every benchmark script in ``bench/`` so they cannot rot.
 
-All six scripts run once, concurrently, with ``--smoke`` (tiny sizes), each
+All seven scripts run once, concurrently, with ``--smoke`` (tiny sizes), each
 writing its markdown table and its headline numbers (``--json``) into a
 temporary folder. Each test then checks one script's output: the table was
 written, and the correctness checks the script makes along the way hold (the
@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-STUDIES = ("collector", "storage", "alpha_throughput", "fits", "out_of_core", "scaling")
+STUDIES = ("collector", "storage", "alpha_throughput", "fits", "out_of_core", "scaling", "writer")
 TIMEOUT_S = 240
 
 
@@ -83,10 +83,12 @@ def test_collector_smoke(smoke_runs: dict) -> None:
     rows = m["rows"]
     assert {(r["engine"]) for r in rows} == {"loop", "vmap"}
     for r in rows:
-        # the paper's way (np.save per minibatch gradient, reload, subtract the mean) and the
-        # collector's lake must hold the same SGN for the same partition and weights
+        # the paper's method (in-memory torch.cat of per-minibatch gradients, float32 mean subtracted)
+        # and the collector's lake must hold the same SGN for the same partition and weights
         assert r["sgn_rel_diff_vs_paper"] < 1e-5, r
-        assert r["bare_s"] > 0 and all(v > 0 for v in r["ratios"].values())
+        assert r["bare_s"] > 0 and r["engine_s"] > 0 and all(v > 0 for v in r["ratios"].values())
+    # the machine-readable headline: lake / engine alone for the model's CPU engine (smoke: FCN, vmap)
+    assert m["fcn"]["engine"] == "vmap" and m["fcn"]["overhead_vs_engine"] > 0
 
 
 def test_storage_smoke(smoke_runs: dict) -> None:
@@ -109,6 +111,7 @@ def test_alpha_throughput_smoke(smoke_runs: dict) -> None:
     assert m["param_snapshots"] > 0
     mode = m["modes"]["threads"]
     assert mode["ratio"] > 0 and mode["alpha_s"][0] > 0
+    assert m["alpha_over_direct_read"] > 0 and mode["direct1_s"][0] > 0
 
 
 def test_fits_smoke(smoke_runs: dict) -> None:
@@ -134,3 +137,9 @@ def test_scaling_smoke(smoke_runs: dict) -> None:
     _md, m = _ok(smoke_runs, "scaling")
     assert len(m["alpha_s"]) == 2 and all(s > 0 for s in m["alpha_s"])
     assert m["sizes_bytes"][1] == 2 * m["sizes_bytes"][0]
+
+
+def test_writer_smoke(smoke_runs: dict) -> None:
+    _md, m = _ok(smoke_runs, "writer")
+    assert m["compression_ratio"] > 1.0  # real SGN compresses under the lossless default
+    assert m["cores"]["1"]["writer_mb_s"] > 0 and m["cores"]["1"]["limit_mb_s"] > 0

@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 
 from sgnlake.collect.data import load_dataset
-from sgnlake.collect.engines import choose_engine
+from sgnlake.collect.engines import choose_engine, vmap_chunk
 from sgnlake.collect.models import build_model
-from sgnlake.collect.snapshot import compute_snapshot, n_minibatches, partition
-from sgnlake.schema.errors import ConfigError
+from sgnlake.collect.snapshot import centre, compute_snapshot, n_minibatches, partition
+from sgnlake.schema.errors import ConfigError, DivergedError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -69,6 +69,54 @@ def test_sgn_and_full_gradient_match_brute_force(data, engine, model_name, args)
         logits = model(x[idx])
     assert snap.loss == pytest.approx(float(F.cross_entropy(logits, y[idx])), rel=1e-6)
     assert snap.accuracy == pytest.approx(float((logits.argmax(1) == y[idx]).double().mean()))
+
+
+@pytest.mark.parametrize("m", [1, 3, 50, 333, 1200])
+@pytest.mark.parametrize("p", [1, 5, 64, 65, 127, 1000, 8193, 40001])
+def test_blocked_centring_is_bit_identical_to_the_plain_formula(m, p):
+    """Cache-sized column blocks change nothing: same float64 mean, same float32 SGN, bit for bit."""
+    gen = torch.Generator().manual_seed(m * 100003 + p)
+    g = torch.randn(m, p, generator=gen) * torch.rand(m, 1, generator=gen) * 1e3
+    g[torch.rand(m, p, generator=gen) < 0.01] *= 1e6  # heavy tails
+    ref_mean = g.sum(0, dtype=torch.float64) / m
+    ref = (g.to(torch.float64) - ref_mean).to(torch.float32)
+    out = torch.full_like(g, float("nan"))
+    mean = centre(g, out=out)
+    assert torch.equal(mean, ref_mean) and torch.equal(out, ref)
+    inplace = g.clone()
+    assert torch.equal(centre(inplace), ref_mean) and torch.equal(inplace, ref)
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf"), float("nan")])
+def test_one_non_finite_gradient_is_caught(data, bad, monkeypatch):
+    """The finiteness check runs on the mean: one bad value in one minibatch still stops the run."""
+    import sgnlake.collect.snapshot as snapshot_mod
+
+    x, y = data
+    torch.manual_seed(0)
+    model = build_model("fcn", depth=2, width=8)
+    real = snapshot_mod.loop_gradients
+
+    def poisoned(*args, **kwargs):
+        res = real(*args, **kwargs)
+        res.grads["fc2.weight"][3, 5] = bad
+        return res
+
+    monkeypatch.setattr(snapshot_mod, "loop_gradients", poisoned)
+    with pytest.raises(DivergedError, match="non-finite gradient of fc2.weight"):
+        compute_snapshot(model, x, y, index=0, iteration=1, batch_size=20, seed=0, engine="loop")
+
+
+def test_cpu_vmap_chunk_is_capped_where_larger_calls_run_slower():
+    """On the CPU one vmap call holds at most 128 MiB of activations (measured optimum), in equal calls."""
+    lenet = build_model("lenet")
+    fcn = build_model("fcn", depth=4, width=64)
+    assert vmap_chunk(lenet, (1, 28, 28), 50, 37106, 100, 512, "cpu") == 20  # 5.7 MB per minibatch: 5 x 20
+    assert vmap_chunk(lenet, (1, 28, 28), 50, 37106, 110, 512, "cpu") == 22  # 5 equal calls, not 4 x 23 + 18
+    assert vmap_chunk(fcn, (1, 28, 28), 50, 59008, 100, 512, "cpu") == 100  # 0.79 MB per minibatch: one call
+    assert vmap_chunk(fcn, (1, 28, 28), 50, 59008, 1200, 4096, "cpu") == 150  # 8 calls of 150 at M = 1200
+    assert vmap_chunk(fcn, (1, 28, 28), 50, 59008, 20, 512, "cpu") == 20  # never more than M
+    assert vmap_chunk(lenet, (1, 28, 28), 50, 37106, 100, 1, "cpu") == 1  # the memory budget still rules
 
 
 def test_partitions():
