@@ -60,7 +60,9 @@ def _netcdf_engine() -> str:
             return engine
         except ImportError:
             continue
-    raise ConfigError("writing netCDF needs netCDF4, h5netcdf or scipy: pip install netCDF4 (or export to .zarr)")
+    raise ConfigError(
+        "writing netCDF needs netCDF4, h5netcdf or scipy: pip install netCDF4 (or export to .zarr)"
+    )
 
 
 def _plain_values(values: np.ndarray) -> np.ndarray:

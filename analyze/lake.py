@@ -20,9 +20,9 @@ import xarray as xr
 import zarr
 from dask.base import tokenize
 
+from sgnlake.schema.conventions import unravel_param
 from sgnlake.schema.errors import LakeError, RunNotFoundError
 from sgnlake.schema.lake import open_lake_group, read_run_meta, run_group, run_ids
-from sgnlake.schema.conventions import unravel_param
 from sgnlake.schema.meta import RunMeta, TensorInfo
 from sgnlake.schema.names import (
     ACCURACY,
@@ -37,7 +37,6 @@ from sgnlake.schema.names import (
 from sgnlake.schema.run_table import CONFIG_COLUMNS, STATE_COLUMNS, config_columns, run_row
 
 from .chunk_reader import ChunkReader
-from .views import RunIds, flat_params
 from .selection import (
     IndexSel,
     IterationSel,
@@ -46,6 +45,7 @@ from .selection import (
     _label_positions,
     _take,
 )
+from .views import RunIds, flat_params
 
 if TYPE_CHECKING:
     from .results import ComputeReport

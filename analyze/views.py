@@ -366,7 +366,6 @@ def lake_repr(lake: Lake, max_runs: int = 12) -> str:
     return "\n".join(lines)
 
 
-
 # ---------------------------------------------------------------------- datatree
 
 

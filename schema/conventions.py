@@ -26,7 +26,6 @@ import numpy as np
 import zarr
 
 from .meta import RunMeta, TensorInfo
-from .run_table import CONFIG_COLUMNS, run_row
 from .names import (
     ACCURACY,
     GRAD,
@@ -38,6 +37,7 @@ from .names import (
     SGN,
     WEIGHT,
 )
+from .run_table import CONFIG_COLUMNS, run_row
 
 #: Units of a gradient element: loss per unit of the parameter it is taken against.
 GRADIENT_UNITS = "loss per unit of parameter"
@@ -206,8 +206,12 @@ def ravel_param(index: Sequence[int] | Sequence[Sequence[int]], shape: Sequence[
     if idx.ndim == 1:
         idx = idx[None, :]
     if idx.ndim != 2 or idx.shape[1] != len(shape):
-        raise ValueError(f"index {index!r} does not match tensor shape {tuple(shape)}: give {len(shape)} ints")
+        raise ValueError(
+            f"index {index!r} does not match tensor shape {tuple(shape)}: give {len(shape)} ints"
+        )
     bad = np.any((idx < 0) | (idx >= np.asarray(shape, dtype=np.int64)), axis=1)
     if np.any(bad):
-        raise ValueError(f"index {tuple(idx[bad][0].tolist())} is out of range for tensor shape {tuple(shape)}")
+        raise ValueError(
+            f"index {tuple(idx[bad][0].tolist())} is out of range for tensor shape {tuple(shape)}"
+        )
     return np.ravel_multi_index(tuple(idx.T), tuple(shape)).astype(np.int64)

@@ -96,7 +96,9 @@ def remove_runs(
     RunBusyError
         A collector holds one of the runs (nothing is deleted).
     """
-    root = open_lake_group(os.fspath(location), mode="r" if dry_run else "r+", storage_options=storage_options)
+    root = open_lake_group(
+        os.fspath(location), mode="r" if dry_run else "r+", storage_options=storage_options
+    )
     plan: list[str] = []
     for rid in dict.fromkeys(runs):
         check_run_id(rid)
@@ -173,7 +175,9 @@ def fix_lake(
     Do not run it while results are being computed into the lake: a result in
     progress is unfinished too. Committed snapshots are never touched.
     """
-    root = open_lake_group(os.fspath(location), mode="r" if dry_run else "r+", storage_options=storage_options)
+    root = open_lake_group(
+        os.fspath(location), mode="r" if dry_run else "r+", storage_options=storage_options
+    )
     plan = fix_plan(root)
     if not dry_run:
         for path, _ in plan:

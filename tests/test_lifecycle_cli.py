@@ -53,7 +53,12 @@ def _add_checkpoint(lake: Path, run: str) -> None:
 
 def _nodes(lake: Path) -> set[str]:
     root = zarr.open_group(str(lake), mode="r")
-    return {f"{top}/{name}" for top in ("runs", "results", "checkpoints") if top in root for name, _ in root[top].groups()}
+    return {
+        f"{top}/{name}"
+        for top in ("runs", "results", "checkpoints")
+        if top in root
+        for name, _ in root[top].groups()
+    }
 
 
 @pytest.fixture
@@ -103,15 +108,27 @@ def test_rm_refuses_a_held_run_and_unknown_runs(lake: Path, capsys) -> None:
 def test_rm_refuses_while_a_real_collector_writes(tmp_path: Path, capsys) -> None:
     lake = tmp_path / "lake"
     cmd = [sys.executable, "-m", "sgnlake.cli", "collect", str(lake), "--run-id", "live", "--model", "fcn"]
-    cmd += ["--depth", "2", "--width", "8", "--n-train", "200", "--batch-size", "20", "--iterations", "100000"]
+    cmd += [
+        "--depth",
+        "2",
+        "--width",
+        "8",
+        "--n-train",
+        "200",
+        "--batch-size",
+        "20",
+        "--iterations",
+        "100000",
+    ]
     cmd += ["--every", "5", "--device", "cpu", "--threads", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     try:
         deadline = time.time() + 120
-        while not (lake / "runs" / "live" / "zarr.json").exists() or "sgnlake_run" not in (
-            lake / "runs" / "live" / "zarr.json"
-        ).read_text():
+        while (
+            not (lake / "runs" / "live" / "zarr.json").exists()
+            or "sgnlake_run" not in (lake / "runs" / "live" / "zarr.json").read_text()
+        ):
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
             assert time.time() < deadline, "the collector did not create its run"
             time.sleep(0.2)

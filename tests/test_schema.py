@@ -25,8 +25,8 @@ from sgnlake.schema import (
     validate_lake,
 )
 from sgnlake.schema.codecs import array_kwargs
-from sgnlake.schema.store import parse_storage_options
 from sgnlake.schema.names import SCHEMA_VERSION
+from sgnlake.schema.store import parse_storage_options
 
 
 def make_meta(**changes) -> RunMeta:
