@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
 
         options = parse_storage_options(storage_option)
         plan = remove_runs(lake, runs, storage_options=options, force=force, dry_run=True)
-        typer.echo("would delete:" if dry_run else "deleting:")
+        typer.echo("would delete:" if dry_run else "to delete:")
         for path in plan:
             typer.echo(f"  {path}")
         if dry_run:
