@@ -29,7 +29,7 @@ from .names import (
     checkpoint_path,
     run_path,
 )
-from .store import delete_prefix, exists
+from .store import delete_key, delete_prefix, exists
 
 
 class RunBusyError(LakeError):
@@ -118,16 +118,9 @@ def remove_runs(
         store = root.store
         for path in plan:
             if path.startswith(RUNS_GROUP + "/") and exists(store, f"{path}/zarr.json"):
-                store_delete(store, f"{path}/zarr.json")  # the run vanishes for readers first
+                delete_key(store, f"{path}/zarr.json")  # the run vanishes for readers first
             delete_prefix(store, path)
     return plan
-
-
-def store_delete(store: Any, key: str) -> None:
-    """Delete one stored object (absent is fine)."""
-    from .store import run_sync, storage
-
-    run_sync(storage(store).delete(key))
 
 
 @dataclass
