@@ -25,6 +25,7 @@ import pandas as pd
 import xarray as xr
 import zarr
 
+from sgnlake.schema.codecs import default_compressors
 from sgnlake.schema.conventions import tensor_group_attrs, variable_attrs
 from sgnlake.schema.errors import ConfigError, LakeError, SgnlakeError
 from sgnlake.schema.lake import now, software_versions
@@ -344,6 +345,7 @@ def _compute_run(
             dimension_names=[ITERATION],
             attributes=variable_attrs(ITERATION),
             overwrite=True,
+            compressors=default_compressors(),
         )
         it[:] = its
         sources, targets, regions = [], [], []
@@ -370,6 +372,7 @@ def _compute_run(
                         dimension_names=[ITERATION, PARAM],
                         attributes=variable_attrs(name, info),
                         overwrite=True,
+                        compressors=default_compressors(),  # zstd + crc32c checksum
                     )
                 # align every task's output with one stored chunk: no two tasks write one chunk
                 sources.append(out.data.rechunk((1, arr.chunks[1])))

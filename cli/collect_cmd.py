@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import typer
@@ -46,6 +50,29 @@ OPTION_PATHS = {
 _MODEL_DEFAULT = " Default: the model's own (stored in the run's model_args; see 'sgnlake ls --json')."
 #: The CLI's own default model (RunConfig.model has none).
 DEFAULT_MODEL = "fcn"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C (the run is marked interrupted) but exiting with 143."""
+
+    reason = "terminated (SIGTERM)"
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` in the main thread (elsewhere: no change)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    old = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def _default(option: str) -> Any:
@@ -324,24 +351,25 @@ def register(app: typer.Typer) -> None:
             config = resume_config(stored.config, config, explicit=given)
         show = sys.stderr.isatty() if progress is None else progress
         try:
-            meta = collect(
-                lake,
-                config,
-                resume=resume,
-                progress=show,
-                storage_options=so,
-                stop_after=stop_after,
-                download=download,
-                threads=threads,
-                auto_budget=memory_budget_mb is None,
-            )
-        except KeyboardInterrupt:
+            with sigterm_as_interrupt():
+                meta = collect(
+                    lake,
+                    config,
+                    resume=resume,
+                    progress=show,
+                    storage_options=so,
+                    stop_after=stop_after,
+                    download=download,
+                    threads=threads,
+                    auto_budget=memory_budget_mb is None,
+                )
+        except KeyboardInterrupt as e:
             typer.echo(
                 f"interrupted: run {rid!r} keeps its committed snapshots; continue with: "
                 f"sgnlake collect {lake} --run-id {rid} --resume",
                 err=True,
             )
-            raise typer.Exit(130) from None
+            raise typer.Exit(143 if isinstance(e, Terminated) else 130) from None
         from sgnlake.schema.inventory import list_runs
 
         row = next((r for r in list_runs(lake, storage_options=so) if r["run_id"] == rid), None)

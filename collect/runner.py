@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from sgnlake.schema.errors import ConfigError, DivergedError, LakeError, RunExistsError
 from sgnlake.schema.lake import now, open_lake_group, probe_lake, read_run_meta, software_versions
+from sgnlake.schema.lease import Lease, lease_ttl
 from sgnlake.schema.meta import RunConfig, RunMeta
 from sgnlake.schema.names import COMPLETE, FAILED, INTERRUPTED, RUN_ATTR, RUNNING, run_path
 
@@ -62,6 +63,7 @@ class _Training:
 
     def __init__(self, config: RunConfig, data: Dataset, plan: Plan, device: torch.device) -> None:
         self.config, self.plan, self.device = config, plan, device
+        self.fingerprint = data.fingerprint
         torch.manual_seed(config.seed)
         np.random.seed(config.seed % 2**32)  # noqa: NPY002 - seed the global RNG user code may use
         random.seed(config.seed)
@@ -290,6 +292,46 @@ def _collect(
     }
     # ------------------------------------------------------------ write
     root = open_lake_group(loc, mode="a", storage_options=storage_options)
+    lease = acquire_run_lease(root, cfg.run_id)
+    try:
+        return _write(root, lease, cfg, existing, train, plan, tensors, names, engine, chunk, facts, device,
+                      stop_after, progress, background, staging)  # fmt: skip
+    finally:
+        lease.release()
+
+
+def acquire_run_lease(root: Any, run_id: str) -> Lease:
+    """Take the single-writer lease of run ``run_id`` (see :mod:`sgnlake.schema.lease`).
+
+    Raises
+    ------
+    LeaseHeldError
+        Another live collector writes this run (the message names it).
+    """
+    return Lease.acquire(
+        root, run_path(run_id), {"command": "collect"}, ttl=lease_ttl(), what=f"run {run_id!r}"
+    )
+
+
+def _write(
+    root: Any,
+    lease: Lease,
+    cfg: RunConfig,
+    existing: RunMeta | None,
+    train: _Training,
+    plan: Plan,
+    tensors: tuple[Any, ...],
+    names: list[str],
+    engine: str,
+    chunk: int,
+    facts: dict[str, Any],
+    device: torch.device,
+    stop_after: int | None,
+    progress: bool,
+    background: bool,
+    staging: HostStaging,
+) -> RunMeta:
+    """Create or reopen the run (under ``lease``) and run the collection loop."""
     if existing is None:
         info = {
             "steps_per_epoch": plan.steps_per_epoch,
@@ -311,7 +353,7 @@ def _collect(
             committed=0,
             engine=engine,
             device=str(device),
-            dataset_fingerprint=data.fingerprint,
+            dataset_fingerprint=train.fingerprint,
             software=software_versions(),
             created=now(),
             updated=now(),
@@ -323,6 +365,7 @@ def _collect(
         resumes = list(writer.meta.extra.get("resumed", []))
         resumes.append({"at_snapshot": writer.meta.committed, "time": now(), "device": str(device), **facts})
         writer.set_status(RUNNING, "", resumed=resumes, device_now=str(device))
+    writer.lease = lease
     try:
         return _loop(writer, train, plan, cfg, names, engine, chunk, stop_after, progress, staging)
     finally:
@@ -476,11 +519,12 @@ def _loop(
         except DivergedError as e:
             _finish_quietly(writer, FAILED, str(e))
             raise
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
+            why = getattr(e, "reason", "interrupted by the user")
             _finish_quietly(
                 writer,
                 INTERRUPTED,
-                f"interrupted by the user at iteration {t}: resume with --resume --run-id {cfg.run_id}",
+                f"{why} at iteration {t}: resume with --resume --run-id {cfg.run_id}",
             )
             raise
         except BaseException as e:

@@ -37,7 +37,7 @@ from zarr.core.array import AsyncArray
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
-from sgnlake.schema.codecs import array_kwargs
+from sgnlake.schema.codecs import array_kwargs, default_compressors
 from sgnlake.schema.conventions import run_config_attrs, tensor_group_attrs, variable_attrs, write_coordinates
 from sgnlake.schema.errors import LakeError, RunExistsError, ValidationError
 from sgnlake.schema.lake import now, read_run_meta
@@ -223,6 +223,9 @@ class RunWriter:
     :class:`~sgnlake.schema.errors.LakeError`.
     """
 
+    #: The run's single-writer lease (:class:`sgnlake.schema.lease.Lease`), checked before each commit.
+    lease: Any = None
+
     def __init__(self, root: zarr.Group, meta: RunMeta, *, background: bool = True, slots: int = 2) -> None:
         self.root = root
         self.meta = meta
@@ -277,6 +280,7 @@ class RunWriter:
         g = root[path]
         m, spec = meta.n_minibatches, meta.config.storage
         kw = array_kwargs(spec)
+        ck = default_compressors()  # with the crc32c checksum
         g.create_array(
             ITERATION,
             shape=(0,),
@@ -285,6 +289,7 @@ class RunWriter:
             fill_value=-1,
             dimension_names=[ITERATION],
             attributes=variable_attrs(ITERATION),
+            compressors=ck,
         )
         for name in (LOSS, ACCURACY):
             g.create_array(
@@ -295,6 +300,7 @@ class RunWriter:
                 fill_value=np.nan,
                 dimension_names=[ITERATION],
                 attributes=variable_attrs(name),
+                compressors=ck,
             )
         write_coordinates(g, MINIBATCH, m)
         for t in meta.tensors:
@@ -414,6 +420,8 @@ class RunWriter:
         """Write and commit snapshot ``snap`` (synchronously, in the calling thread)."""
         t0 = time.perf_counter()
         k = snap.index
+        if self.lease is not None:  # never write once another collector took the run over
+            self.lease.check()
         if k != self.meta.committed:
             raise LakeError(f"snapshot {k} submitted but {self.meta.committed} are committed")
         _wait(snap)

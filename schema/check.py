@@ -23,6 +23,7 @@ from .check_chunks import ChunkChecker, ChunkJob, chunk_jobs
 from .check_report import INFO, PROBLEM, SEVERITIES, WARNING, CheckReport, Finding, RunSummary
 from .errors import SgnlakeError
 from .lake import lake_meta, open_lake_group, read_run_meta
+from .lease import LEASES_PREFIX
 from .meta import ResultMeta, RunMeta, TensorInfo
 from .names import (
     CHECKPOINTS_GROUP,
@@ -458,7 +459,7 @@ def check_lake(
     _check_results(root, metas, report, jobs)
     _check_checkpoints(root, metas, report, jobs)
     for child, _ in _children(root, report):
-        if child not in (RUNS_GROUP, RESULTS_GROUP, CHECKPOINTS_GROUP):
+        if child not in (RUNS_GROUP, RESULTS_GROUP, CHECKPOINTS_GROUP, LEASES_PREFIX):
             report.add(WARNING, f"unknown top-level node {child!r} (not part of the lake layout)")
     if read_data:
         if on_total is not None:

@@ -3,6 +3,12 @@
 Lossless by default (spec-native ``zstd`` or ``blosc`` + shuffle). Lossy storage
 is opt-in and recorded: ``float16`` storage, or BitRound (numcodecs' ``bitround``
 filter, which Zarr stores as ``numcodecs.bitround``; readers need numcodecs).
+
+Every array sgnlake creates ends its codec chain with Zarr v3's ``crc32c`` codec
+(:func:`checksum`): each stored chunk carries a CRC-32C of its compressed bytes,
+which Zarr verifies on every read, so a flipped bit is a decoding error (named by
+``sgnlake check`` and the readers) instead of a silently changed value. Arrays of
+older lakes, created without it, read as before.
 """
 
 from __future__ import annotations
@@ -15,14 +21,24 @@ import zarr.codecs as zc
 from .meta import StorageSpec
 
 
+def checksum() -> list[Any]:
+    """The checksum codec appended to every array's bytes-to-bytes codecs (CRC-32C, 4 bytes a chunk)."""
+    return [zc.Crc32cCodec()]
+
+
+def default_compressors() -> list[Any]:
+    """Bytes-to-bytes codecs of sgnlake's other arrays (results, checkpoints): zstd, then the checksum."""
+    return [zc.ZstdCodec(level=3), *checksum()]
+
+
 def compressors(spec: StorageSpec) -> list[Any]:
-    """Bytes-to-bytes codecs for ``spec``."""
+    """Bytes-to-bytes codecs for ``spec`` (the compressor, then the checksum)."""
     if spec.codec == "none":
-        return []
+        return checksum()
     if spec.codec == "zstd":
-        return [zc.ZstdCodec(level=spec.level)]
+        return [zc.ZstdCodec(level=spec.level), *checksum()]
     shuffle = zc.BloscShuffle.bitshuffle if spec.keepbits is not None else zc.BloscShuffle.shuffle
-    return [zc.BloscCodec(cname="zstd", clevel=spec.level, shuffle=shuffle)]
+    return [zc.BloscCodec(cname="zstd", clevel=spec.level, shuffle=shuffle), *checksum()]
 
 
 def filters(spec: StorageSpec) -> list[Any]:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from .codecs import default_compressors
 from .meta import RunMeta, TensorInfo
 from .names import (
     ACCURACY,
@@ -169,6 +170,7 @@ def write_coordinates(group: zarr.Group, name: str, size: int, chunk: int | None
         dimension_names=[name],
         attributes=variable_attrs(name),
         overwrite=True,
+        compressors=default_compressors(),
     )
     arr[:] = np.arange(size, dtype=np.int64)
     return arr

@@ -1,0 +1,87 @@
+"""The lease rule (schema/lease.py) on a local lake and on moto S3: one live holder, stale takeover."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from sgnlake.schema.lease import Lease, LeaseHeldError, LeaseLostError, _create_exclusive, current_owner
+from sgnlake.schema.store import list_keys, open_store, read_bytes, write_bytes
+
+try:
+    from .s3_fixtures import bucket, s3  # noqa: F401  (fixtures)
+except ImportError:
+    from s3_fixtures import bucket, s3  # noqa: F401  (fixtures)
+
+
+def _exercise(store) -> None:
+    assert _create_exclusive(store, ".leases/x/probe", b"1")  # the race primitive: one creator wins
+    assert not _create_exclusive(store, ".leases/x/probe", b"2")
+    assert read_bytes(store, ".leases/x/probe") == b"1"
+    a = Lease.acquire(store, "runs/r", {"cmd": "test"}, ttl=30, heartbeat=False)
+    assert a.owner["cmd"] == "test"
+    with pytest.raises(LeaseHeldError, match=f"pid {a.owner['pid']}") as e:
+        Lease.acquire(store, "runs/r", ttl=30, heartbeat=False)
+    assert e.value.owner["token"] == a.owner["token"]
+    assert current_owner(store, "runs/r")["token"] == a.owner["token"]
+    other = Lease.acquire(store, "runs/other", ttl=30, heartbeat=False)  # keys are independent
+    other.release()
+    a.release()
+    assert current_owner(store, "runs/r") is None
+    b = Lease.acquire(store, "runs/r", ttl=30, heartbeat=False)
+    assert b.generation == a.generation + 1
+    b.release()
+
+
+def test_lease_local(tmp_path) -> None:
+    _exercise(open_store(tmp_path / "lake"))
+
+
+def test_lease_s3(s3, bucket) -> None:
+    _exercise(open_store(f"s3://{bucket}/lake", storage_options=s3.storage_options))
+
+
+def test_stale_heartbeat_is_taken_over_and_old_holder_learns_it(tmp_path) -> None:
+    store = open_store(tmp_path / "lake")
+    a = Lease.acquire(store, "k", {"host_hint": 1}, ttl=30, heartbeat=False)
+    key = [k for k in list_keys(store, ".leases/k")][0]
+    rec = json.loads(read_bytes(store, key))
+    rec["owner"]["host"] = "elsewhere"  # another host: only the heartbeat can tell
+    with pytest.raises(LeaseHeldError, match="elsewhere"):
+        write_bytes(store, key, json.dumps(rec).encode())
+        Lease.acquire(store, "k", ttl=30, heartbeat=False)
+    rec["heartbeat"] = time.time() - 31
+    write_bytes(store, key, json.dumps(rec).encode())
+    b = Lease.acquire(store, "k", ttl=30, heartbeat=False)
+    with pytest.raises(LeaseLostError):
+        a.heartbeat()
+    b.release()
+
+
+def test_dead_process_on_this_host_is_taken_over_at_once(tmp_path) -> None:
+    lake = tmp_path / "lake"
+    code = (
+        "import sys; from sgnlake.schema.lease import Lease; "
+        f"Lease.acquire({str(lake)!r}, 'k', ttl=3600, heartbeat=False); print('held')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "held", out.stderr
+    lease = Lease.acquire(lake, "k", ttl=3600, heartbeat=False)  # the holder exited without release
+    assert lease.generation == 2
+    lease.release()
+
+
+def test_heartbeat_thread_refreshes(tmp_path) -> None:
+    store = open_store(tmp_path / "lake")
+    a = Lease.acquire(store, "k", ttl=0.4)
+    t0 = a.record["heartbeat"]
+    time.sleep(0.5)
+    assert a.record["heartbeat"] > t0
+    with pytest.raises(LeaseHeldError):
+        Lease.acquire(store, "k", ttl=0.4, heartbeat=False)
+    a.release()
+    assert json.loads(read_bytes(store, f".leases/k/g{a.generation:09d}.json"))["released"]
