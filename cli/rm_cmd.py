@@ -8,9 +8,10 @@ import typer
 
 _HELP = """Delete runs from lake LAKE, each with its results and resume checkpoint.
 
-Refuses a run that a collector holds (status running) unless --force. Asks for
-confirmation on a terminal; pass --yes to skip the question (needed when stdin is
-not a terminal).
+Refuses a run that a collector is writing (it holds the run's lease); a run left
+with status running by a crashed collector needs --force. Asks for confirmation
+on a terminal; pass --yes to skip the question (needed when stdin is not a
+terminal).
 """
 
 
@@ -23,7 +24,9 @@ def register(app: typer.Typer) -> None:
         runs: list[str] = typer.Argument(..., metavar="RUN...", help="Run ids to delete."),
         yes: bool = typer.Option(False, "--yes", "-y", help="Delete without asking."),
         force: bool = typer.Option(
-            False, "--force", help="Delete even a run whose status says a collector is writing it."
+            False,
+            "--force",
+            help="Delete a run left with status running by a crashed collector (a live collector always refuses).",
         ),
         dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be deleted."),
         storage_option: list[str] = typer.Option(

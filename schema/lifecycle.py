@@ -18,6 +18,7 @@ import zarr
 
 from .errors import LakeError, RunNotFoundError
 from .lake import open_lake_group, read_run_meta, run_ids
+from .lease import Lease, current_owner, describe_owner, lease_ttl
 from .names import (
     CHECKPOINTS_GROUP,
     RESULT_ATTR,
@@ -43,23 +44,29 @@ def _children(root: zarr.Group, group: str) -> list[str]:
     return sorted(name for name, _ in node.groups()) if isinstance(node, zarr.Group) else []
 
 
-def run_holder(root: zarr.Group, run_id: str) -> str | None:
-    """Who holds run ``run_id`` for writing (a line for messages), or None when nobody does.
+def run_holder(root: zarr.Group, run_id: str, *, force: bool = False) -> str | None:
+    """Why run ``run_id`` must not be deleted now (a line for messages), or None.
 
-    A run is held while its collector writes it. Without a lease record this is
-    judged from the run's status: ``running`` means a collector is writing it (or
-    crashed while writing it; ``--force`` overrides).
+    A collector holds its run's lease (:mod:`sgnlake.schema.lease`) while it
+    writes: a live lease always refuses. Without a live lease, a run whose status
+    is still ``running`` (or a group without run attributes) was left by a
+    collector that crashed or an older sgnlake: refused unless ``force``.
     """
+    owner = current_owner(root, run_path(run_id), ttl=lease_ttl())
+    if owner is not None:
+        return f"a collector is writing it ({describe_owner(owner)}): wait for it to finish"
     path = run_path(run_id)
-    if path not in root:
+    if force or path not in root:
         return None
     g = root[path]
     if RUN_ATTR not in g.attrs:
-        return "a collector is creating it (the group has no run attributes yet)"
+        return "its group has no run attributes (a collector is creating it, or crashed doing so); " + _FORCE
     meta = read_run_meta(g)
     if meta.status == RUNNING:
-        return f"its status is running ({meta.committed} snapshot(s) committed, updated {meta.updated})"
-    return None
+        return f"its status is running ({meta.committed} snapshot(s) committed) but no collector holds it; " + _FORCE
+
+
+_FORCE = "if no collector is running, pass --force"
 
 
 def run_parts(root: zarr.Group, run_id: str) -> list[str]:
@@ -85,7 +92,8 @@ def remove_runs(
     runs : sequence of str
         Run ids (a run, or what is left of one: orphan results or checkpoint).
     force : bool
-        Delete a run even though its status says a collector is writing it.
+        Delete a run whose status says ``running`` although no collector holds its
+        lease (a crashed collector). A live lease always refuses.
     dry_run : bool
         Only return what would be removed.
 
@@ -94,7 +102,10 @@ def remove_runs(
     RunNotFoundError
         Nothing of a run is in the lake (nothing is deleted).
     RunBusyError
-        A collector holds one of the runs (nothing is deleted).
+        A collector holds one of the runs, or (without ``force``) one looks unfinished;
+        nothing is deleted.
+    LeaseHeldError
+        A collector took a run's lease between the check and the deletion.
     """
     root = open_lake_group(
         os.fspath(location), mode="r" if dry_run else "r+", storage_options=storage_options
@@ -107,19 +118,22 @@ def remove_runs(
             known = run_ids(root)
             hint = f"runs: {', '.join(known[:10])}" if known else "the lake has no runs"
             raise RunNotFoundError(f"no run {rid!r} in the lake ({hint})")
-        holder = run_holder(root, rid) if not force else None
+        holder = run_holder(root, rid, force=force)
         if holder is not None:
-            raise RunBusyError(
-                f"run {rid!r} is held by a collector: {holder}; wait for it to finish, or, if no "
-                "collector is running, pass --force"
-            )
+            raise RunBusyError(f"run {rid!r} cannot be deleted now: {holder}")
         plan.extend(parts)
     if not dry_run:
         store = root.store
-        for path in plan:
-            if path.startswith(RUNS_GROUP + "/") and exists(store, f"{path}/zarr.json"):
-                delete_key(store, f"{path}/zarr.json")  # the run vanishes for readers first
-            delete_prefix(store, path)
+        for rid in dict.fromkeys(runs):
+            # hold the run's lease while deleting, so that no collector starts writing it meanwhile
+            lease = Lease.acquire(root, run_path(rid), {"command": "rm"}, lease_ttl(), what=f"run {rid!r}")
+            try:
+                for path in run_parts(root, rid):
+                    if path.startswith(RUNS_GROUP + "/") and exists(store, f"{path}/zarr.json"):
+                        delete_key(store, f"{path}/zarr.json")  # the run vanishes for readers first
+                    delete_prefix(store, path)
+            finally:
+                lease.release()
     return plan
 
 
@@ -139,7 +153,8 @@ def fix_plan(root: zarr.Group) -> list[tuple[str, str]]:
     - ``results/<run>`` and ``checkpoints/<run>`` of a run that has no group under
       ``runs/`` (orphans, e.g. left by deleting a run by hand);
     - a stored result without its ``sgnlake_result`` attribute (its computation
-      stopped before it finished; readers ignore it and recompute).
+      stopped before it finished; readers ignore it and recompute), unless a live
+      lease on it says it is being computed.
     """
     present = set(_children(root, RUNS_GROUP))
     plan: list[tuple[str, str]] = []
@@ -152,7 +167,8 @@ def fix_plan(root: zarr.Group) -> list[tuple[str, str]]:
             continue
         for key in _children(root, f"{RESULTS_GROUP}/{run}"):
             node = root[f"{RESULTS_GROUP}/{run}/{key}"]
-            if RESULT_ATTR not in node.attrs:
+            path = f"{RESULTS_GROUP}/{run}/{key}"
+            if RESULT_ATTR not in node.attrs and current_owner(root, path, ttl=lease_ttl()) is None:
                 plan.append((f"{RESULTS_GROUP}/{run}/{key}", "unfinished result (its computation stopped)"))
     return plan
 

@@ -48,11 +48,22 @@ def test_plain_datatree_explains_the_lake(collected_lake) -> None:
         np.testing.assert_array_equal(sgn["iteration"].values, [0, 10, 20, 30])
 
 
-def test_no_internal_attribute_in_the_documented_view(collected_lake) -> None:
+def test_internal_attributes_are_namespaced_and_hidden(collected_lake) -> None:
+    from sgnlake.analyze import open_lake
+
     lake, _ = collected_lake
-    for node in _tree(lake).subtree:
-        keys = list(node.attrs) + [k for v in node.variables.values() for k in v.attrs]
-        assert not [k for k in keys if "claim" in k or k.startswith("_sgnlake")], node.path
+    documented = {"sgnlake", "sgnlake_run", "sgnlake_tensor", "sgnlake_result", "sgnlake_checkpoint"}
+
+    def keys(tree: xr.DataTree) -> list[str]:
+        out = []
+        for node in tree.subtree:
+            out += list(node.attrs) + [k for v in node.variables.values() for k in v.attrs]
+        return out
+
+    plain = keys(_tree(lake))
+    assert not [k for k in plain if "claim" in k]  # the creation claim is gone once the run exists
+    assert not [k for k in plain if k.startswith("sgnlake") and k not in documented]  # others: _sgnlake*
+    assert not [k for k in keys(open_lake(lake).datatree()) if k.startswith("_")]
 
 
 def test_checkpoints_stay_out_of_the_ordered_view(collected_lake) -> None:

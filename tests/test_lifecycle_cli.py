@@ -95,13 +95,21 @@ def test_rm_needs_confirmation(lake: Path, capsys, monkeypatch) -> None:
 
 
 def test_rm_refuses_a_held_run_and_unknown_runs(lake: Path, capsys) -> None:
-    code, _, err = run_cli(["rm", str(lake), "r2", "busy", "--yes"], capsys)
-    assert code == 2 and "'busy' is held by a collector" in err and "--force" in err
-    assert (lake / "runs" / "r2" / "zarr.json").exists()  # nothing deleted
+    from sgnlake.schema.lease import Lease
+
+    lease = Lease.acquire(str(lake), "runs/r2", {"command": "test"}, heartbeat=False)
+    try:
+        code, _, err = run_cli(["rm", str(lake), "r1", "r2", "--yes", "--force"], capsys)
+        assert code == 2 and "'r2' cannot be deleted now: a collector is writing it" in err, err
+        assert (lake / "runs" / "r1" / "zarr.json").exists()  # nothing deleted
+    finally:
+        lease.release()
+    code, _, err = run_cli(["rm", str(lake), "busy", "--yes"], capsys)  # status running, no lease
+    assert code == 2 and "no collector holds it" in err and "--force" in err
     code, _, err = run_cli(["rm", str(lake), "nope", "--yes"], capsys)
     assert code == 2 and "no run 'nope'" in err
-    code, _, _ = run_cli(["rm", str(lake), "busy", "--yes", "--force"], capsys)
-    assert code == 0 and not (lake / "runs" / "busy").exists()
+    code, _, _ = run_cli(["rm", str(lake), "r2", "busy", "--yes", "--force"], capsys)
+    assert code == 0 and not (lake / "runs" / "busy").exists() and not (lake / "runs" / "r2").exists()
 
 
 @pytest.mark.slow
@@ -132,8 +140,8 @@ def test_rm_refuses_while_a_real_collector_writes(tmp_path: Path, capsys) -> Non
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
             assert time.time() < deadline, "the collector did not create its run"
             time.sleep(0.2)
-        code, _, err = run_cli(["rm", str(lake), "live", "--yes"], capsys)
-        assert code == 2 and "held by a collector" in err
+        code, _, err = run_cli(["rm", str(lake), "live", "--yes", "--force"], capsys)
+        assert code == 2 and "a collector is writing it" in err, err
         assert (lake / "runs" / "live" / "zarr.json").exists()
     finally:
         proc.send_signal(signal.SIGINT)  # the collector stops cleanly: status interrupted
