@@ -128,6 +128,7 @@ class Lake:
         self._meta: dict[str, RunMeta] = {}
         self._iterations: dict[str, np.ndarray] = {}
         self._groups: dict[str, zarr.Group] = {}
+        self._param_index: dict[tuple[str, str], np.ndarray] = {}
         self._writable: zarr.Group | None = None
 
     def __repr__(self) -> str:
@@ -147,6 +148,7 @@ class Lake:
         self._meta.clear()
         self._iterations.clear()
         self._groups.clear()
+        self._param_index.clear()
 
     @property
     def run_ids(self) -> RunIds:
@@ -219,10 +221,29 @@ class Lake:
             names = ", ".join(t.name for t in meta.tensors)
             raise SelectionError(f"run {run!r} has no tensor {tensor!r} (tensors: {names})") from None
 
+    def param_index(self, run: str, tensor: str) -> np.ndarray:
+        """Flat C-order indices (int64) along the stored ``param`` axis of one tensor.
+
+        ``arange(numel)`` for a tensor stored whole; for a run that stores a seeded
+        parameter sample (``--param-sample``, ``TensorInfo.stored``) the sorted
+        indices recorded in the tensor group's ``param`` array (read once, cached).
+        These are the ``param`` coordinate of :meth:`sgn`, :meth:`grad` and :meth:`weight`.
+        """
+        key = (run, tensor)
+        if key not in self._param_index:
+            info = self.tensor_info(run, tensor)
+            if info.stored is None:
+                idx = np.arange(info.numel, dtype=np.int64)
+            else:
+                idx = np.asarray(self._group(run)[info.name][PARAM][:], dtype=np.int64)
+            self._param_index[key] = idx
+        return self._param_index[key]
+
     def tensors(self, run: str) -> pd.DataFrame:
         """The tensor table of ``run``: one row per tensor (index ``tensor``).
 
         Columns: ``shape``, ``numel``, ``kind``, ``module``, ``module_type``,
+        ``n_stored`` (parameters stored: ``numel``, or the size of a ``--param-sample``),
         ``offset`` (first position of the tensor in the concatenated ``param``
         axis of :meth:`alpha`).
         """
@@ -236,11 +257,12 @@ class Lake:
                     "kind": t.kind,
                     "module": t.module,
                     "module_type": t.module_type,
+                    "n_stored": t.n_stored,
                     "offset": offset,
                 }
             )
-            offset += t.numel
-        cols = ["tensor", "shape", "numel", "kind", "module", "module_type", "offset"]
+            offset += t.n_stored
+        cols = ["tensor", "shape", "numel", "kind", "module", "module_type", "n_stored", "offset"]
         return pd.DataFrame(rows, columns=cols).set_index("tensor")
 
     @property
@@ -268,9 +290,25 @@ class Lake:
         """The run-table row of one run (config and state columns, flat)."""
         return run_row(self.meta(run))
 
-    def param_index(self, run: str, tensor: str, flat: int | Sequence[int]) -> tuple:
-        """Index tuple(s) into ``tensor``'s shape of flat ``param`` position(s) (C order)."""
+    def unravel_param(self, run: str, tensor: str, flat: int | Sequence[int]) -> tuple:
+        """Index tuple(s) into ``tensor``'s shape of flat C-order ``param`` coordinate value(s)."""
         return unravel_param(flat, self.tensor_info(run, tensor).shape)
+
+    def _param_sel(self, run: str, info: TensorInfo, params: Any) -> Any:
+        """``params`` as positions along the stored axis (index tuples raveled, mapped into a sample)."""
+        flat = flat_params(params, info)
+        if flat is params or info.stored is None:
+            return flat
+        idx = self.param_index(run, info.name)
+        want = np.asarray(flat, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(idx, want), len(idx) - 1)
+        if not np.all(idx[pos] == want):
+            missing = unravel_param(int(want[idx[pos] != want][0]), info.shape)
+            raise SelectionError(
+                f"parameter {missing} of {info.name!r} is not in the sample run {run!r} stores "
+                f"(lake.param_index({run!r}, {info.name!r}) lists the stored ones)"
+            )
+        return pos.tolist()
 
     # ------------------------------------------------------------------ selections
 
@@ -323,7 +361,9 @@ class Lake:
             Iteration *values* (a slice is label-based, both ends inclusive);
             values the run has not committed raise :class:`SelectionError`.
         params, minibatches : int, list of int, slice or None
-            Positions (``param`` is the C-order flat index within the tensor).
+            Positions along the stored axes. The ``param`` coordinate is the C-order
+            flat index within the tensor (:meth:`param_index`: the position itself,
+            unless the run stores a parameter sample).
             ``params`` also takes an index tuple into the tensor's shape
             (``(3, 17)`` of ``fc1.weight``) or a list of them.
 
@@ -337,7 +377,9 @@ class Lake:
         x = self._dask(run, tensor, SGN)
         it_pos, it_vals = self._iteration_positions(run, iterations)
         mb_pos, mb_vals = _index_positions(x.shape[1], minibatches, "minibatch", run)
-        p_pos, p_vals = _index_positions(x.shape[2], flat_params(params, info), "param", run, tensor)
+        p_pos, p_vals = _index_positions(x.shape[2], self._param_sel(run, info, params), "param", run, tensor)
+        if info.stored is not None:
+            p_vals = self.param_index(run, tensor)[p_vals]
         x = _take(x, (it_pos, mb_pos, p_pos))
         return xr.DataArray(
             x,
@@ -353,7 +395,9 @@ class Lake:
         info = self.tensor_info(run, tensor)
         x = self._dask(run, tensor, name)
         it_pos, it_vals = self._iteration_positions(run, iterations)
-        p_pos, p_vals = _index_positions(x.shape[1], flat_params(params, info), "param", run, tensor)
+        p_pos, p_vals = _index_positions(x.shape[1], self._param_sel(run, info, params), "param", run, tensor)
+        if info.stored is not None:
+            p_vals = self.param_index(run, tensor)[p_vals]
         x = _take(x, (it_pos, p_pos))
         return xr.DataArray(
             x,

@@ -172,11 +172,13 @@ def lazy_estimate(
 # ---------------------------------------------------------------------- reading results
 
 
-def _param_coords(infos: Sequence[TensorInfo]) -> dict[str, Any]:
-    tensor = np.concatenate([np.full(t.numel, t.name, dtype=object) for t in infos])
-    module = np.concatenate([np.full(t.numel, t.module, dtype=object) for t in infos])
-    kind = np.concatenate([np.full(t.numel, t.kind, dtype=object) for t in infos])
-    index = np.concatenate([np.arange(t.numel, dtype=np.int64) for t in infos])
+def _param_coords(infos: Sequence[TensorInfo], indices: Sequence[np.ndarray]) -> dict[str, Any]:
+    """The ``param`` coords of results over ``infos``; ``indices``: each tensor's flat indices."""
+    sizes = [len(i) for i in indices]
+    tensor = np.concatenate([np.full(n, t.name, dtype=object) for t, n in zip(infos, sizes, strict=True)])
+    module = np.concatenate([np.full(n, t.module, dtype=object) for t, n in zip(infos, sizes, strict=True)])
+    kind = np.concatenate([np.full(n, t.kind, dtype=object) for t, n in zip(infos, sizes, strict=True)])
+    index = np.concatenate([np.asarray(i, dtype=np.int64) for i in indices])
     return {
         PARAM: np.arange(len(index), dtype=np.int64),
         "tensor": (PARAM, tensor),
@@ -215,14 +217,26 @@ def result(
     found = stored_meta(lake, run, key)
     n_stored = found[1].n_iterations if found else 0
     per_output: dict[str, list[da.Array]] = {}
+    indices = []
     for info in infos:
         parts: dict[str, list[da.Array]] = {}
+        # a result covers the stored SGN's parameters, or all of them (computed on the device)
+        index = lake.param_index(run, info.name)
         if found:
             g, rmeta = found
             tg = g[info.name]
             for name, arr in sorted(tg.arrays()):
                 path = f"{results_path(run, key, info.name)}/{name}"
                 parts.setdefault(name, []).append(stored_dask(lake, arr, path, n_stored, rmeta.created))
+                if arr.shape[1] != len(index):
+                    if arr.shape[1] != info.numel or n_stored < len(its):
+                        raise LakeError(
+                            f"stored result {key!r} of run {run!r} covers {arr.shape[1]} parameters of "
+                            f"{info.name!r} but the run stores the SGN of {len(index)}: resume the run "
+                            "(sgnlake collect --resume) to bring its device results up to date"
+                        )
+                    index = np.arange(info.numel, dtype=np.int64)
+        indices.append(index)
         if n_stored < len(its):
             for name, out in lazy_estimate(lake, run, info, estimator, n_stored, **settings).items():
                 if found and name not in parts:
@@ -234,7 +248,7 @@ def result(
             per_output.setdefault(name, []).append(
                 pieces[0] if len(pieces) == 1 else da.concatenate(pieces, axis=0)
             )
-    coords = {ITERATION: its, **_param_coords(infos)}
+    coords = {ITERATION: its, **_param_coords(infos, indices)}
     data = {
         name: ((ITERATION, PARAM), arrays[0] if len(arrays) == 1 else da.concatenate(arrays, axis=1))
         for name, arrays in per_output.items()
@@ -318,10 +332,18 @@ def _compute_run(
     meta = lake.meta(run)
     n = meta.committed
     path = f"{lake.location.rstrip('/')}/{results_path(run, key)}"
-    n_params = sum(t.numel for t in meta.tensors)
+    n_params = sum(t.n_stored for t in meta.tensors)
     if n == 0:
         return RunResult(run, key, "empty", 0, 0, n_params, None, float("nan"), 0, 0.0, path)
-    found = None if force else stored_meta(lake, run, key)
+    found = stored_meta(lake, run, key)
+    if found and found[1].source == "device":
+        force = False  # computed on the device from every parameter's SGN, which the lake does not hold
+        if found[1].n_iterations < n:
+            raise LakeError(
+                f"the device results {key!r} of run {run!r} lag its snapshots: resume the run "
+                "(sgnlake collect --resume) to bring them up to date"
+            )
+    found = None if force else found
     start = found[1].n_iterations if found else 0
     if found and start == n:
         return _finish(lake, run, key, "up-to-date", n, 0, n_params, t0, path, estimator, settings)
@@ -351,7 +373,7 @@ def _compute_run(
         sources, targets, regions = [], [], []
         for info, outs in planned:
             sgn_chunk = lake.root[f"runs/{run}/{info.name}/sgn"].chunks[2]
-            rc = result_chunk(sgn_chunk, info.numel)
+            rc = result_chunk(sgn_chunk, info.n_stored)
             if start and info.name in kg:
                 tg = kg[info.name]
             else:
@@ -361,11 +383,11 @@ def _compute_run(
             for name, out in outs.items():
                 if start and name in tg:
                     arr = tg[name]
-                    arr.resize((n, info.numel))
+                    arr.resize((n, info.n_stored))
                 else:
                     arr = tg.create_array(
                         name,
-                        shape=(n, info.numel),
+                        shape=(n, info.n_stored),
                         chunks=(1, rc),
                         dtype=out.dtype,
                         fill_value=np.nan if np.issubdtype(out.dtype, np.floating) else -1,
@@ -377,7 +399,7 @@ def _compute_run(
                 # align every task's output with one stored chunk: no two tasks write one chunk
                 sources.append(out.data.rechunk((1, arr.chunks[1])))
                 targets.append(arr)
-                regions.append((slice(start, n), slice(0, info.numel)))
+                regions.append((slice(start, n), slice(0, info.n_stored)))
         return kg, sources, targets, regions
 
     kg, sources, targets, regions = write_guard(lake, prepare)

@@ -139,7 +139,7 @@ def param_positions(params: ParamSel, infos: Sequence[TensorInfo]) -> np.ndarray
     offsets, off = {}, 0
     for t in infos:
         offsets[t.name] = (off, t)
-        off += t.numel
+        off += t.n_stored
     items = [params] if _is_tensor_pair(params) else params
     if isinstance(items, list) and items and all(_is_tensor_pair(p) for p in items):
         out = []
@@ -147,6 +147,10 @@ def param_positions(params: ParamSel, infos: Sequence[TensorInfo]) -> np.ndarray
             if name not in offsets:
                 raise SelectionError(f"no tensor {name!r} (tensors: {', '.join(offsets)})")
             base, info = offsets[name]
+            if info.stored is not None:
+                raise SelectionError(
+                    f"tensor {name!r} is stored as a parameter sample: select its params by position"
+                )
             flat = flat_params(index if not isinstance(index, int | np.integer) else [index], info)
             flat = np.atleast_1d(np.asarray(flat, dtype=np.int64))
             if np.any((flat < 0) | (flat >= info.numel)):

@@ -44,6 +44,8 @@ OPTION_PATHS = {
     "level": "storage.level",
     "keepbits": "storage.keepbits",
     "param_chunk": "storage.param_chunk",
+    "param_sample": "storage.param_sample",
+    "store": "storage.store",
     "tensors": "tensors",
     "memory_budget_mb": "memory_budget_mb",
 }
@@ -273,6 +275,18 @@ def register(app: typer.Typer) -> None:
             "--param-chunk",
             help="Parameters per stored chunk (each holds all M minibatches).",
         ),
+        param_sample: str | None = typer.Option(
+            None,
+            "--param-sample",
+            help="Store only a seeded random sample of each tensor's parameters: a fraction (0.0025) or a "
+            "count per tensor (1000); their flat indices are the param coordinate. See docs/big-models.md.",
+        ),
+        store: str = typer.Option(
+            _default("store"),
+            "--store",
+            help="sgn: store the SGN; alpha: compute the per-parameter Mohammadi alpha on the device and "
+            "store only it (plus the SGN of --param-sample, if given). See docs/big-models.md.",
+        ),
         tensors: str | None = typer.Option(
             None, "--tensors", help="Store only these parameter tensors, comma-separated (e.g. fc1.weight)."
         ),
@@ -309,6 +323,7 @@ def register(app: typer.Typer) -> None:
 
         from sgnlake.collect.config import compatible_run, default_run_id, resume_config
         from sgnlake.collect.runner import collect
+        from sgnlake.collect.sampling import parse_param_sample
         from sgnlake.collect.sweep import existing_runs
         from sgnlake.schema.inventory import raw_bytes
         from sgnlake.schema.meta import RunConfig, StorageSpec
@@ -325,6 +340,7 @@ def register(app: typer.Typer) -> None:
         if memory_budget_mb is None:
             top["memory_budget_mb"] = _default("memory_budget_mb")
         storage = {p.split(".")[1]: opts[n] for n, p in OPTION_PATHS.items() if p.startswith("storage.")}
+        storage["param_sample"] = parse_param_sample(param_sample)
         config = RunConfig(
             run_id=run_id or "run",
             model_args=_model_args(depth, width, bias, model_arg),

@@ -67,6 +67,21 @@ def register(app: typer.Typer) -> None:
             help="Torch threads per CPU run (default: cores / --jobs - 1, at least 1; the writer thread needs a core).",
         ),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+        scheduler: str = typer.Option(
+            None,
+            "--scheduler",
+            help="Run each run as a task on an existing Dask cluster (tcp://HOST:PORT); the lake must be "
+            "reachable from its workers (shared disk or S3). --jobs is ignored.",
+        ),
+        resources: list[str] = typer.Option(
+            None,
+            "--resources",
+            help="Dask resources each run needs on its worker, NAME=AMOUNT (e.g. GPU=1; repeatable).",
+        ),
+        param_sample: str = typer.Option(
+            None, "--param-sample", help="Store a seeded sample of each tensor's parameters (0.0025 or 1000)."
+        ),
+        store: str = typer.Option(None, "--store", help="sgn (default) or alpha (see docs/big-models.md)."),
     ) -> None:
         """Run every run of a grid into LAKE: complete runs are skipped, interrupted ones resume.
 
@@ -81,6 +96,8 @@ def register(app: typer.Typer) -> None:
         invocation; rerunning the command retries (resumes) them.
         """
         from sgnlake.collect import sweep as sw
+        from sgnlake.collect.sampling import parse_param_sample
+        from sgnlake.collect.sweep.cluster import parse_resources
         from sgnlake.schema import ConfigError
         from sgnlake.schema.store import parse_storage_options
 
@@ -105,6 +122,8 @@ def register(app: typer.Typer) -> None:
             ("storage.dtype", dtype),
             ("device", device),
             ("engine", engine),
+            ("storage.param_sample", parse_param_sample(param_sample)),
+            ("storage.store", store),
         ):
             if value is not None:
                 overrides.append((path, value))
@@ -112,6 +131,9 @@ def register(app: typer.Typer) -> None:
             overrides.append(("schedule.kind", "every"))
         if tensors is not None:
             overrides.append(("tensors", [t.strip() for t in tensors.split(",") if t.strip()]))
+        need = parse_resources(resources)
+        if need and scheduler is None:
+            raise ConfigError("--resources needs --scheduler tcp://HOST:PORT (a Dask cluster)")
         spec = sw.with_overrides(spec, overrides)
         configs = sw.expand(spec)
         if only:
@@ -141,6 +163,8 @@ def register(app: typer.Typer) -> None:
             storage_options=parse_storage_options(storage_option),
             threads=threads,
             echo=typer.echo,
+            scheduler=scheduler,
+            resources=need or None,
         )
         typer.echo(summary.format())
         if summary.interrupted:

@@ -24,8 +24,10 @@ from .config import Plan, make_plan, resolve_config, resolve_device, resume_conf
 from .config import default_threads as cpu_threads
 from .data import Dataset, load_dataset
 from .device import MemoryBudget, full_float32, resolve_memory_budget, run_device_facts
+from .device_alpha import ResultSink
 from .engines import choose_engine, vmap_chunk
 from .models import build_model, tensor_table
+from .sampling import check_stored, plan_samples
 from .snapshot import compute_snapshot, snapshot_device_bytes
 from .staging import HostStaging, layout_of
 from .writer import RunWriter
@@ -255,6 +257,7 @@ def _collect(
                 f"model {cfg.model!r} has no tensor {unknown[0]!r}: use some of {', '.join(sorted(known))}"
             )
         tensors = tuple(t for t in tensors if t.name in cfg.tensors)
+    tensors, sample = plan_samples(tensors, cfg.seed, cfg.storage)
     if existing is not None:
         if existing.dataset_fingerprint and existing.dataset_fingerprint != data.fingerprint:
             raise ConfigError(
@@ -282,7 +285,8 @@ def _collect(
     )
     staging = HostStaging(device)
     staging.reserve(
-        layout_of({t.name: t.numel for t in tensors}, plan.n_minibatches), WRITER_SLOTS if background else 1
+        layout_of({t.name: t.n_stored for t in tensors}, plan.n_minibatches),
+        WRITER_SLOTS if background else 1,
     )
     facts = {
         "vmap_chunk": chunk,
@@ -295,7 +299,7 @@ def _collect(
     lease = acquire_run_lease(root, cfg.run_id)
     try:
         return _write(root, lease, cfg, existing, train, plan, tensors, names, engine, chunk, facts, device,
-                      stop_after, progress, background, staging)  # fmt: skip
+                      stop_after, progress, background, staging, sample)  # fmt: skip
     finally:
         lease.release()
 
@@ -330,6 +334,7 @@ def _write(
     progress: bool,
     background: bool,
     staging: HostStaging,
+    sample: Any = None,
 ) -> RunMeta:
     """Create or reopen the run (under ``lease``) and run the collection loop."""
     if existing is None:
@@ -359,15 +364,35 @@ def _write(
             updated=now(),
             extra=info,
         )
-        writer = RunWriter.create(root, meta, background=background, slots=WRITER_SLOTS)
+        writer = RunWriter.create(root, meta, background=background, slots=WRITER_SLOTS, param_index=sample)
     else:
         writer = RunWriter.reopen(root, cfg.run_id, background=background, slots=WRITER_SLOTS)
         resumes = list(writer.meta.extra.get("resumed", []))
         resumes.append({"at_snapshot": writer.meta.committed, "time": now(), "device": str(device), **facts})
         writer.set_status(RUNNING, "", resumed=resumes, device_now=str(device))
+        if sample is not None:
+            check_stored(writer.group, tensors, sample)
+    select = None if sample is None else {n: torch.as_tensor(i, device=device) for n, i in sample.items()}
+    device_alpha = cfg.storage.store == "alpha"
+    if device_alpha:
+        open_sink = ResultSink.create if existing is None else ResultSink.reopen
+        writer.result_sink = open_sink(root, writer.meta)
     writer.lease = lease
     try:
-        return _loop(writer, train, plan, cfg, names, engine, chunk, stop_after, progress, staging)
+        return _loop(
+            writer,
+            train,
+            plan,
+            cfg,
+            names,
+            engine,
+            chunk,
+            stop_after,
+            progress,
+            staging,
+            select,
+            device_alpha,
+        )
     finally:
         writer.close()
 
@@ -442,6 +467,8 @@ def _loop(
     stop_after: int | None,
     progress: bool,
     staging: HostStaging | None = None,
+    select: Mapping[str, torch.Tensor] | None = None,
+    device_alpha: bool = False,
 ) -> RunMeta:
     from tqdm.auto import tqdm
 
@@ -498,6 +525,8 @@ def _loop(
                             engine=engine,
                             chunk=chunk,
                             staging=staging,
+                            select=select,
+                            device_alpha=device_alpha,
                         )
                         snap.checkpoint = checkpoint.capture(train.model, train.optimizer, step=t, snapshot=k)
                         compute_s += time.perf_counter() - t0

@@ -9,7 +9,7 @@ float64) and the SGN is ``U_j = g_j - g`` (computed in float64, stored float32).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -67,6 +67,8 @@ class Snapshot:
     grad: dict[str, np.ndarray]
     weight: dict[str, np.ndarray]
     checkpoint: bytes | None = None
+    #: Per tensor ``{alpha, n_nonfinite}`` computed on the device (``--store alpha``), else None.
+    results: dict[str, dict[str, np.ndarray]] | None = None
     _buffers: HostBuffers | None = field(default=None, repr=False)
     _pool: HostStaging | None = field(default=None, repr=False)
 
@@ -191,6 +193,8 @@ def compute_snapshot(
     engine: str = "loop",
     chunk: int = 1,
     staging: HostStaging | None = None,
+    select: Mapping[str, torch.Tensor] | None = None,
+    device_alpha: bool = False,
 ) -> Snapshot:
     """Compute one snapshot at the model's current weights.
 
@@ -216,6 +220,13 @@ def compute_snapshot(
         queued on CUDA (call :meth:`Snapshot.wait` before reading, and
         :meth:`Snapshot.release` after). Without it the snapshot owns fresh
         buffers and is complete when returned.
+    select : mapping of str to torch.Tensor, optional
+        Flat indices (int64, on the device) of the parameters of each tensor whose
+        SGN, gradient and weight are kept (``--param-sample``, see
+        :mod:`sgnlake.collect.sampling`); default all.
+    device_alpha : bool
+        Also compute the Mohammadi alpha of every parameter from the full SGN on
+        the device (:mod:`sgnlake.collect.device_alpha`) into :attr:`Snapshot.results`.
 
     Returns
     -------
@@ -253,10 +264,13 @@ def compute_snapshot(
     params = dict(model.named_parameters())
     own = staging is None
     pool = HostStaging(x.device, pin=False) if own else staging
-    bufs = pool.take(layout_of({n: res.grads[n].shape[1] for n in names}, m))
-    # on the CPU the SGN is centred straight into the host buffers (no second pass to copy it)
-    direct = not pool.overlapped
+    sizes = {n: res.grads[n].shape[1] if select is None else int(select[n].numel()) for n in names}
+    bufs = pool.take(layout_of(sizes, m))
+    # on the CPU the SGN is centred straight into the host buffers (no second pass to copy it),
+    # unless only a sample of it is kept or it is reduced on the device first
+    direct = not pool.overlapped and select is None and not device_alpha
     grad, weight = {}, {}
+    results = None
     try:
         means = {n: centre(res.grads[n], out=bufs.sgn[n] if direct else None) for n in names}
         # a non-finite gradient always gives a non-finite float64 mean (float32 sums cannot overflow
@@ -269,7 +283,16 @@ def compute_snapshot(
             grad[n] = means[n].to(torch.float32)
             # a copy: the next training step changes the weights while the copy to the host may still run
             weight[n] = params[n].detach().reshape(-1).to(torch.float32, copy=True)
-        pool.stage(bufs, None if direct else res.grads, grad, weight)
+        sgn = res.grads
+        if device_alpha:
+            from .device_alpha import device_results
+
+            results = device_results({n: sgn[n] for n in names})
+        if select is not None:  # per-column centring: selecting after it equals selecting before
+            sgn = {n: sgn[n][:, select[n]] for n in names}
+            grad = {n: grad[n][select[n]] for n in names}
+            weight = {n: weight[n][select[n]] for n in names}
+        pool.stage(bufs, None if direct else sgn, grad, weight)
     except BaseException:
         pool.give_back(bufs)
         raise
@@ -282,6 +305,7 @@ def compute_snapshot(
         sgn=arrays["sgn"],
         grad=arrays["grad"],
         weight=arrays["weight"],
+        results=results,
         _buffers=bufs,
         _pool=None if own else pool,
     )

@@ -237,6 +237,10 @@ class RunWriter:
             tg = self.group[t.name]
             for a in (SGN, GRAD, WEIGHT):
                 self._arrays[f"{t.name}/{a}"] = tg[a]
+        #: Writes per-snapshot results computed on the device with each commit (``--store alpha``):
+        #: an object with ``write(k, iteration, results)`` and ``commit(n)`` (see
+        #: :class:`sgnlake.collect.device_alpha.ResultSink`), or None.
+        self.result_sink: Any = None
         self.bytes_stored = 0
         self.bytes_raw = 0
         self.write_seconds: list[float] = []
@@ -259,7 +263,9 @@ class RunWriter:
     # ------------------------------------------------------------------ creation
 
     @classmethod
-    def create(cls, root: zarr.Group, meta: RunMeta, **kwargs: Any) -> RunWriter:
+    def create(
+        cls, root: zarr.Group, meta: RunMeta, *, param_index: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> RunWriter:
         """Create the run group, its arrays and attributes, and return a writer.
 
         The run group is first claimed atomically (:func:`claim_run`), so of two
@@ -271,6 +277,9 @@ class RunWriter:
         ------
         RunExistsError
             A run with this id exists.
+
+        ``param_index`` (tensor name -> kept flat indices) is recorded for a run
+        that stores a parameter sample (:mod:`sgnlake.collect.sampling`).
         """
         rid = meta.run_id
         path = run_path(rid)
@@ -305,11 +314,12 @@ class RunWriter:
         write_coordinates(g, MINIBATCH, m)
         for t in meta.tensors:
             tg = g.create_group(t.name, attributes={TENSOR_ATTR: t.to_dict(), **tensor_group_attrs(t)})
-            pc = min(spec.param_chunk, t.numel)
-            write_coordinates(tg, PARAM, t.numel, pc)
+            pc = max(1, min(spec.param_chunk, t.n_stored))
+            if param_index is None:  # a sampled tensor's param coordinate holds its sample (write_indices)
+                write_coordinates(tg, PARAM, t.numel, pc)
             tg.create_array(
                 SGN,
-                shape=(0, m, t.numel),
+                shape=(0, m, t.n_stored),
                 chunks=(1, m, pc),
                 dimension_names=[ITERATION, MINIBATCH, PARAM],
                 attributes=variable_attrs(SGN, t),
@@ -318,12 +328,16 @@ class RunWriter:
             for name in (GRAD, WEIGHT):
                 tg.create_array(
                     name,
-                    shape=(0, t.numel),
+                    shape=(0, t.n_stored),
                     chunks=(1, pc),
                     dimension_names=[ITERATION, PARAM],
                     attributes=variable_attrs(name, t),
                     **kw,
                 )
+        if param_index is not None:
+            from sgnlake.collect.sampling import write_indices
+
+            write_indices(g, param_index)
         root.require_group(checkpoint_path(rid))
         # the run attributes replace the claim (internal; its work is done once the run exists)
         g.attrs.put({RUN_ATTR: meta.to_dict(), **run_config_attrs(meta)})
@@ -447,6 +461,9 @@ class RunWriter:
         views.extend(view.setitem(sel, part) for (view, sel, _), part in zip(jobs, parts, strict=True))
         sync(_gather(*views))
         del parts, jobs
+        results = getattr(snap, "results", None)
+        if self.result_sink is not None and results is not None:
+            self.result_sink.write(k, snap.iteration, results)
         if snap.checkpoint is not None:
             self._write_checkpoint(k, snap.iteration, snap.checkpoint)
         sync(_gather(*(a._async_array.resize((k + 1, *a.shape[1:])) for a in self._arrays.values())))
@@ -454,6 +471,8 @@ class RunWriter:
             # keep status and reason: a failure recorded while this commit was in flight must stay
             self.meta = self.meta.replace(committed=k + 1, updated=now())
             self.group.update_attributes({RUN_ATTR: self.meta.to_dict()})
+        if self.result_sink is not None and results is not None:
+            self.result_sink.commit(k + 1)
         if k >= 1:
             cg = self.root[checkpoint_path(self.meta.run_id)]
             for name, _ in list(cg.groups()):

@@ -19,7 +19,7 @@ RAW_ITEMSIZE = 4
 def raw_bytes(meta: RunMeta, snapshots: int | None = None) -> int:
     """Uncompressed float32 bytes of SGN + grad + weight of ``snapshots`` (default: committed) snapshots."""
     n = meta.committed if snapshots is None else snapshots
-    per = sum((meta.n_minibatches + 2) * t.numel for t in meta.tensors)
+    per = sum((meta.n_minibatches + 2) * t.n_stored for t in meta.tensors)
     return n * per * RAW_ITEMSIZE
 
 

@@ -110,6 +110,10 @@ class TensorInfo:
         Name of the owning module (``fc1``); the paper's "layer".
     module_type : str
         Class of the owning module (``Linear``, ``Conv2d``).
+    stored : int or None
+        Parameters stored along ``param`` when only a seeded sample of the
+        tensor is kept (``--param-sample``; their flat indices are the tensor
+        group's ``param`` array); None: all ``numel``.
     """
 
     name: str
@@ -117,13 +121,21 @@ class TensorInfo:
     kind: str
     module: str
     module_type: str = ""
+    stored: int | None = None
 
     @property
     def numel(self) -> int:
         return int(math.prod(self.shape))
 
+    @property
+    def n_stored(self) -> int:
+        """Length of the stored ``param`` axis: ``stored`` when sampled, else ``numel``."""
+        return self.numel if self.stored is None else int(self.stored)
+
     def to_dict(self) -> dict[str, Any]:
         d = _plain(dataclasses.asdict(self))
+        if self.stored is None:
+            del d["stored"]  # unsampled tensors keep the attributes of older lakes
         d["numel"] = self.numel
         return d
 
@@ -141,6 +153,7 @@ class TensorInfo:
             kind=_req(d, "kind", str, where),
             module=_req(d, "module", str, where),
             module_type=_opt(d, "module_type", str, where, ""),
+            stored=_opt(d, "stored", int, where, None),
         )
 
 
@@ -154,6 +167,22 @@ CODECS = ("zstd", "blosc-zstd", "none")
 DEFAULT_LEVELS = {"zstd": -1, "blosc-zstd": 1, "none": 1}
 #: Valid levels per codec (inclusive).
 LEVEL_RANGES = {"zstd": (-131072, 22), "blosc-zstd": (0, 9), "none": (-131072, 22)}
+#: What a run stores per snapshot: the SGN (of all parameters, or a ``param_sample``), or the
+#: per-parameter Mohammadi alpha computed on the device plus an optional SGN sample.
+STORE_MODES = ("sgn", "alpha")
+
+
+def check_param_sample(value: Any) -> float | int | None:
+    """Validate a ``param_sample``: a fraction in (0, 1] (float), a count >= 0 (int), or None."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"--param-sample must be a fraction (0.0025) or a count (1000), got {value!r}")
+    if isinstance(value, float) and not (math.isfinite(value) and 0 < value <= 1):
+        raise ConfigError(f"--param-sample fraction {value!r} out of range: use 0 < FRACTION <= 1")
+    if isinstance(value, int) and value < 0:
+        raise ConfigError(f"--param-sample count {value} is negative: use N >= 0")
+    return value
 
 
 @dataclass(frozen=True)
@@ -176,6 +205,14 @@ class StorageSpec:
     param_chunk : int
         Parameters per ``sgn`` chunk (a chunk holds all minibatches of one
         snapshot for this many parameters).
+    param_sample : float, int or None
+        Store only a seeded random subset of each tensor's parameters: a
+        fraction (float in (0, 1]) or a count per tensor (int). None: all.
+        See docs/big-models.md.
+    store : {"sgn", "alpha"}
+        ``alpha``: compute the per-parameter Mohammadi alpha (default K1 rule)
+        on the device at snapshot time and store it as a result; SGN, grad and
+        weight are stored only for ``param_sample`` (none without it).
     """
 
     dtype: str = "float32"
@@ -183,6 +220,8 @@ class StorageSpec:
     level: int | None = None
     keepbits: int | None = None
     param_chunk: int = 8192
+    param_sample: float | int | None = None
+    store: str = "sgn"
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
@@ -201,10 +240,18 @@ class StorageSpec:
                 raise ConfigError("--keepbits applies to float32 storage: drop --dtype float16")
         if self.param_chunk < 1:
             raise ConfigError(f"param_chunk must be >= 1, got {self.param_chunk}")
+        check_param_sample(self.param_sample)
+        if self.store not in STORE_MODES:
+            raise ConfigError(f"unknown --store {self.store!r}: use one of {', '.join(STORE_MODES)}")
 
     @property
     def lossy(self) -> bool:
         return self.keepbits is not None or self.dtype != "float32"
+
+    @property
+    def sampled(self) -> bool:
+        """True when not every parameter's SGN is stored (``param_sample`` or ``store='alpha'``)."""
+        return self.param_sample is not None or self.store != "sgn"
 
     def to_dict(self) -> dict[str, Any]:
         d = _plain(dataclasses.asdict(self))
@@ -221,6 +268,8 @@ class StorageSpec:
                 level=_opt(d, "level", int, where, None),
                 keepbits=_opt(d, "keepbits", int, where, None),
                 param_chunk=_opt(d, "param_chunk", int, where, 8192),
+                param_sample=check_param_sample(d.get("param_sample")),
+                store=_opt(d, "store", str, where, "sgn"),
             )
         except ConfigError as e:
             raise ValidationError(f"{where}: {e}") from None

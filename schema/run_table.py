@@ -23,9 +23,11 @@ HIDDEN_FIELDS = frozenset({"data_dir", "schedule", "tensors", "memory_budget_mb"
 #: ``model``; other model arguments become columns at the end of the flat row.
 MODEL_ARG_COLUMNS = ("depth", "width", "bias")
 #: Config columns that do not change the stored SGN values (the run's name, its length,
-#: how it was computed, lossless storage choices): not what results are grouped by.
+#: how it was computed, lossless storage choices, which parameters are kept): not what
+#: results are grouped by.
 NOT_GROUPING = frozenset(
     {"run_id", "epochs", "iterations", "engine", "device", "codec", "level", "param_chunk"}
+    | {"param_sample", "store"}
 )
 #: Expanded by the flat row into these columns (nested rows keep one mapping).
 _NESTED = {"model_args": MODEL_ARG_COLUMNS, "storage": tuple(f.name for f in dataclasses.fields(StorageSpec))}

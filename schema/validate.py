@@ -89,7 +89,7 @@ def validate_run(group: zarr.Group, meta: RunMeta) -> list[str]:
             if _dims(arr) != dims:
                 problems.append(f"run {rid!r}: {t.name}/{aname} has dims {_dims(arr)}, expected {dims}")
                 continue
-            expect = {ITERATION: None, "minibatch": meta.n_minibatches, "param": t.numel}
+            expect = {ITERATION: None, "minibatch": meta.n_minibatches, "param": t.n_stored}
             for d, n in zip(dims, arr.shape, strict=True):
                 if expect[d] is not None and n != expect[d]:
                     problems.append(f"run {rid!r}: {t.name}/{aname} has {d}={n}, expected {expect[d]}")
@@ -128,7 +128,7 @@ def convention_gaps(group: zarr.Group, meta: RunMeta) -> list[str]:
         if t.name not in group:
             continue
         tg = group[t.name]
-        coord(tg, PARAM, t.numel, t.name)
+        coord(tg, PARAM, t.n_stored, t.name)
         for aname in TENSOR_ARRAYS:
             if aname in tg:
                 attrs(tg[aname], f"{t.name}/{aname}")

@@ -143,6 +143,6 @@ def test_params_by_index_tuple(tmp_path: Path) -> None:
     np.testing.assert_array_equal(many["param"].values, [1, 95])
     pair = lake.weight("r1", "fc1.weight", params=("fc1.weight", (2, 2)))
     assert pair["param"].values.tolist() == [26]
-    assert lake.param_index("r1", "fc1.weight", 26) == (2, 2)
+    assert lake.unravel_param("r1", "fc1.weight", 26) == (2, 2)
     with pytest.raises(SelectionError, match="out of range"):
         lake.sgn("r1", "fc1.weight", params=(8, 0))

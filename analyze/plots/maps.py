@@ -41,20 +41,35 @@ def plot_alpha_map(
     vmax: float = 2.0,
     cmap: str = "viridis",
     colorbar: bool = True,
+    index: np.ndarray | None = None,
 ) -> Axes:
     """Heatmap of one tensor's alpha, shaped like the weight (see :func:`alpha_map_image`).
 
     Dead parameters (NaN) are grey; the colour scale is fixed to ``vmin..vmax``
     (values beyond saturate; the colorbar's arrows say so). Conv filters are
-    separated by white lines.
+    separated by white lines. With ``index`` (the flat indices of ``values``, for a run
+    that stores a parameter sample) only those entries are drawn; the others stay white.
 
     Returns
     -------
     Axes
     """
     shape = tuple(int(s) for s in shape)
-    img = alpha_map_image(values, shape)
-    cm = matplotlib.colormaps[cmap].with_extremes(bad="0.7")
+    sampled = index is not None and len(values) != int(np.prod(shape))
+    if sampled:
+        full = np.full(int(np.prod(shape)), np.nan)
+        full[np.asarray(index, dtype=np.int64)] = np.asarray(values, dtype=np.float64)
+        kept = np.zeros(full.shape, dtype=np.float64)
+        kept[np.asarray(index, dtype=np.int64)] = 1.0
+        grey = np.ma.masked_equal(alpha_map_image(kept, shape), 0.0)  # dead sampled entries: grey
+        ax.imshow(
+            grey, cmap=matplotlib.colors.ListedColormap(["0.7"]), aspect="auto", interpolation="nearest"
+        )
+        img = alpha_map_image(full, shape)
+        cm = matplotlib.colormaps[cmap].with_extremes(bad=(0, 0, 0, 0))
+    else:
+        img = alpha_map_image(values, shape)
+        cm = matplotlib.colormaps[cmap].with_extremes(bad="0.7")
     im = ax.imshow(
         np.ma.masked_invalid(img), cmap=cm, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest"
     )
@@ -83,7 +98,8 @@ def plot_alpha_map(
         ax.set_ylabel(f"dim 0 ({shape[0]})")
         ax.set_xlabel("remaining dims, C order")
     n_nan = int(np.isnan(np.asarray(values, dtype=np.float64)).sum())
-    ax.set_title(f"{title}\nshape {shape}, dead (grey): {n_nan}", fontsize=9)
+    kept_note = f", {len(values)} sampled (white: not stored)" if sampled else ""
+    ax.set_title(f"{title}\nshape {shape}, dead (grey): {n_nan}{kept_note}", fontsize=9)
     if colorbar:
         cb = ax.figure.colorbar(im, ax=ax, extend="both", fraction=0.05)
         cb.set_label("α")

@@ -121,41 +121,54 @@ def load_runs(
 # ----------------------------------------------------------------------------- one parameter, pooled
 
 
-def chosen_param(d: _RunData, param: tuple[str, int] | None, notes: list[str]) -> tuple[str, int, str]:
+def chosen_param(
+    d: _RunData, param: tuple[str, int] | None, notes: list[str], lake: Any = None
+) -> tuple[str, int, str]:
     """The (tensor, flat index) whose SGN is drawn, and how it was chosen.
 
     ``param`` (``--param``) when the run has it; otherwise (with a line in
     ``notes`` when ``param`` was given) the parameter of the run's largest
     weight tensor whose alpha at the last chosen snapshot is closest to the
-    tensor's median.
+    tensor's median. For a run that stores a parameter sample (``lake`` given)
+    only parameters whose SGN is stored are drawn.
     """
     tab = d.tensors
+
+    def stored(name: str) -> np.ndarray:
+        if lake is None:
+            return np.arange(int(tab.loc[name, "n_stored"]))
+        return lake.param_index(d.run, name)
+
     if param is not None:
         name, idx = param
-        if name in tab.index and idx < int(tab.loc[name, "numel"]):
+        if name in tab.index and np.isin(idx, stored(name)):
             return name, idx, "chosen with --param"
-        sizes = ", ".join(f"{n} ({int(tab.loc[n, 'numel'])})" for n in tab.index)
+        sizes = ", ".join(f"{n} ({int(tab.loc[n, 'n_stored'])})" for n in tab.index)
         notes.append(
             f"run {d.run}: --param {name}:{idx} does not exist in this run (tensors: {sizes}); "
             "the default parameter is drawn instead"
         )
     weights = [n for n in tab.index if tab.loc[n, "kind"] == "weight"] or list(tab.index)
     name = max(weights, key=lambda n: tab.loc[n, "numel"])
-    a = d.alpha.sel(iteration=d.chosen[-1]).values[d.alpha["tensor"].values == name]
-    fin = np.isfinite(a)
+    sel = d.alpha["tensor"].values == name
+    a = d.alpha.sel(iteration=d.chosen[-1]).values[sel]
+    flat = d.alpha["index"].values[sel]
+    fin = np.isfinite(a) & np.isin(flat, stored(name))
     how = "the one whose α at the last chosen snapshot is closest to the tensor's median"
     if not fin.any():
-        return name, 0, "the tensor has no finite α at the last chosen snapshot"
+        return name, int(stored(name)[0]), "the tensor has no finite α at the last chosen snapshot"
     med = np.median(a[fin])
     dist = np.where(fin, np.abs(a - med), np.inf)
-    return name, int(np.argmin(dist)), how
+    return name, int(flat[int(np.argmin(dist))]), how
 
 
 def param_sgn(lake: Any, d: _RunData, name: str, idx: int) -> tuple[np.ndarray, np.ndarray]:
-    """SGN ``(iteration, minibatch)`` of parameter ``name[idx]`` at the chosen snapshots, and its alpha there."""
-    sgn = lake.sgn(d.run, name, iterations=d.chosen, params=[idx])
+    """SGN ``(iteration, minibatch)`` of parameter ``name[idx]`` (flat index) at the chosen snapshots, and its alpha there."""
+    pos = int(np.searchsorted(lake.param_index(d.run, name), idx))  # position along the stored param axis
+    sgn = lake.sgn(d.run, name, iterations=d.chosen, params=[pos])
     x = np.asarray(sgn.values, dtype=np.float64)[:, :, 0]  # (iteration, minibatch)
-    a_par = d.alpha.values[:, d.alpha["tensor"].values == name][:, idx]
+    sel = d.alpha["tensor"].values == name
+    a_par = d.alpha.values[:, sel][:, d.alpha["index"].values[sel] == idx][:, 0]
     return x, a_par
 
 
@@ -173,7 +186,7 @@ def pooled_values(lake: Any, d: _RunData, settings: Mapping[str, Any]) -> tuple[
     rng = np.random.default_rng(0)
     subsampled = []
     for name in d.tensors.index:
-        numel = int(d.tensors.loc[name, "numel"])
+        numel = int(d.tensors.loc[name, "n_stored"])  # positions along the stored param axis
         m = d.meta.n_minibatches
         params = None
         if m * numel > POOLED_MAX_VALUES:

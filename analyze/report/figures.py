@@ -179,8 +179,11 @@ class FigureBuilder:
             fig, axes = plots.new_figure(nrows, ncols, size=(5.0 * ncols, 3.6 * nrows), squeeze=False)
             a_t = d.alpha.sel(iteration=t_last)
             for ax, name in zip(axes.ravel(), names, strict=False):
-                vals = a_t.values[d.alpha["tensor"].values == name]
-                plots.plot_alpha_map(ax, vals, tab.loc[name, "shape"], title=f"{name} @ iteration {t_last}")
+                sel = d.alpha["tensor"].values == name
+                plots.plot_alpha_map(
+                    ax, a_t.values[sel], tab.loc[name, "shape"], title=f"{name} @ iteration {t_last}",
+                    index=d.alpha["index"].values[sel],
+                )  # fmt: skip
             for ax in axes.ravel()[len(names) :]:
                 ax.set_visible(False)
             self._save(
@@ -207,7 +210,7 @@ class FigureBuilder:
             )
 
     def sgn_figures(self, d: _RunData, common: str) -> None:
-        name, idx, how = chosen_param(d, self.param, self.report.notes)
+        name, idx, how = chosen_param(d, self.param, self.report.notes, self.lake)
         sec = f"run:{d.run}"
         base = f"runs/{d.run}"
         x, a_par = param_sgn(self.lake, d, name, idx)  # (iteration, minibatch), alpha per iteration

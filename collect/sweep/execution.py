@@ -286,6 +286,8 @@ def run_sweep(
     collect_kwargs: Mapping[str, Any] | None = None,
     threads: int | None = None,
     echo: Callable[[str], None] | None = print,
+    scheduler: str | None = None,
+    resources: Mapping[str, float] | None = None,
 ) -> SweepSummary:
     """Run (or skip, or resume) every planned run into one lake.
 
@@ -316,6 +318,12 @@ def run_sweep(
         Torch threads per CPU run; default :func:`sgnlake.collect.config.default_threads`.
     echo : callable or None
         Receives one line per run as it finishes.
+    scheduler : str, optional
+        Address of an existing ``dask.distributed`` scheduler (``tcp://host:8786``):
+        each run becomes a task there (:mod:`.cluster`), ``jobs`` is ignored and
+        ``location`` must be reachable from the workers.
+    resources : mapping of str to float, optional
+        Dask resources each run's task needs on its worker (``{"GPU": 1}``).
 
     Returns
     -------
@@ -354,14 +362,16 @@ def run_sweep(
     if todo:
         open_lake_group(loc, mode="a", storage_options=storage_options)  # create once, before workers
     kwargs = dict(collect_kwargs or {})
-    gpu = bool(todo) and _uses_gpu([p.config for p, _ in todo])
+    gpu = bool(todo) and scheduler is None and _uses_gpu([p.config for p, _ in todo])
+    if scheduler is not None:
+        jobs = 1  # the cluster's workers run the runs
     if jobs > 1 and gpu:
         say("runs use a GPU: running them one after another (--jobs ignored)")
         jobs = 1
     jobs = max(1, min(jobs, len(todo)))
     if threads is not None:
         kwargs["threads"] = threads
-    elif not gpu:
+    elif not gpu and scheduler is None:  # on a cluster each worker picks its own default
         from sgnlake.collect.config import default_threads
 
         kwargs["threads"] = default_threads(jobs)
@@ -371,7 +381,15 @@ def run_sweep(
         extra = f": {o.message}" if o.message else ""
         say(f"{o.action:<8} {o.run_id} in {_fmt_seconds(o.seconds)}, {fmt_bytes(o.bytes_written)}{extra}")
 
-    if jobs == 1:
+    if scheduler is not None:
+        if todo:
+            from .cluster import run_on_cluster
+
+            summary.stopped = run_on_cluster(
+                loc, todo, scheduler=scheduler, resources=resources, storage_options=storage_options,
+                collect_kwargs=kwargs, record=record, say=say,
+            )  # fmt: skip
+    elif jobs == 1:
         for p, resume in todo:
             say(f"{'resume' if resume else 'collect'}  {p.run_id}")
             o = _run_one(loc, p.config.to_dict(), resume, progress, storage_options, kwargs)

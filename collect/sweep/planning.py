@@ -64,18 +64,30 @@ class RunPlan:
         return sum(n for _, n in self.tensors)
 
     @property
+    def n_stored(self) -> int:
+        """Parameters whose SGN is stored (all, or a ``param_sample``; none for ``store='alpha'`` alone)."""
+        st = self.config.storage
+        if not st.sampled:
+            return self.n_params
+        from sgnlake.collect.sampling import sample_size
+
+        value = st.param_sample if st.param_sample is not None else 0
+        return sum(sample_size(value, n) for _, n in self.tensors)
+
+    @property
     def itemsize(self) -> int:
         return 2 if self.config.storage.dtype == "float16" else 4
 
     @property
     def sgn_bytes(self) -> int:
         """Uncompressed bytes of every tensor's ``sgn`` array."""
-        return self.n_snapshots * self.n_minibatches * self.n_params * self.itemsize
+        return self.n_snapshots * self.n_minibatches * self.n_stored * self.itemsize
 
     @property
     def grad_weight_bytes(self) -> int:
-        """Uncompressed bytes of the ``grad`` and ``weight`` arrays."""
-        return 2 * self.n_snapshots * self.n_params * self.itemsize
+        """Uncompressed bytes of the ``grad`` and ``weight`` arrays (and of device results, ``store='alpha'``)."""
+        device = 12 * self.n_snapshots * self.n_params if self.config.storage.store == "alpha" else 0
+        return 2 * self.n_snapshots * self.n_stored * self.itemsize + device
 
     @property
     def run_array_bytes(self) -> int:
