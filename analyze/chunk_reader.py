@@ -1,22 +1,30 @@
-"""Reading a Zarr array through Dask one chunk at a time, naming any chunk that cannot be decoded."""
+"""Reading a Zarr array through Dask one chunk at a time, naming any chunk that is missing or cannot be decoded.
+
+The collector stores every committed chunk of ``sgn``, ``grad`` and ``weight`` (also
+all-NaN ones), so a committed chunk absent from the store is data loss, not fill: Zarr
+would silently read it as NaN. The reader lists the array's stored chunks once (one
+listing per array, not one request per chunk) and names a missing one.
+"""
 
 from __future__ import annotations
 
+from itertools import product
 from typing import Any
 
 import numpy as np
 import zarr
 
 from sgnlake.schema.errors import CorruptChunkError, SgnlakeError
+from sgnlake.schema.store import list_keys
 
 
 class ChunkReader:
     """A Zarr array seen through Dask one chunk at a time, naming any chunk that cannot be decoded.
 
     ``da.from_array`` calls :meth:`__getitem__` with exactly one chunk's region.
-    A decoding error becomes a one-line :class:`CorruptChunkError` naming run,
-    tensor, array, iteration and chunk key; with ``skip`` the chunk reads as NaN
-    and its key is appended to ``sink``.
+    A decoding error or a missing chunk (of a float array with NaN fill) becomes a
+    one-line :class:`CorruptChunkError` naming run, tensor, array, iteration and chunk
+    key; with ``skip`` the chunk reads as NaN and its key is appended to ``sink``.
     """
 
     def __init__(
@@ -32,8 +40,60 @@ class ChunkReader:
         self.arr, self.run, self.tensor, self.name = arr, run, tensor, name
         self.iterations, self.skip, self.sink = iterations, skip, sink
         self.shape, self.dtype, self.ndim = arr.shape, arr.dtype, arr.ndim
+        self._stored: set[str] | None = None
+        self._listed = False
+
+    def _stored_keys(self) -> set[str] | None:
+        """Stored chunk keys of the array (listed once), or None when absent chunks are legitimate."""
+        if not self._listed:
+            fill = self.arr.fill_value
+            nan_fill = self.dtype.kind == "f" and fill is not None and bool(np.isnan(fill))
+            keys = None
+            if nan_fill and self.arr.store.supports_listing:
+                try:
+                    keys = set(list_keys(self.arr.store, self.arr.path))
+                except Exception:  # listing is a check only; reads still report what they find
+                    keys = None
+            self._stored, self._listed = keys, True
+        return self._stored
+
+    def check_present(self, sel: tuple[slice, ...]) -> bool:
+        """Raise :class:`CorruptChunkError` naming the first missing chunk under ``sel``.
+
+        With ``skip`` the missing chunks are recorded instead and False is returned.
+        """
+        stored = self._stored_keys()
+        if stored is None:
+            return True
+        ranges = []
+        for s, n, c in zip(sel, self.shape, self.arr.chunks, strict=False):
+            lo, hi, _ = s.indices(n)
+            ranges.append(range(lo // c, -(-hi // c)) if hi > lo else range(0))
+        rest = zip(self.shape[len(ranges) :], self.arr.chunks[len(ranges) :], strict=True)
+        ranges += [range(-(-n // c)) for n, c in rest]
+        prefix = f"{self.arr.path}/"
+        missing = []
+        for coords in product(*ranges):
+            key = prefix + self.arr.metadata.encode_chunk_key(coords)
+            if key not in stored:
+                missing.append((coords, key))
+        if not missing:
+            return True
+        if self.skip:
+            self.sink.extend(k for _, k in missing)
+            return False
+        coords, key = missing[0]
+        it = coords[0] * self.arr.chunks[0]
+        label = f", iteration {int(self.iterations[it])} (snapshot {it})" if it < len(self.iterations) else ""
+        raise CorruptChunkError(
+            f"run {self.run!r}, tensor {self.tensor!r}, array {self.name!r}{label}, chunk {key} is "
+            "missing from the store (committed data lost): run 'sgnlake check' on the lake, or pass "
+            "--skip-corrupt (skip_corrupt=True) to read it as NaN"
+        )
 
     def __getitem__(self, sel: Any) -> np.ndarray:
+        if isinstance(sel, tuple) and all(isinstance(s, slice) for s in sel):
+            self.check_present(sel)
         try:
             return np.asarray(self.arr[sel])
         except Exception as e:

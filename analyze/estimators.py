@@ -111,7 +111,13 @@ HILL_K = Setting("k", DEFAULT_HILL_K, _check_hill_k, "--hill-k")
 
 
 def _k1k2(n: int, rule: str | int, dim: str) -> tuple[int, int]:
-    """:func:`~sgnlake.analyze.kernels.choose_k1`, refusing K1 < 2 (every estimate would be NaN)."""
+    """:func:`~sgnlake.analyze.kernels.choose_k1`, refusing K1 < 2 or K2 < 2 (every estimate NaN)."""
+    if isinstance(rule, (int, np.integer)) and not isinstance(rule, bool) and not 2 <= rule <= n // 2:
+        valid = f"an integer K1 in 2..{n // 2}" if n >= 4 else "more samples (at least 4)"
+        raise ConfigError(
+            f"K1 = {rule} for {n} samples along {dim!r} leaves K2 = {n // rule if rule else 0} block(s) of "
+            f"K1 samples; the estimator needs K1 >= 2 and K2 >= 2: pass {valid} or k1='sqrt'"
+        )
     k1, k2 = kernels.choose_k1(n, rule)
     if k1 < 2:
         raise ConfigError(
@@ -131,6 +137,17 @@ def _plan_k1_pooled(sizes: Sequence[int], dims: Sequence[str], s: Mapping[str, A
     """K1, K2 for all coordinates of the core dims pooled into one sample."""
     k1, k2 = _k1k2(math.prod(sizes), s["k1"], "*".join(dims))
     return {"k1": k1, "k2": k2}
+
+
+def _plan_hill(sizes: Sequence[int], dims: Sequence[str], s: Mapping[str, Any]) -> Params:
+    """Refuse a Hill k that uses every sample (k >= M leaves no threshold order statistic)."""
+    n, k = sizes[0], s["k"]
+    if isinstance(k, int) and k >= n >= 2:
+        raise ConfigError(
+            f"Hill k = {k} needs more than {k} samples, but {dims[0]!r} has {n}: pass an integer "
+            f"k in 1..{n - 1} or a fraction in (0, 1)"
+        )
+    return {}
 
 
 def _plan_gaussianity(sizes: Sequence[int], dims: Sequence[str], s: Mapping[str, Any]) -> Params:
@@ -339,6 +356,7 @@ ESTIMATORS: dict[str, Estimator] = {
             "Hill estimator on the top-k order statistics of |x|",
             kernels.hill,
             (HILL_K,),
+            plan=_plan_hill,
             to_alpha=_identity,
         ),
         Estimator(

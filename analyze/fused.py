@@ -72,6 +72,8 @@ def _read_region(reader: Any, it: int, lo: int, hi: int, step: int) -> np.ndarra
     records it), exactly as the per-chunk Dask reads do.
     """
     m = reader.shape[1]
+    # a missing chunk raises (or, with skip_corrupt, is recorded and read below as NaN fill)
+    reader.check_present((slice(it, it + 1), slice(0, m), slice(lo, hi)))
     try:
         return np.asarray(reader.arr[it : it + 1, :, lo:hi])
     except Exception as e:

@@ -21,8 +21,16 @@ import zarr
 from dask.base import tokenize
 
 from sgnlake.schema.conventions import unravel_param
-from sgnlake.schema.errors import LakeError, RunNotFoundError
-from sgnlake.schema.lake import open_lake_group, read_run_meta, run_group, run_ids
+from sgnlake.schema.errors import LakeError, RunNotFoundError, SgnlakeError
+from sgnlake.schema.lake import (
+    DamagedError,
+    open_lake_group,
+    read_run_meta,
+    run_damage,
+    run_group,
+    run_ids,
+    scan_runs,
+)
 from sgnlake.schema.meta import RunMeta, TensorInfo
 from sgnlake.schema.names import (
     ACCURACY,
@@ -130,6 +138,10 @@ class Lake:
         self._groups: dict[str, zarr.Group] = {}
         self._param_index: dict[tuple[str, str], np.ndarray] = {}
         self._writable: zarr.Group | None = None
+        self._damaged: dict[str, str] | None = None
+        #: Damaged runs left out of the last :meth:`select_runs` of all runs or a glob
+        #: (``{run id: one-line damage naming the file}``); callers report them.
+        self.skipped_runs: dict[str, str] = {}
 
     def __repr__(self) -> str:
         from .views import lake_repr
@@ -148,16 +160,34 @@ class Lake:
         self._meta.clear()
         self._iterations.clear()
         self._groups.clear()
+        self._damaged = None
         self._param_index.clear()
+
+    def damaged_runs(self) -> dict[str, str]:
+        """``{run id: one line naming the run and file}`` for every run whose metadata is damaged.
+
+        Reads every run's metadata and its arrays' metadata once (cached until :meth:`refresh`).
+        """
+        if self._damaged is None:
+            ok, damaged = scan_runs(self._root)
+            for run in ok:
+                try:
+                    self.meta(run)
+                except DamagedError as e:
+                    damaged[run] = str(e)
+            self._damaged = dict(sorted(damaged.items()))
+        return self._damaged
 
     @property
     def run_ids(self) -> RunIds:
         """Ids of the runs in the lake, sorted by config (:func:`~sgnlake.schema.run_table.run_sort_key`).
 
-        A property, like :attr:`runs`; calling it (``lake.run_ids()``) still works but
+        Runs whose metadata is damaged are left out (see :meth:`damaged_runs`). A
+        property, like :attr:`runs`; calling it (``lake.run_ids()``) still works but
         is deprecated.
         """
-        return RunIds(run_ids(self._root))
+        damaged = self.damaged_runs()
+        return RunIds(r for r in run_ids(self._root) if r not in damaged)
 
     def select_runs(self, runs: str | Sequence[str] | None = None, **where: Any) -> list[str]:
         """Resolve run ids and glob patterns (``'fcn-*'``) to the matching run ids, sorted by config.
@@ -175,19 +205,29 @@ class Lake:
         from .views import filter_by_config
 
         known = list(self.run_ids)
+        damaged = self.damaged_runs()
         pats = _as_list(runs)
         if pats is None:
+            self.skipped_runs = dict(damaged)
             if not known:
+                if damaged:
+                    raise DamagedError(next(iter(damaged.values())))
                 raise RunNotFoundError(f"the lake {self.location} has no runs yet: collect some first")
             return filter_by_config(self, known, where)
         out: set[str] = set()
+        self.skipped_runs = {}
         for p in pats:
             if _is_glob(p):
                 out.update(fnmatch.filter(known, p))
+                self.skipped_runs.update({r: damaged[r] for r in fnmatch.filter(damaged, p)})
             elif p in known:
                 out.add(p)
+            elif p in damaged:
+                raise DamagedError(damaged[p])
             else:
                 run_group(self._root, p)  # raises the one-line RunNotFoundError
+        if not out and self.skipped_runs:
+            raise DamagedError(next(iter(self.skipped_runs.values())))
         if not out:
             hint = f"runs: {', '.join(known[:10])}" if known else "the lake has no runs"
             raise RunNotFoundError(f"no run matches {', '.join(map(repr, pats))} ({hint})")
@@ -195,13 +235,29 @@ class Lake:
 
     def _group(self, run: str) -> zarr.Group:
         if run not in self._groups:
-            self._groups[run] = run_group(self._root, run)
+            try:
+                self._groups[run] = run_group(self._root, run)
+            except SgnlakeError:
+                raise
+            except Exception as e:  # the run's zarr.json cannot be parsed
+                first = str(e).splitlines()[0] if str(e) else ""
+                raise DamagedError(
+                    f"run {run!r} is damaged: runs/{run}/zarr.json cannot be read ({type(e).__name__}: "
+                    f"{first}); the other runs are unaffected (run 'sgnlake check')"
+                ) from None
         return self._groups[run]
 
     def meta(self, run: str) -> RunMeta:
         """The metadata of run ``run`` (config, tensors, status, commit marker)."""
         if run not in self._meta:
-            self._meta[run] = read_run_meta(self._group(run))
+            if self._damaged and run in self._damaged:
+                raise DamagedError(self._damaged[run])
+            group = self._group(run)
+            meta = read_run_meta(group)
+            damage = run_damage(group, meta)
+            if damage is not None:
+                raise DamagedError(damage)
+            self._meta[run] = meta
         return self._meta[run]
 
     def iterations(self, run: str) -> np.ndarray:

@@ -1,10 +1,12 @@
 """Per-parameter estimator results: computed lazily, stored in the lake, reopened lazily.
 
 Stored layout: see :mod:`sgnlake.analyze.stored` (``results/<run_id>/<key>/``, ``key`` =
-:func:`sgnlake.analyze.estimators.result_key` of the estimator and its settings). A result
-whose ``ResultMeta`` attribute is missing is unfinished (a crashed computation) and is
-recomputed. A run that gained snapshots since its result was stored gets only the new
-snapshots computed and appended; a stored result without ``n_nonfinite`` (written by an
+:func:`sgnlake.analyze.estimators.result_key` of the estimator and its settings). A result is
+computed into a fresh generation and published last (one atomic write), so a killed,
+failed or concurrent computation never shows a partial result; ``force`` keeps the
+published result until the new one is published. A run that gained snapshots since its
+result was stored gets only the new snapshots computed and appended (beyond the published
+rows, then the count is published); a stored result without ``n_nonfinite`` (written by an
 older sgnlake) is recomputed. Estimators with a fused kernel (Mohammadi) are computed by
 :mod:`sgnlake.analyze.fused`, one task per result chunk.
 """
@@ -30,7 +32,8 @@ from sgnlake.schema.conventions import tensor_group_attrs, variable_attrs
 from sgnlake.schema.errors import ConfigError, LakeError, SgnlakeError
 from sgnlake.schema.lake import now, software_versions
 from sgnlake.schema.meta import ResultMeta, TensorInfo
-from sgnlake.schema.names import ITERATION, MINIBATCH, PARAM, RESULT_ATTR, TENSOR_ATTR, results_path
+from sgnlake.schema.names import GENERATION_ATTR, ITERATION, MINIBATCH, PARAM, TENSOR_ATTR, results_path
+from sgnlake.schema.store import delete_prefix
 
 from . import estimators
 from .fused import fused_tasks
@@ -39,7 +42,10 @@ from .stored import (
     ALPHA,
     NONFINITE,
     RESULT_CHUNK_ELEMENTS,
+    new_generation,
+    publish,
     result_chunk,
+    result_lease,
     stored_dask,
     stored_meta,
     stored_results,
@@ -354,36 +360,42 @@ def _compute_run(
     # build every lazy estimate first: a bad setting fails before anything is written
     planned = [(info, lazy_estimate(lake, run, info, estimator, start, **settings)) for info in meta.tensors]
 
-    def prepare() -> tuple[zarr.Group, list[da.Array], list[zarr.Array], list[tuple[slice, slice]]]:
-        if start == 0:
-            kg = wroot.create_group(results_path(run, key), overwrite=True)
-        else:
-            kg = wroot[results_path(run, key)]
-            del kg.attrs[RESULT_ATTR]  # unfinished until the attribute is written again
-        it = kg.create_array(
-            ITERATION,
-            shape=(n,),
-            dtype="int64",
-            dimension_names=[ITERATION],
-            attributes=variable_attrs(ITERATION),
-            overwrite=True,
-            compressors=default_compressors(),
-        )
-        it[:] = its
+    def prepare() -> tuple[zarr.Group, zarr.Group, str | None, list[da.Array], list[zarr.Array], list[Any]]:
+        kg = wroot.require_group(results_path(run, key))
+        gen: str | None
+        if found:  # append to the published data group, beyond its published rows (invisible)
+            dg = wroot[found[0].path]
+            gen = kg.attrs.get(GENERATION_ATTR)
+            it = dg[ITERATION]
+            if it.shape[0] < n:  # never shrink: rows of a concurrent append stay
+                it.resize((n,))
+        else:  # a fresh generation: the published result (if any) stays until this one is published
+            gen = new_generation()
+            dg = kg.create_group(gen)
+            it = dg.create_array(
+                ITERATION,
+                shape=(n,),
+                dtype="int64",
+                dimension_names=[ITERATION],
+                attributes=variable_attrs(ITERATION),
+                compressors=default_compressors(),
+            )
+        it[start:n] = its[start:n]
         sources, targets, regions = [], [], []
         for info, outs in planned:
             sgn_chunk = lake.root[f"runs/{run}/{info.name}/sgn"].chunks[2]
             rc = result_chunk(sgn_chunk, info.n_stored)
-            if start and info.name in kg:
-                tg = kg[info.name]
+            if start and info.name in dg:
+                tg = dg[info.name]
             else:
-                tg = kg.create_group(
+                tg = dg.create_group(
                     info.name, attributes={TENSOR_ATTR: info.to_dict(), **tensor_group_attrs(info)}, overwrite=True
                 )
             for name, out in outs.items():
                 if start and name in tg:
                     arr = tg[name]
-                    arr.resize((n, info.n_stored))
+                    if arr.shape[0] < n:  # never shrink: rows of a concurrent append stay
+                        arr.resize((n, info.n_stored))
                 else:
                     arr = tg.create_array(
                         name,
@@ -400,17 +412,23 @@ def _compute_run(
                 sources.append(out.data.rechunk((1, arr.chunks[1])))
                 targets.append(arr)
                 regions.append((slice(start, n), slice(0, info.n_stored)))
-        return kg, sources, targets, regions
+        return kg, dg, gen, sources, targets, regions
 
-    kg, sources, targets, regions = write_guard(lake, prepare)
-    fused = fused_tasks(lake, run, estimators.get(estimator), settings, kg, start, n)
-    if fused is not None:
-        graph: Any = fused  # one task per result chunk: read, estimate, count, write
-    else:
-        graph = da.store(sources, targets, regions=regions, lock=False, compute=False)
-    write_guard(lake, run_graph, graph, progress)
+    with write_guard(lake, result_lease, lake, run, key) as lease:
+        kg, dg, gen, sources, targets, regions = write_guard(lake, prepare)
+        try:
+            fused = fused_tasks(lake, run, estimators.get(estimator), settings, dg, start, n)
+            if fused is not None:
+                graph: Any = fused  # one task per result chunk: read, estimate, count, write
+            else:
+                graph = da.store(sources, targets, regions=regions, lock=False, compute=False)
+            write_guard(lake, run_graph, graph, progress)
+        except BaseException:
+            if not start and gen is not None:  # an unpublished generation of ours: nobody reads it
+                with contextlib.suppress(Exception):
+                    delete_prefix(wroot.store, f"{kg.path}/{gen}")
+            raise
 
-    def commit() -> None:
         rmeta = ResultMeta(
             estimator=estimator,
             settings=dict(settings),
@@ -421,9 +439,8 @@ def _compute_run(
             software=software_versions(),
             run_created=meta.created,
         )
-        kg.attrs[RESULT_ATTR] = rmeta.to_dict()  # LAST: marks the result finished
-
-    write_guard(lake, commit)
+        lease.check()  # taken over after a stall: the other computation publishes
+        write_guard(lake, publish, wroot, kg.path, rmeta.to_dict(), gen, start > 0)
     action = "appended" if start else "computed"
     return _finish(lake, run, key, action, n, n - start, n_params, t0, path, estimator, settings)
 

@@ -3,12 +3,24 @@
 Layout (plain Zarr v3, readable by ``xarray.open_datatree``; see
 :mod:`sgnlake.analyze.results` for how results are computed)::
 
-    results/<run_id>/<key>/            attrs: sgnlake_result = ResultMeta (written LAST)
-      iteration  (iteration)           int64, the run's committed iterations
-      <tensor>/                        attrs: sgnlake_tensor = TensorInfo
-        alpha  (iteration, param)      float, NaN where no tail index (dead units)
-        ...                            further outputs (McCulloch: beta, scale, loc)
-        n_nonfinite (iteration, param) int32, non-finite SGN samples of the parameter
+    results/<run_id>/<key>/            attrs: sgnlake_result = ResultMeta and
+                                       sgnlake_generation = "gen-<id>" (published LAST, in one write)
+      gen-<id>/                        one generation: a complete computation
+        iteration  (iteration)         int64, the run's committed iterations
+        <tensor>/                      attrs: sgnlake_tensor = TensorInfo
+          alpha  (iteration, param)    float, NaN where no tail index (dead units)
+          ...                          further outputs (McCulloch: beta, scale, loc; any other)
+          n_nonfinite (iteration, param) int32, non-finite SGN samples of the parameter
+
+A result is visible only through its key group's attributes: a computation writes a
+fresh generation and then publishes it by rewriting the key group's ``zarr.json``
+(one atomic object write) with the ``ResultMeta`` and the generation's name; only then
+is the previous generation deleted. A killed or failed computation leaves an
+unpublished generation that no reader sees. A run that gained snapshots gets the new
+rows appended to the published generation beyond ``ResultMeta.n_iterations`` (invisible
+to readers) and the attributes rewritten with the new count last. Lakes written before
+generations keep the arrays directly under ``<key>/`` (no ``sgnlake_generation``
+attribute); they are read, appended to and replaced the same way.
 """
 
 from __future__ import annotations
@@ -24,7 +36,15 @@ from dask.base import tokenize
 
 from sgnlake.schema.errors import LakeError, LakeReadOnlyError, SgnlakeError
 from sgnlake.schema.meta import ResultMeta
-from sgnlake.schema.names import ITERATION, RESULT_ATTR, RESULTS_GROUP, results_path
+from sgnlake.schema.names import (
+    GENERATION_ATTR,
+    GENERATION_PREFIX,
+    ITERATION,
+    RESULT_ATTR,
+    RESULTS_GROUP,
+    results_path,
+)
+from sgnlake.schema.store import delete_prefix
 
 if TYPE_CHECKING:
     from .lake import Lake
@@ -46,17 +66,50 @@ def node(group: zarr.Group, path: str) -> zarr.Group | None:
     return node if isinstance(node, zarr.Group) else None
 
 
-def stored_meta(lake: Lake, run: str, key: str) -> tuple[zarr.Group, ResultMeta] | None:
-    """The stored, finished result ``key`` of ``run`` that still matches the run, or None.
+def is_generation(name: str) -> bool:
+    """True for the name of a generation group (``gen-<id>``)."""
+    return name.startswith(GENERATION_PREFIX)
 
-    A result matches when its iterations are a prefix of the run's committed
-    iterations (the run may have gained snapshots since).
+
+def new_generation() -> str:
+    """A fresh, unique generation name (two concurrent computations never share one)."""
+    import uuid
+
+    return f"{GENERATION_PREFIX}{uuid.uuid4().hex[:16]}"
+
+
+def published(kg: zarr.Group) -> tuple[zarr.Group, dict[str, Any]] | None:
+    """The published data group of a result key group and its ``ResultMeta`` dict, or None.
+
+    The data group is the generation the key group's attributes name, or the key group
+    itself for a result written before generations. None when nothing is published
+    (a first computation still running or killed) or the named generation is missing.
     """
-    g = node(lake.root, results_path(run, key))
-    if g is None or RESULT_ATTR not in g.attrs:
+    attrs = kg.attrs.asdict()
+    raw = attrs.get(RESULT_ATTR)
+    if raw is None:
         return None
+    gen = attrs.get(GENERATION_ATTR)
+    if gen is None:
+        return kg, raw
+    data = node(kg, str(gen))
+    return None if data is None else (data, raw)
+
+
+def stored_meta(lake: Lake, run: str, key: str) -> tuple[zarr.Group, ResultMeta] | None:
+    """The published result ``key`` of ``run`` that still matches the run, or None.
+
+    Returns its data group (see :func:`published`) and metadata. A result matches
+    when its iterations are a prefix of the run's committed iterations (the run may
+    have gained snapshots since).
+    """
+    kg = node(lake.root, results_path(run, key))
+    found = published(kg) if kg is not None else None
+    if found is None:
+        return None
+    g, raw = found
     try:
-        meta = ResultMeta.from_dict(g.attrs[RESULT_ATTR])
+        meta = ResultMeta.from_dict(raw)
     except SgnlakeError:
         return None
     its = lake.iterations(run)
@@ -71,6 +124,8 @@ def stored_meta(lake: Lake, run: str, key: str) -> tuple[zarr.Group, ResultMeta]
     names = {t.name for t in lake.meta(run).tensors}
     if not all(n in g and isinstance(g[n], zarr.Group) and NONFINITE in g[n] for n in names):
         return None  # a tensor is missing, or the result predates the non-finite counts
+    if any(g[n][NONFINITE].shape[0] < meta.n_iterations for n in names):
+        return None  # arrays shorter than the published count: damaged, recompute
     return g, meta
 
 
@@ -89,8 +144,8 @@ def stored_results(lake: Lake, runs: str | Sequence[str] | None = None) -> pd.Da
         if rg is None:
             continue
         for key, g in sorted(rg.groups()):
-            attrs = g.attrs.get(RESULT_ATTR)
-            meta = ResultMeta.from_dict(attrs) if attrs else None
+            found = published(g)
+            meta = ResultMeta.from_dict(found[1]) if found else None
             committed = lake.meta(run).committed
             rows.append(
                 {
@@ -117,6 +172,71 @@ def stored_results(lake: Lake, runs: str | Sequence[str] | None = None) -> pd.Da
         "created",
     ]
     return pd.DataFrame(rows, columns=cols)
+
+
+def result_lease(lake: Lake, run: str, key: str) -> Any:
+    """The lease on computing result ``key`` of ``run`` (:class:`sgnlake.schema.lease.Lease`).
+
+    A second computation of the same result while one is live is refused with one line
+    naming its owner (:class:`~sgnlake.schema.lease.LeaseHeldError`); a killed one's lease
+    is taken over. Readers never depend on it (generations are published atomically); it
+    keeps two processes from computing one result twice and from appending concurrently.
+    """
+    from sgnlake.schema.lease import Lease
+
+    return Lease.acquire(
+        lake.writable_root(),
+        results_path(run, key),
+        owner_info={"command": "alpha"},
+        what=f"result {key!r} of run {run!r}",
+    )
+
+
+def publish(wroot: zarr.Group, key_path: str, meta: dict[str, Any], gen: str | None, append: bool) -> None:
+    """Make a computed result visible: rewrite the key group's attributes in one write, then tidy.
+
+    Parameters
+    ----------
+    wroot : zarr.Group
+        The lake's root opened for writing.
+    key_path : str
+        ``results/<run>/<key>``.
+    meta : dict
+        The ``ResultMeta`` to publish (``n_iterations`` rows of the data group are complete).
+    gen : str or None
+        The generation holding the data (None: a result written before generations,
+        appended to in place).
+    append : bool
+        Rows were appended to the published generation ``gen``; it must still be the
+        published one (a concurrent recomputation may have replaced it).
+
+    Raises
+    ------
+    LakeError
+        ``append`` and the generation was replaced meanwhile (nothing published).
+    """
+    kg = wroot[key_path]  # read afresh: another process may have published meanwhile
+    attrs = kg.attrs.asdict()
+    prev = attrs.get(GENERATION_ATTR)
+    legacy = RESULT_ATTR in attrs and prev is None
+    if append and prev != gen:
+        raise LakeError(
+            f"result {key_path} was replaced by a concurrent computation while snapshots were "
+            "appended: nothing published; run sgnlake alpha again"
+        )
+    new = {**attrs, RESULT_ATTR: meta}
+    if gen is not None:
+        new[GENERATION_ATTR] = gen
+    kg.update_attributes(new)  # THE publication: one atomic write of the key group's zarr.json
+    if append:
+        return
+    store = wroot.store
+    if prev is not None and prev != gen:
+        delete_prefix(store, f"{key_path}/{prev}")
+    if legacy:  # the arrays of a result written before generations, now superseded
+        for name in list(kg.keys()):
+            if not is_generation(name):
+                delete_prefix(store, f"{key_path}/{name}")
 
 
 def stored_dask(lake: Lake, arr: zarr.Array, path: str, n: int, created: str) -> da.Array:

@@ -149,8 +149,8 @@ def register(app: typer.Typer) -> None:
         skip_corrupt: bool = typer.Option(
             False,
             "--skip-corrupt",
-            help="Read SGN chunks that cannot be decoded as NaN (their parameters get no alpha) and "
-            "count them, instead of stopping with an error naming the chunk.",
+            help="Read SGN chunks that are missing or cannot be decoded as NaN (their parameters get "
+            "no alpha) and count them, instead of stopping with an error naming the chunk.",
         ),
     ) -> None:
         from sgnlake.schema.errors import SgnlakeError
@@ -170,6 +170,7 @@ def register(app: typer.Typer) -> None:
                 lake, storage_options=parse_storage_options(storage_option), skip_corrupt=skip_corrupt
             )
             ids = opened.select_runs(runs or None)
+            skipped = dict(opened.skipped_runs)  # damaged runs left out of all runs or a glob
             opened.writable_root()  # fail early on a read-only lake
             typer.echo(f"{estimator} ({key}) for {len(ids)} run(s) in {lake}")
             with dask_client(
@@ -204,3 +205,7 @@ def register(app: typer.Typer) -> None:
                 err=True,
             )
         typer.echo(f"results stored in {lake.rstrip('/')}/results/<run>/{report.key}/")
+        for damage in skipped.values():  # the other runs were computed
+            typer.echo(f"error: {damage}; skipped", err=True)
+        if skipped:
+            raise typer.Exit(2)

@@ -2,7 +2,9 @@
 
 Exit codes: 0 report written, 1 written but some figures failed (listed on
 stderr and in the page), 2 usage errors (not a lake, unknown run or estimator, a
---param that no selected run has); on exit 2 the --out folder is not created.
+--param that no selected run has, --out inside the lake); on those the --out folder
+is not created. A run with damaged metadata is left out (named on stderr) and the
+report of the other runs is written, with exit code 2.
 """
 
 from __future__ import annotations
@@ -62,6 +64,12 @@ def register(app: typer.Typer) -> None:
             True, "--pooled/--no-pooled", help="Draw per-parameter vs pooled alpha (reads all SGN again)."
         ),
         dpi: int = typer.Option(100, "--dpi", min=30, max=400, help="Resolution of the PNGs."),
+        skip_corrupt: bool = typer.Option(
+            False,
+            "--skip-corrupt",
+            help="Read SGN chunks that are missing or cannot be decoded as NaN and count them (a note "
+            "in the report), instead of stopping with an error naming the chunk.",
+        ),
     ) -> None:
         """Write figures (paper Figs 1-16 where the lake allows) and OUT/index.html.
 
@@ -98,13 +106,18 @@ def register(app: typer.Typer) -> None:
                 param=param,
                 pooled=pooled,
                 log=lambda msg: typer.echo(msg, err=True),
+                skip_corrupt=skip_corrupt,
             )
         except SgnlakeError as e:
             raise fail(str(e)) from None
+        for damage in rep.skipped_runs.values():
+            typer.echo(f"error: {damage}; left out of the report", err=True)
         for note in rep.notes:
             typer.echo(f"note: {note}", err=True)
         for err in rep.errors:
             typer.echo(f"warning: figure failed: {err}", err=True)
         typer.echo(f"report: {rep.index.resolve()} ({len(rep.figures)} figures)")
+        if rep.skipped_runs:
+            raise typer.Exit(2)
         if rep.errors:
             raise typer.Exit(1)

@@ -13,16 +13,18 @@ classes in :mod:`sgnlake.schema.check_report`.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import zarr
+import zarr.errors
 
 from .check_chunks import ChunkChecker, ChunkJob, chunk_jobs
 from .check_report import INFO, PROBLEM, SEVERITIES, WARNING, CheckReport, Finding, RunSummary
 from .errors import SgnlakeError
-from .lake import lake_meta, open_lake_group, read_run_meta
+from .lake import DamagedError, lake_meta, open_lake_group, read_run_meta
 from .lease import LEASES_PREFIX
 from .meta import ResultMeta, RunMeta, TensorInfo
 from .names import (
@@ -30,6 +32,8 @@ from .names import (
     CLAIM_ATTR,
     COMPLETE,
     FAILED,
+    GENERATION_ATTR,
+    GENERATION_PREFIX,
     INTERRUPTED,
     ITERATION,
     LEGACY_CLAIM_ATTR,
@@ -44,6 +48,7 @@ from .names import (
     TENSOR_ATTR,
     run_path,
 )
+from .store import open_store
 from .validate import validate_run
 
 __all__ = [
@@ -90,7 +95,9 @@ def _children(group: zarr.Group, report: CheckReport, **where: Any) -> list[tupl
     """Child nodes of ``group``; a child whose metadata is broken is recorded and skipped."""
     out: list[tuple[str, Any]] = []
     try:
-        names = sorted(group.keys())
+        with warnings.catch_warnings():  # lease records (.leases/) are not Zarr nodes, by design
+            warnings.filterwarnings("ignore", message=r"Object at .* is not recognized", category=UserWarning)
+            names = sorted(group.keys())
     except Exception as e:
         report.add(PROBLEM, f"group {group.path!r}: cannot list members ({type(e).__name__}: {e})", **where)
         return out
@@ -309,15 +316,46 @@ def _check_result_group(
         rmeta = _result_meta(kg)
     except SgnlakeError as e:
         report.add(PROBLEM, f"{where}: {RESULT_ATTR!r} attrs are invalid ({e})", run=run)
-    if rmeta is not None and rmeta.run_id != run:
+        return
+    gen = kg.attrs.get(GENERATION_ATTR)
+    children = _children(kg, report, run=run)
+    unpublished = [n for n, _ in children if n.startswith(GENERATION_PREFIX) and n != gen]
+    if unpublished:
+        report.add(
+            INFO,
+            f"{where}: {len(unpublished)} unpublished generation(s) ({', '.join(unpublished[:3])}): a "
+            "computation still running, or killed or failed (readers ignore them; the next "
+            "'sgnlake alpha --force' of this result replaces them)",
+            run=run,
+        )
+    if rmeta is None:
+        report.add(
+            INFO,
+            f"{where}: unfinished result (a computation still running, or killed): readers ignore it; "
+            f"rerun 'sgnlake alpha {report.location}'",
+            run=run,
+        )
+        return
+    if rmeta.run_id != run:
         report.add(PROBLEM, f"{where}: attrs name run {rmeta.run_id!r}", run=run)
-    it_arr = _safe_get(kg, ITERATION, report, run=run, array=ITERATION)
+    if gen is not None:
+        data = dict(children).get(str(gen))
+        if not isinstance(data, zarr.Group):
+            report.add(PROBLEM, f"{where}: the published generation {gen!r} is missing", run=run)
+            return
+        where = f"{where}/{gen}"
+        children = _children(data, report, run=run)
+    else:
+        data = kg
+        children = [(n, c) for n, c in children if not n.startswith(GENERATION_PREFIX)]
+    n_pub = rmeta.n_iterations
+    it_arr = dict(children).get(ITERATION)
     its: np.ndarray | None = None
     if not isinstance(it_arr, zarr.Array):
         report.add(PROBLEM, f"{where}: missing its own 'iteration' coordinate array", run=run)
     else:
         try:
-            its = np.asarray(it_arr[:])
+            its = np.asarray(it_arr[:n_pub])
         except Exception:
             its = None  # reported by the chunk read
         if its is not None and run_its is not None and not set(its.tolist()) <= run_its:
@@ -325,25 +363,32 @@ def _check_result_group(
             report.add(
                 PROBLEM, f"{where}: iterations {extra} are not committed snapshots of run {run!r}", run=run
             )
-        if its is not None and rmeta is not None and rmeta.n_iterations != len(its):
+        if it_arr.shape[0] < n_pub:
             report.add(
                 PROBLEM,
-                f"{where}: attrs say {rmeta.n_iterations} iteration(s), the coordinate holds {len(its)}",
+                f"{where}: attrs say {n_pub} iteration(s), the coordinate holds {it_arr.shape[0]}",
                 run=run,
             )
-        jobs.extend(chunk_jobs(it_arr, None, {"run": run, "part": RESULTS_GROUP}, None))
+        elif it_arr.shape[0] > n_pub:
+            report.add(
+                INFO,
+                f"{where}: {it_arr.shape[0] - n_pub} row(s) beyond the {n_pub} published (an append "
+                "still running, or killed: readers ignore them, the next 'sgnlake alpha' rewrites them)",
+                run=run,
+            )
+        jobs.extend(chunk_jobs(it_arr, n_pub, {"run": run, "part": RESULTS_GROUP}, None))
     tensors = {t.name for t in meta.tensors} if meta is not None else None
-    for tname, node in _children(kg, report, run=run):
+    for tname, node in children:
         if tname == ITERATION:
             continue
         if isinstance(node, zarr.Array):
-            _check_result_array(where, run, None, node, its, report, jobs)
+            _check_result_array(where, run, None, node, its, n_pub, report, jobs)
             continue
         if tensors is not None and tname not in tensors:
             report.add(WARNING, f"{where}: group {tname!r} is not a tensor of run {run!r}", run=run)
         for _, arr in _children(node, report, run=run, tensor=tname):
             if isinstance(arr, zarr.Array):
-                _check_result_array(where, run, tname, arr, its, report, jobs)
+                _check_result_array(where, run, tname, arr, its, n_pub, report, jobs)
 
 
 def _check_result_array(
@@ -352,6 +397,7 @@ def _check_result_array(
     tensor: str | None,
     arr: zarr.Array,
     its: np.ndarray | None,
+    n_pub: int,
     report: CheckReport,
     jobs: list[ChunkJob],
 ) -> None:
@@ -360,18 +406,23 @@ def _check_result_array(
     label = f"{tensor}/{name}" if tensor else name
     if dims is None:
         report.add(PROBLEM, f"{where}: {label} has no dimension_names", run=run, tensor=tensor, array=name)
-    elif ITERATION in dims and its is not None:
+    elif ITERATION in dims:
         n = arr.shape[dims.index(ITERATION)]
-        if n != len(its):
+        if n < n_pub:
             report.add(
                 PROBLEM,
-                f"{where}: {label} has iteration={n}, the coordinate holds {len(its)}",
+                f"{where}: {label} has iteration={n}, the result publishes {n_pub}",
                 run=run,
                 tensor=tensor,
                 array=name,
             )
-    use_its = its if dims is not None and dims[:1] == (ITERATION,) else None
-    jobs.extend(chunk_jobs(arr, None, {"run": run, "tensor": tensor, "part": RESULTS_GROUP}, use_its))
+    first = dims is not None and dims[:1] == (ITERATION,)
+    jobs.extend(
+        chunk_jobs(
+            arr, n_pub if first else None, {"run": run, "tensor": tensor, "part": RESULTS_GROUP},
+            its if first else None,
+        )
+    )  # fmt: skip
 
 
 def _check_checkpoints(
@@ -400,6 +451,31 @@ def _check_checkpoints(
 
 
 # ----------------------------------------------------------------------------- entry point
+
+
+class _Root:
+    """The root of a lake whose own ``zarr.json`` cannot be read: its children opened one by one."""
+
+    path = ""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def __getitem__(self, path: str) -> Any:
+        try:
+            return zarr.open(store=self.store, path=path, mode="r", zarr_format=3)
+        except (FileNotFoundError, zarr.errors.NodeNotFoundError) as e:
+            raise KeyError(path) from e
+
+    def __contains__(self, path: str) -> bool:
+        try:
+            self[path]
+        except KeyError:
+            return False
+        return True
+
+    def keys(self) -> list[str]:
+        return [n for n in (RUNS_GROUP, RESULTS_GROUP, CHECKPOINTS_GROUP) if n in self]
 
 
 def check_lake(
@@ -441,9 +517,14 @@ def check_lake(
         The location is not a lake, or one of a newer schema version.
     """
     loc = os.fspath(location)
-    root = open_lake_group(loc, mode="r", storage_options=storage_options)
-    lm = lake_meta(root)
-    report = CheckReport(location=loc, schema=lm.schema, version=lm.version, data_checked=read_data)
+    try:
+        root = open_lake_group(loc, mode="r", storage_options=storage_options)
+        lm = lake_meta(root)
+        report = CheckReport(location=loc, schema=lm.schema, version=lm.version, data_checked=read_data)
+    except DamagedError as e:  # the root zarr.json is damaged but runs/ is there: check the rest
+        report = CheckReport(location=loc, schema="?", version=0, data_checked=read_data)
+        report.add(PROBLEM, str(e))
+        root = _Root(open_store(loc, read_only=True, storage_options=storage_options))
     jobs: list[ChunkJob] = []
     run_arrays: list[tuple[str, zarr.Array]] = []
     metas: dict[str, RunMeta | None] = {}

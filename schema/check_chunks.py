@@ -19,7 +19,7 @@ import numpy as np
 import zarr
 
 from .check_report import INFO, PROBLEM, WARNING, CheckReport
-from .names import RUNS_GROUP
+from .names import RESULTS_GROUP, RUNS_GROUP
 from .store import list_keys
 
 
@@ -126,6 +126,7 @@ class ChunkChecker:
         self.progress = progress
         self.per_run: dict[str, int] = {}
         self.nonfinite: dict[tuple[str | None, str | None, str], int] = {}
+        self.nonfinite_results: dict[tuple[str | None, str | None, str], int] = {}
         self.listed: dict[str, set[str] | None] = {}
 
     def keys(self, arr: zarr.Array) -> set[str] | None:
@@ -143,9 +144,11 @@ class ChunkChecker:
             for job in jobs:
                 keys = self.keys(job.array)
                 if keys is not None and job.key not in keys:
-                    if _nan_filled(job.array):
+                    # runs/ stores every committed chunk (also all-NaN ones); results are written
+                    # by zarr, which does not store chunks equal to the fill value (all-NaN alpha)
+                    if _nan_filled(job.array) and job.where.get("part") != RESULTS_GROUP:
                         self._missing(job)
-                    else:  # zarr does not store chunks equal to the fill value: legitimately absent
+                    else:  # legitimately absent: reads as the fill value
                         self._tick(job)
                     continue
                 pending[pool.submit(_read_chunk, job)] = job
@@ -187,7 +190,8 @@ class ChunkChecker:
         self.report.bytes_checked += nbytes
         if bad:
             k = (job.where.get("run"), job.where.get("tensor"), job.array.path)
-            self.nonfinite[k] = self.nonfinite.get(k, 0) + bad
+            into = self.nonfinite_results if job.where.get("part") == RESULTS_GROUP else self.nonfinite
+            into[k] = into.get(k, 0) + bad
 
     def report_strays(self, run_arrays: list[tuple[str, zarr.Array]]) -> None:
         """Record chunks stored beyond an array's shape along ``iteration`` (an unfinished write)."""
@@ -216,6 +220,22 @@ class ChunkChecker:
             )
 
     def report_nonfinite(self) -> None:
+        """Non-finite committed data is a warning; NaN/inf in results is expected (information).
+
+        A result holds NaN for dead parameters (zero or constant SGN) and +inf where
+        1/alpha <= 0 (an estimate above 2); one line per result says how many.
+        """
+        per_result: dict[tuple[str | None, str], int] = {}
+        for (run, _tensor, path), n in self.nonfinite_results.items():
+            k = (run, path.rsplit("/", 2)[0] if path.count("/") >= 3 else path)
+            per_result[k] = per_result.get(k, 0) + n
+        for (run, where), n in sorted(per_result.items(), key=lambda kv: str(kv[0])):
+            self.report.add(
+                INFO,
+                f"{where}: {n} NaN/inf value(s) (parameters without an estimate: dead units, or "
+                "1/alpha <= 0; expected)",
+                run=run,
+            )
         for (run, tensor, path), n in sorted(self.nonfinite.items(), key=lambda kv: str(kv[0])):
             self.report.add(
                 WARNING,

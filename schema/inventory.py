@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from .lake import open_lake_group, read_run_meta, run_ids
+from .lake import open_lake_group, read_run_meta, run_damage, scan_runs
 from .meta import RunMeta
 from .names import run_path
 from .run_table import run_row as table_row
@@ -47,7 +47,9 @@ def list_runs(
         ``batch_size``, ``committed``, ``planned``, ``status``, ``stored_bytes``
         (all keys under ``runs/<run_id>/`` in the store), ``uncompressed_bytes``
         (float32 SGN + grad + weight of the committed snapshots), ``ratio``
-        (uncompressed / stored) and more.
+        (uncompressed / stored) and more. A run whose metadata is damaged gets a row
+        with ``status`` ``damaged`` and ``damage`` (one line naming the run and file);
+        the other runs are listed as usual.
 
     Raises
     ------
@@ -56,10 +58,33 @@ def list_runs(
     """
     root = open_lake_group(os.fspath(location), mode="r", storage_options=storage_options)
     rows = []
-    for rid in run_ids(root):
-        meta = read_run_meta(root[run_path(rid)])
+    ok, damaged = scan_runs(root)
+    for rid in ok:
+        group = root[run_path(rid)]
+        meta = read_run_meta(group)
+        damage = run_damage(group, meta)
+        if damage is not None:
+            damaged[rid] = damage
+            continue
         rows.append(run_row(meta, stored_bytes(root.store, run_path(rid))))
-    return rows
+    rows += [damaged_row(rid, msg) for rid, msg in damaged.items()]
+    return sorted(rows, key=lambda r: r["run_id"])
+
+
+def damaged_row(run_id: str, damage: str) -> dict[str, Any]:
+    """The ``ls`` row of a run whose metadata is damaged (see :func:`list_runs`)."""
+    return {
+        "run_id": run_id,
+        "model": "?",
+        "dataset": "?",
+        "batch_size": "?",
+        "committed": "?",
+        "planned": "?",
+        "status": "damaged",
+        "stored_bytes": None,
+        "ratio": None,
+        "damage": damage,
+    }
 
 
 def _human(n: float) -> str:
@@ -81,7 +106,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             str(r["batch_size"]),
             f"{r['committed']}/{r['planned']}",
             r["status"],
-            _human(r["stored_bytes"]),
+            "-" if r["stored_bytes"] is None else _human(r["stored_bytes"]),
             f"{r['ratio']:.2f}" if r["ratio"] else "-",
         )
         for r in rows

@@ -20,8 +20,22 @@ from .errors import (
     ValidationError,
 )
 from .meta import LakeMeta, RunMeta
-from .names import LAKE_ATTR, RUN_ATTR, RUNS_GROUP, check_run_id, run_path
-from .store import is_url, local_path, open_store
+from .names import LAKE_ATTR, RUN_ARRAYS, RUN_ATTR, RUNS_GROUP, TENSOR_ARRAYS, check_run_id, run_path
+from .store import is_url, local_path, open_store, run_sync, storage
+
+
+class DamagedError(ValidationError):
+    """Lake or run metadata that cannot be read or contradicts the arrays (one line naming run and file)."""
+
+
+def _root_recognisable(store: Any) -> bool:
+    """True when the store holds a lake's ``runs/`` group (its root metadata may be damaged)."""
+    from .store import exists
+
+    try:
+        return exists(store, f"{RUNS_GROUP}/zarr.json")
+    except Exception:
+        return False
 
 
 def now() -> str:
@@ -105,9 +119,19 @@ def open_lake_group(
     except Exception as e:
         if _is_access_error(e):
             raise LakeError(f"cannot read {loc} ({_first_line(e)}): {_access_hint(loc)}") from None
-        # e.g. a zarr v2 store or a broken zarr.json
+        if _root_recognisable(store):  # a lake whose root zarr.json was damaged
+            raise DamagedError(
+                f"the lake's root metadata {loc.rstrip('/')}/zarr.json is damaged ({_first_line(e)}): "
+                f"run 'sgnlake check {loc}'"
+            ) from None
+        # e.g. a zarr v2 store
         raise NotALakeError(f"{loc} is not an sgnlake lake ({_first_line(e)}): check the path") from None
     if LAKE_ATTR not in root.attrs:
+        if _root_recognisable(store):
+            raise DamagedError(
+                f"the lake's root metadata {loc.rstrip('/')}/zarr.json lacks the '{LAKE_ATTR}' attribute "
+                f"(damaged): run 'sgnlake check {loc}'"
+            )
         if create and not list(root.keys()):
             root.attrs[LAKE_ATTR] = LakeMeta(created=now()).to_dict()
             root.require_group(RUNS_GROUP)
@@ -165,24 +189,108 @@ def lake_meta(root: zarr.Group) -> LakeMeta:
 
 
 def run_ids(root: zarr.Group) -> list[str]:
-    """Ids of the runs in a lake (groups under ``runs/`` with run attrs), sorted by config.
+    """Ids of the readable runs in a lake (groups under ``runs/`` with run attrs), sorted by config.
 
     The order is :func:`~sgnlake.schema.run_table.run_sort_key` (config, then the id
-    naturally: ``b50`` before ``b100``).
+    naturally: ``b50`` before ``b100``). A run whose ``zarr.json`` cannot be read is
+    left out (see :func:`scan_runs`).
     """
     from .run_table import sort_runs
 
-    if RUNS_GROUP not in root:
-        return []
-    runs = root[RUNS_GROUP]
     metas: dict[str, RunMeta | None] = {}
-    for name, node in runs.groups():
-        if RUN_ATTR in node.attrs:
-            try:
-                metas[name] = RunMeta.from_dict(node.attrs[RUN_ATTR])
-            except SgnlakeError:
-                metas[name] = None
+    for name in scan_runs(root)[0]:
+        try:
+            metas[name] = RunMeta.from_dict(root[run_path(name)].attrs[RUN_ATTR])
+        except Exception:  # damaged: sorted last by id
+            metas[name] = None
     return sort_runs(metas)
+
+
+def _child_names(root: zarr.Group, path: str) -> list[str]:
+    """Names of the stored children of ``path`` (read from a listing: no child metadata is parsed)."""
+    s = storage(root.store)
+    full = f"{root.path}/{path}" if root.path else path
+
+    async def go() -> list[str]:
+        return [k async for k in s.list_dir(full)]
+
+    return sorted({k.strip("/") for k in run_sync(go())} - {"zarr.json", ""})
+
+
+def scan_runs(root: zarr.Group) -> tuple[list[str], dict[str, str]]:
+    """The runs of a lake: sorted readable ids, and ``{run id: one-line damage}`` for the others.
+
+    A group without run attributes (a collector creating it) is neither. Only each
+    run's own ``zarr.json`` is read (see :func:`run_damage` for its arrays).
+    """
+    try:
+        names = _child_names(root, RUNS_GROUP)
+    except Exception:  # a store that cannot list directories
+        if RUNS_GROUP not in root:
+            return [], {}
+        names = sorted(name for name, _ in root[RUNS_GROUP].groups())
+    ok: list[str] = []
+    damaged: dict[str, str] = {}
+    for name in names:
+        path = run_path(name)
+        try:
+            g = root[path]
+        except KeyError:
+            continue
+        except Exception as e:
+            damaged[name] = (
+                f"run {name!r} is damaged: {path}/zarr.json cannot be read ({_first_line(e)}); "
+                "the other runs are unaffected (run 'sgnlake check')"
+            )
+            continue
+        if not isinstance(g, zarr.Group) or RUN_ATTR not in g.attrs:
+            continue
+        try:
+            read_run_meta(g)
+        except SgnlakeError as e:
+            damaged[name] = (
+                f"run {name!r} is damaged: {path}/zarr.json has invalid run attributes ({e}); "
+                "the other runs are unaffected (run 'sgnlake check')"
+            )
+            continue
+        ok.append(name)
+    return ok, damaged
+
+
+def run_damage(group: zarr.Group, meta: RunMeta) -> str | None:
+    """One line naming the run and the file when a run's arrays contradict or lack metadata, else None.
+
+    Reads the metadata of the run's arrays (and its committed iterations); no SGN.
+    """
+    from .validate import validate_run
+
+    rid = meta.run_id
+    base = run_path(rid)
+    nodes = [(name, name) for name in RUN_ARRAYS]
+    for t in meta.tensors:
+        nodes.append((t.name, t.name))
+        nodes += [(f"{t.name}/{a}", f"{t.name}/{a}") for a in TENSOR_ARRAYS]
+    for rel, _ in nodes:
+        try:
+            group[rel]
+        except KeyError:
+            continue  # named by validate_run below
+        except Exception as e:
+            return (
+                f"run {rid!r} is damaged: {base}/{rel}/zarr.json cannot be read ({_first_line(e)}); "
+                "the other runs are unaffected (run 'sgnlake check')"
+            )
+    try:
+        problems = validate_run(group, meta)
+    except Exception as e:
+        problems = [f"run {rid!r}: {_first_line(e)}"]
+    if problems:
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        return (
+            f"{problems[0]}{more}: the metadata of {base} (its zarr.json or its arrays') is damaged; "
+            "the other runs are unaffected (run 'sgnlake check')"
+        )
+    return None
 
 
 def run_group(root: zarr.Group, run_id: str) -> zarr.Group:

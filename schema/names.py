@@ -23,6 +23,11 @@ RUN_ATTR = "sgnlake_run"
 TENSOR_ATTR = "sgnlake_tensor"
 #: Attribute on derived-result arrays holding :class:`~sgnlake.schema.meta.ResultMeta`.
 RESULT_ATTR = "sgnlake_result"
+#: Result key-group attribute naming its published generation (a child group ``gen-<id>``);
+#: written in the same object write as :data:`RESULT_ATTR` (see ``sgnlake.analyze.stored``).
+GENERATION_ATTR = "sgnlake_generation"
+#: Name prefix of a result's generation groups.
+GENERATION_PREFIX = "gen-"
 #: Run group attribute naming the collector that created the group (``token``, ``host``,
 #: ``pid``, ``time``); written atomically with the group before anything else of the run,
 #: so that of two collectors creating one run id only one proceeds. Internal: dropped

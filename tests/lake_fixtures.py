@@ -254,3 +254,14 @@ def mohammadi_oracle(x: np.ndarray, k1: int, axis: int = 1) -> np.ndarray:
 def plain_attrs(path: str, node: str) -> dict[str, Any]:
     """Attributes of a node read with plain Zarr."""
     return dict(zarr.open_group(path, mode="r")[node].attrs)
+
+
+def published(path: str, run: str, key: str) -> str:
+    """Path of the published data group of result ``key`` of ``run``, read with plain Zarr.
+
+    The key group's ``sgnlake_generation`` attribute names the generation; a result
+    written before generations keeps its arrays in the key group itself.
+    """
+    base = f"results/{run}/{key}"
+    gen = plain_attrs(path, base).get("sgnlake_generation")
+    return base if gen is None else f"{base}/{gen}"

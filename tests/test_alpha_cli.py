@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import zarr
-from lake_fixtures import RunSpec, mohammadi_oracle, read_sgn_plain, write_lake
+from lake_fixtures import RunSpec, mohammadi_oracle, published, read_sgn_plain, write_lake
 from typer.testing import CliRunner
 
 from sgnlake.cli.app import app
@@ -54,7 +54,7 @@ def test_alpha_stores_reports_and_reuses(lake):
     assert rows["fcn-b50"][1:5] == ["computed", "3", "3", "131"] and rows["fcn-b50"][7] == "1"
     assert "non-finite" in out and rows["fcn-b50"][8] == "0" and "non-finite" not in r.stderr
     x, _ = read_sgn_plain(lake, "fcn-b100", "fc2.weight")
-    stored = zarr.open_group(lake, mode="r")[f"results/fcn-b100/{KEY5}/fc2.weight/alpha"][:]
+    stored = zarr.open_group(lake, mode="r")[f"{published(lake, 'fcn-b100', KEY5)}/fc2.weight/alpha"][:]
     np.testing.assert_allclose(stored, mohammadi_oracle(x, 5), rtol=1e-10)
     last = mohammadi_oracle(*read_sgn_plain(lake, "fcn-b100", "fc1.weight")[:1], 5)[-1]
     assert last.size == 96  # the table's median is over all tensors; check its format only
@@ -73,7 +73,7 @@ def test_estimator_and_runs_options(lake):
     assert "hill-k_8" in zarr.open_group(lake, mode="r")["results/lenet-b50"]
     r = run(lake, "--estimator", "mcculloch", "--runs", "fcn-b50", "--runs", "fcn-b100", "--no-progress")
     assert r.exit_code == 0, r.output
-    group = zarr.open_group(lake, mode="r")["results/fcn-b50/mcculloch/fc1.bias"]
+    group = zarr.open_group(lake, mode="r")[f"{published(lake, 'fcn-b50', 'mcculloch')}/fc1.bias"]
     assert {"alpha", "beta", "scale", "loc"} <= set(group.array_keys())
 
 

@@ -19,6 +19,7 @@ from lake_fixtures import (
     grow_run,
     mohammadi_oracle,
     plain_attrs,
+    published,
     read_sgn_plain,
     write_lake,
 )
@@ -83,12 +84,12 @@ def test_stored_alpha_equals_brute_force_and_kernel(lake_path):
             x, its = read_sgn_plain(lake_path, run, t)
             expected = mohammadi_oracle(x, 5, axis=1)
             np.testing.assert_allclose(kernels.mohammadi(np.moveaxis(x, 1, -1), 5), expected, rtol=1e-10)
-            stored = raw[f"results/{run}/{key}/{t}/alpha"][:]
+            stored = raw[f"{published(lake_path, run, key)}/{t}/alpha"][:]
             np.testing.assert_allclose(stored, expected, rtol=1e-10)
             got = lake.alpha(run, k1=5, tensor=t)
             assert got.attrs["n_stored"] == len(its)
             np.testing.assert_allclose(got.values, expected, rtol=1e-10)
-        np.testing.assert_array_equal(raw[f"results/{run}/{key}/iteration"][:], its)
+        np.testing.assert_array_equal(raw[f"{published(lake_path, run, key)}/iteration"][:], its)
     # dead parameters are NaN, counted at the last snapshot
     a = lake.alpha("a", k1=5)
     assert np.isnan(a.sel(param=a["tensor"] == "fc1.weight").values[:, [3, 5]]).all()
@@ -159,7 +160,7 @@ def test_grown_run_gets_only_new_snapshots(lake_path):
     lake = open_lake(lake_path)
     lake.compute_alpha(runs="b", k1=5, progress=False)
     key = _key(k1=5)
-    before = zarr.open_group(lake_path, mode="r")[f"results/b/{key}/fc1.weight/alpha"][:]
+    before = zarr.open_group(lake_path, mode="r")[f"{published(lake_path, 'b', key)}/fc1.weight/alpha"][:]
     grow_run(lake_path, "b", [400, 500])
     lazy = open_lake(lake_path).alpha("b", k1=5)  # stored prefix + lazily computed rest
     assert lazy.attrs["n_stored"] == 4 and list(lazy["iteration"].values) == [0, 100, 200, 300, 400, 500]
@@ -168,12 +169,12 @@ def test_grown_run_gets_only_new_snapshots(lake_path):
     )
     rep = lake.compute_alpha(runs="b", k1=5, progress=False)
     assert rep.runs[0].action == "appended" and rep.runs[0].computed == 2 and rep.runs[0].snapshots == 6
-    raw = zarr.open_group(lake_path, mode="r")[f"results/b/{key}"]
+    raw = zarr.open_group(lake_path, mode="r")[published(lake_path, "b", key)]
     np.testing.assert_array_equal(raw["iteration"][:], [0, 100, 200, 300, 400, 500])
     after = raw["fc1.weight/alpha"][:]
     np.testing.assert_array_equal(after[:4], before)
     np.testing.assert_allclose(after, _oracle(lake_path, "b", "fc1.weight", 5), rtol=1e-10)
-    assert raw.attrs["sgnlake_result"]["n_iterations"] == 6
+    assert plain_attrs(lake_path, f"results/b/{key}")["sgnlake_result"]["n_iterations"] == 6
 
 
 def test_crashed_computation_is_never_taken_as_finished(lake_path, monkeypatch):
@@ -193,13 +194,21 @@ def test_crashed_computation_is_never_taken_as_finished(lake_path, monkeypatch):
     monkeypatch.undo()
     rep = lake.compute_alpha(runs="a", k1=5, progress=False)
     assert rep.runs[0].action == "computed" and bool(lake.stored_results()["finished"].all())
-    # a crash while appending removes the finished marker too
+    # a crash while appending leaves the published (shorter) result as it was: complete, valid
     lake.compute_alpha(runs="b", k1=5, progress=False)
     grow_run(lake_path, "b", [400])
     monkeypatch.setattr(results_mod, "run_graph", crash)
     with pytest.raises(RuntimeError):
         lake.compute_alpha(runs="b", k1=5, progress=False)
-    assert "sgnlake_result" not in plain_attrs(lake_path, f"results/b/{_key(k1=5)}")
+    assert plain_attrs(lake_path, f"results/b/{_key(k1=5)}")["sgnlake_result"]["n_iterations"] == 4
+    monkeypatch.undo()
+    lazy = open_lake(lake_path).alpha("b", k1=5)
+    assert lazy.attrs["n_stored"] == 4
+    np.testing.assert_allclose(
+        lazy.sel(param=lazy["tensor"] == "fc1.weight").values,
+        _oracle(lake_path, "b", "fc1.weight", 5),
+        rtol=1e-10,
+    )
 
 
 def test_results_readable_by_plain_xarray(lake_path):
@@ -208,13 +217,13 @@ def test_results_readable_by_plain_xarray(lake_path):
     lake.compute_alpha(estimator="mcculloch", progress=False)
     key = _key(k1=5)
     dt = xr.open_datatree(lake_path, engine="zarr", consolidated=False)
-    node = dt[f"results/a/{key}/fc1.weight"]
+    node = dt[f"{published(lake_path, 'a', key)}/fc1.weight"]
     assert node["alpha"].dims == ("iteration", "param")
     np.testing.assert_array_equal(node["iteration"].values, [0, 100, 200])
     np.testing.assert_allclose(node["alpha"].values, _oracle(lake_path, "a", "fc1.weight", 5), rtol=1e-10)
-    ds = xr.open_zarr(lake_path, group=f"results/b/{key}/fc2.bias", consolidated=False)
+    ds = xr.open_zarr(lake_path, group=f"{published(lake_path, 'b', key)}/fc2.bias", consolidated=False)
     np.testing.assert_allclose(ds["alpha"].values, _oracle(lake_path, "b", "fc2.bias", 5), rtol=1e-10)
-    mc = dt[f"results/a/{_key('mcculloch')}/fc2.weight"]
+    mc = dt[f"{published(lake_path, 'a', _key('mcculloch'))}/fc2.weight"]
     assert {"alpha", "beta", "scale", "loc"} <= set(mc.data_vars)
 
 
@@ -392,7 +401,9 @@ def test_nonfinite_samples_are_dropped_counted_and_summarised(lake_path):
     assert np.isnan(got[2, 11]) and not np.isnan(np.delete(got, 11, axis=1)).any()  # +inf: 1/alpha <= 0
     counts = ds["n_nonfinite"].sel(param=ds["tensor"] == "fc1.weight").values
     np.testing.assert_array_equal(counts, (~np.isfinite(x)).sum(axis=1))
-    raw = zarr.open_group(lake_path, mode="r")[f"results/b/{_key(k1=5)}/fc2.bias/n_nonfinite"][:]
+    raw = zarr.open_group(lake_path, mode="r")[
+        f"{published(lake_path, 'b', _key(k1=5))}/fc2.bias/n_nonfinite"
+    ][:]
     np.testing.assert_array_equal(raw[:, 1], [1, 0, 0, 0])
     s = lake.summary(runs="b", by="tensor", k1=5).set_index(["iteration", "group"])
     per_it = (~np.isfinite(x)).sum(axis=(1, 2))

@@ -103,6 +103,9 @@ CASES: tuple[Case, ...] = (
     C("alpha-k1-text", ("alpha", "{LAKE}", "--k1", "big"), "big", "--k1 unknown rule"),
     C("alpha-k1-hill", ("alpha", "{LAKE}", "--estimator", "hill", "--k1", "5"), "--k1", "--k1 with the hill estimator"),
     C("alpha-hill-k", ("alpha", "{LAKE}", "--estimator", "hill", "--hill-k", "many"), "--hill-k", "--hill-k not a number"),
+    C("alpha-k1-m", ("alpha", "{LAKE}", "--k1", "20"), "2..10", "--k1 equal to M (K2 = 1)"),
+    C("alpha-k1-k2-1", ("alpha", "{LAKE}", "--k1", "11"), "2..10", "--k1 above M/2 (K2 = 1)"),
+    C("alpha-hill-k-m", ("alpha", "{LAKE}", "--estimator", "hill", "--hill-k", "20"), "1..19", "--hill-k >= M"),
     C("alpha-workers", ("alpha", "{LAKE}", "--workers", "-1"), "--workers", "--workers -1"),
     C("alpha-scheduler", ("alpha", "{LAKE}", "--scheduler", "tcp://127.0.0.1:9", "--timeout", "0.5"), "127.0.0.1:9", "unreachable Dask scheduler"),
     # ------------------------------------------------------------------ report
@@ -118,6 +121,9 @@ CASES: tuple[Case, ...] = (
     C("report-estimator", ("report", "{LAKE}", "--out", "{OUT}", "--estimator", "magic"), "magic", "unknown estimator"),
     C("report-dpi", ("report", "{LAKE}", "--out", "{OUT}", "--dpi", "5"), "--dpi", "--dpi 5"),
     C("report-out-file", ("report", "{LAKE}", "--out", "{FILE}"), "is a file", "--out is a file"),
+    C("report-out-lake", ("report", "{LAKE}", "--out", "{LAKE}"), "inside the lake", "--out equal to the lake"),
+    C("report-out-in-lake", ("report", "{LAKE}", "--out", "{LAKE}/report"), "inside the lake", "--out inside the lake"),
+    C("report-iterations-huge", ("report", "{LAKE}", "--out", "{OUT}", "--iterations", "9" * 30), "out of range", "--iterations with a huge integer"),
     # ------------------------------------------------------------------ check
     C("check-missing", ("check", "{MISSING}"), "no lake at", "path with nothing there"),
     C("check-newer-schema", ("check", "{NEWER}"), "newer", "lake of a newer schema version"),

@@ -33,6 +33,7 @@ def build_report(
     param: str | None = None,
     pooled: bool = True,
     log: Callable[[str], None] | None = None,
+    skip_corrupt: bool = False,
 ) -> Report:
     """Write the figures and ``index.html`` of a lake's report into ``out_dir``.
 
@@ -71,6 +72,9 @@ def build_report(
         Draw the per-parameter vs pooled figure (reads every SGN snapshot again).
     log : callable, optional
         Receives progress lines (default: print to stderr).
+    skip_corrupt : bool
+        Read SGN chunks that are missing or cannot be decoded as NaN and count them
+        (a note in the report), instead of stopping with an error naming the chunk.
 
     Returns
     -------
@@ -98,7 +102,10 @@ def build_report(
     location = getattr(lake, "location", None)
     if isinstance(lake, str | os.PathLike):
         location = os.fspath(lake)
-        lake = open_lake(location, storage_options=storage_options)
+        lake = open_lake(location, storage_options=storage_options, skip_corrupt=skip_corrupt)
+    elif skip_corrupt:
+        lake.skip_corrupt = True
+    _check_out_outside(out_dir, location)
     ids = lake.select_runs(runs)
     if chosen_param is not None:
         check_param(lake, ids, chosen_param)
@@ -107,7 +114,7 @@ def build_report(
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a folder: choose a folder for the report")
     out.mkdir(parents=True, exist_ok=True)
-    report = Report(index=out / "index.html", out_dir=out)
+    report = Report(index=out / "index.html", out_dir=out, skipped_runs=dict(lake.skipped_runs))
     data, stored_note = load_runs(
         lake, ids, estimator=estimator, settings=settings, requested=requested,
         store=store, force=force, notes=report.notes, log=log,
@@ -122,11 +129,32 @@ def build_report(
             figures.run_figures(data[r])
     figures.cross_run_figures([data[r] for r in ids if r in data], runs_df)
     report.key_numbers = key_numbers(ids, data, runs_df)
+    if lake.corrupt_chunks:
+        keys = sorted(set(lake.corrupt_chunks))
+        more = f" (+{len(keys) - 1} more)" if len(keys) > 1 else ""
+        report.notes.append(
+            f"skipped {len(keys)} missing or corrupt chunk(s), read as NaN (--skip-corrupt): {keys[0]}{more}"
+        )
     write_html(
         report, ids, data, location or str(lake), estimator=estimator, settings=settings,
         requested=requested, stored_note=stored_note,
     )  # fmt: skip
     return report
+
+
+def _check_out_outside(out_dir: str | os.PathLike[str], location: str | None) -> None:
+    """Refuse an output folder inside (or equal to) a local lake: only sgnlake writes under a lake."""
+    from sgnlake.schema.store import is_url, local_path
+
+    if location is None or is_url(location):
+        return
+    lake_dir = Path(local_path(location)).resolve()
+    out = Path(out_dir).resolve()
+    if out == lake_dir or lake_dir in out.parents:
+        raise ConfigError(
+            f"--out {out_dir} is inside the lake {location}: only sgnlake writes under a lake; "
+            "choose a folder outside it"
+        )
 
 
 def write_report(lake: Any, out_dir: str | os.PathLike[str], **kwargs: Any) -> Path:

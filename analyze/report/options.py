@@ -67,11 +67,17 @@ def parse_iterations(text: str | None) -> list[int] | None:
             out.append(0)
         else:
             try:
-                out.append(int(item))
+                value = int(item)
             except ValueError:
                 raise ConfigError(
-                    f"bad --iterations value {item!r}: use integers, 'first' or 'last', e.g. 100,5000,last"
+                    f"bad --iterations value {item[:40]!r}: use integers, 'first' or 'last', e.g. 100,5000,last"
                 ) from None
+            if not -(2**63) <= value < 2**63:
+                raise ConfigError(
+                    f"--iterations value {item[:40]}{'...' if len(item) > 40 else ''} is out of range: use "
+                    "iteration numbers of the runs (or negative counts from the end), e.g. 100,5000,last"
+                )
+            out.append(value)
     return out or None
 
 

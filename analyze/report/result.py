@@ -34,6 +34,8 @@ class Report:
         Figures that failed (each also shown in the HTML); empty on success.
     key_numbers : pandas.DataFrame
         One row per run: the table of the HTML page.
+    skipped_runs : dict
+        Runs left out because their metadata is damaged (``{run id: one line}``).
     """
 
     index: Path
@@ -42,3 +44,4 @@ class Report:
     notes: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     key_numbers: pd.DataFrame | None = None
+    skipped_runs: dict[str, str] = field(default_factory=dict)
