@@ -39,11 +39,13 @@ __all__ = [
     "DEFAULT_K1",
     "ESTIMATORS",
     "Estimator",
+    "Extra",
     "Setting",
     "alpha_estimators",
     "check_estimator",
     "count_nonfinite",
     "estimate",
+    "estimate_extras",
     "get",
     "per_parameter_estimators",
     "resolve_settings",
@@ -160,6 +162,60 @@ def _plan_none(sizes: Sequence[int], dims: Sequence[str], s: Mapping[str, Any]) 
     return {}
 
 
+# --------------------------------------------------------------------------- extra outputs
+
+
+@dataclass(frozen=True)
+class Extra:
+    """A further per-parameter output stored beside an estimator's result.
+
+    Attributes
+    ----------
+    name : str
+        Name of the stored array (beside ``alpha``).
+    dtype : str
+        Its dtype (float: NaN fill; integer: -1 fill).
+    kernel : callable
+        ``kernel(x, **settings)`` with all samples of a parameter on the last axis; the
+        estimator's fused kernel gives the same values (its third return value).
+    description : str
+        One line for docs.
+    """
+
+    name: str
+    dtype: str
+    kernel: Callable[..., np.ndarray]
+    description: str
+
+
+def _inv_alpha_extra(x: np.ndarray, k1: str | int) -> np.ndarray:
+    return kernels.mohammadi_inv(x, k1)
+
+
+def _n_distinct_extra(x: np.ndarray, **_: Any) -> np.ndarray:
+    return kernels.n_distinct(x)
+
+
+def _max_share_extra(x: np.ndarray, **_: Any) -> np.ndarray:
+    return kernels.max_share(x).astype(np.float32)
+
+
+def _sparse_extra(x: np.ndarray, **_: Any) -> np.ndarray:
+    return kernels.sparse_mask(x).astype(np.int8)
+
+
+#: The degenerate-parameter outputs (see :func:`sgnlake.analyze.kernels.sparse_outputs`).
+SPARSE_EXTRAS = (
+    Extra("n_distinct", "int32", _n_distinct_extra, "distinct finite non-zero SGN values"),
+    Extra("max_share", "float32", _max_share_extra, "largest sample's share of sum |SGN|"),
+    Extra("sparse", "int8", _sparse_extra, "1: degenerate (few distinct values), left out of medians"),
+)
+MOHAMMADI_EXTRAS = (
+    Extra("inv_alpha", "float64", _inv_alpha_extra, "estimate of 1/alpha, negative values kept"),
+    *SPARSE_EXTRAS,
+)
+
+
 # --------------------------------------------------------------------------- the registry
 
 
@@ -207,6 +263,10 @@ class Estimator:
     pooled : str or None
         The registered estimator that pools all coordinates of a snapshot into one sample
         of this one (``mohammadi`` -> ``pooled``), for per-parameter vs pooled comparisons.
+    extras : tuple of Extra
+        Further outputs stored beside the result (Mohammadi: ``inv_alpha``, ``n_distinct``,
+        ``max_share``, ``sparse``). With extras, ``fused`` returns them as a third value,
+        a dict by name.
     """
 
     name: str
@@ -216,12 +276,13 @@ class Estimator:
     per_parameter: bool = True
     plan: Callable[[Sequence[int], Sequence[str], Mapping[str, Any]], Params] = _plan_none
     stream: Stream | None = None
-    fused: Callable[..., tuple[np.ndarray, np.ndarray]] | None = None
+    fused: Callable[..., tuple[Any, ...]] | None = None
     to_alpha: Callable[[np.ndarray], np.ndarray] | None = None
     output_name: str = "alpha"
     output_dim: str | None = None
     output_labels: tuple[str, ...] = ()
     pooled: str | None = None
+    extras: tuple[Extra, ...] = ()
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -336,9 +397,10 @@ ESTIMATORS: dict[str, Estimator] = {
             (K1,),
             plan=_plan_k1_first,
             stream=_mohammadi_stream(inverse=False),
-            fused=partial(kernels.mohammadi_counted, inverse=False),
+            fused=kernels.mohammadi_outputs,
             to_alpha=_identity,
             pooled="pooled",
+            extras=MOHAMMADI_EXTRAS,
         ),
         Estimator(
             "mohammadi_inv",
@@ -614,4 +676,39 @@ def estimate(
             out = out.assign_coords({spec.output_dim: list(spec.output_labels)})
     out.name = spec.output_name
     out.attrs = attrs
+    return out
+
+
+def estimate_extras(
+    da: xr.DataArray, estimator: str = "mohammadi", dim: str = MINIBATCH, **settings: Any
+) -> dict[str, xr.DataArray]:
+    """The :attr:`Estimator.extras` of ``estimator`` along ``dim``, lazily when ``da`` is Dask-backed.
+
+    The core dim goes to each kernel in one chunk (free for lake ``sgn`` arrays), so the
+    values equal the numpy kernels' for any chunking.
+
+    Returns
+    -------
+    dict of str to xarray.DataArray
+        One array per extra output, named by it, with ``da``'s dims minus ``dim``
+        (empty for an estimator without extras).
+    """
+    spec = get(estimator)
+    resolved = spec.resolve(**settings)
+    if dim not in da.dims:
+        raise ConfigError(
+            f"dimension {dim!r} is not in the data (dims: {', '.join(map(str, da.dims))}): pass dim=..."
+        )
+    x = _one_chunk(da, (dim,))
+    out = {}
+    for extra in spec.extras:
+        res = xr.apply_ufunc(
+            extra.kernel,
+            x,
+            input_core_dims=[[dim]],
+            dask="parallelized",
+            output_dtypes=[np.dtype(extra.dtype)],
+            kwargs=dict(resolved),
+        )
+        out[extra.name] = res.astype(extra.dtype).rename(extra.name)
     return out

@@ -46,9 +46,12 @@ class FusedTarget:
         Kernel parameters (the estimator's plan for M samples: K1, K2).
     step : int
         Parameters per stored ``sgn`` chunk.
+    extras : dict of str to zarr.Array, optional
+        Result arrays of the estimator's extra outputs; the kernel then returns them as a
+        third value, a dict by name.
     """
 
-    __slots__ = ("reader", "out", "counts", "kernel", "params", "step")
+    __slots__ = ("reader", "out", "counts", "kernel", "params", "step", "extras")
 
     def __init__(
         self,
@@ -58,9 +61,11 @@ class FusedTarget:
         kernel: Callable[..., tuple[np.ndarray, np.ndarray]],
         params: Mapping[str, Any],
         step: int,
+        extras: Mapping[str, zarr.Array] | None = None,
     ) -> None:
         self.reader, self.out, self.counts = reader, out, counts
         self.kernel, self.params, self.step = kernel, dict(params), step
+        self.extras = dict(extras or {})
 
 
 def _read_region(reader: Any, it: int, lo: int, hi: int, step: int) -> np.ndarray:
@@ -94,10 +99,12 @@ def fused_chunk(target: FusedTarget, it: int, lo: int, hi: int) -> int:
     """
     block = _read_region(target.reader, it, lo, hi, target.step)
     x = np.moveaxis(block, 1, -1)  # (1, p, M) view of the stored (1, M, p) layout
-    est, bad = target.kernel(x, **target.params)
+    est, bad, *more = target.kernel(x, **target.params)
     counts = np.asarray(bad).astype(np.int32)
     target.out[it : it + 1, lo:hi] = np.asarray(est).astype(target.out.dtype, copy=False)
     target.counts[it : it + 1, lo:hi] = counts
+    for name, arr in target.extras.items():
+        arr[it : it + 1, lo:hi] = np.asarray(more[0][name]).astype(arr.dtype, copy=False)
     return int(counts.sum(dtype=np.int64))
 
 
@@ -112,6 +119,8 @@ def tensor_tasks(target: FusedTarget, start: int, n: int) -> list[Any] | None:
     m, numel, pc = arr.shape[1], arr.shape[2], target.step
     rc = out.chunks[1]
     if arr.chunks[1] != m or (rc % pc and rc < numel) or counts.chunks[1] != rc:
+        return None
+    if any(e.chunks[1] != rc for e in target.extras.values()):
         return None
     task = dask.delayed(fused_chunk, pure=False)
     return [task(target, it, lo, min(lo + rc, numel)) for it in range(start, n) for lo in range(0, numel, rc)]
@@ -137,7 +146,10 @@ def fused_tasks(
             arr, run, info.name, SGN, lake.iterations(run), lake.skip_corrupt, lake.corrupt_chunks
         )
         tg = kg[info.name]
-        target = FusedTarget(reader, tg[spec.output_name], tg[NONFINITE], spec.fused, params, arr.chunks[2])
+        extras = {e.name: tg[e.name] for e in spec.extras}
+        target = FusedTarget(
+            reader, tg[spec.output_name], tg[NONFINITE], spec.fused, params, arr.chunks[2], extras
+        )
         more = tensor_tasks(target, start, n)
         if more is None:
             return None

@@ -54,12 +54,15 @@ from sgnlake.schema.errors import ConfigError
 
 #: Named rules for choosing the Mohammadi block length K1 (see :func:`choose_k1`).
 K1_RULES = ("paper", "simsekli", "sqrt")
-#: Default K1 rule: the paper's. In the synthetic validation (4000 parameters per
-#: cell) it has the smallest RMSE of alpha over M in {100, 1200}: identical to
-#: "sqrt" at M = 100 (both K1 = 10) and 2-3% lower at M = 1200 (K1 = 30, all 1200
-#: samples, vs 34 x 35 = 1190) for every alpha in 1.1..2.0. It gives K1 = 1 (no
-#: estimate) for prime M, where :func:`sgnlake.analyze.estimators.estimate`
-#: refuses with a hint to use "sqrt".
+#: Default K1 rule: the paper's. "paper" and "simsekli" choose the same K1 for every n >= 1
+#: (the largest divisor d <= sqrt(n) is always at least as close to sqrt(n) as its partner
+#: n/d, since d + n/d >= 2 sqrt(n); checked for every n from 2 to 20,000): two names, one
+#: rule, kept because stored result keys carry the name. In the synthetic validation
+#: (docs/estimator-validation.md, 500 parameters per cell) "paper" and "sqrt" are identical
+#: at M = 100 (both K1 = 10); at M = 1200 their RMSEs of alpha differ by at most 0.007,
+#: within the Monte-Carlo noise of 500 parameters ("sqrt" lower at alpha 1.1, 1.5, 1.7;
+#: "paper" at 1.3, 1.9, 2.0). It gives K1 = 1 (no estimate) for prime M, where
+#: :func:`sgnlake.analyze.estimators.estimate` refuses with a hint to use "sqrt".
 DEFAULT_K1 = "paper"
 #: Default Hill k: this fraction of the samples (see :func:`hill_k`).
 DEFAULT_HILL_K = 0.1
@@ -176,7 +179,8 @@ def choose_k1(n: int, rule: str | int = DEFAULT_K1) -> tuple[int, int]:
           so 1 is always closer. Had it been chosen, K1 = n and K2 = 1 (a single
           block sum), which is what the paper's code would compute.
         * ``"simsekli"``: the largest divisor of n not above sqrt(n) (Simsekli's
-          ``for i in range(1, 1+int(sqrt(N))): if N % i == 0: m = i``).
+          ``for i in range(1, 1+int(sqrt(N))): if N % i == 0: m = i``). The same K1 as
+          ``"paper"`` for every n (see :data:`DEFAULT_K1`).
         * ``"sqrt"``: K1 = floor(sqrt(n)), K2 = floor(n / K1); the estimator uses
           the first K1*K2 samples (at most K1 - 1 are left out).
         * an int: that K1 (1 <= K1 <= n), K2 = floor(n / K1).
@@ -424,10 +428,22 @@ def mohammadi_finalize(stats: ArrayLike, k1: int, inverse: bool = False) -> Floa
         inv = (sly / ny - slx / nx) / math.log(k1) if k1 > 1 else np.full(sly.shape, np.nan)
         bad = (nx == 0) | (ny == 0) | ~(lo < hi)
         inv = np.where(bad, np.nan, inv)
-        if inverse:
-            return np.asarray(inv, dtype=np.float64)
-        alpha = np.where(inv > 0, 1.0 / np.where(inv > 0, inv, 1.0), np.inf)
-    return np.where(np.isnan(inv), np.nan, alpha).astype(np.float64)
+    if inverse:
+        return np.asarray(inv, dtype=np.float64)
+    return alpha_of_inv(inv)
+
+
+def alpha_of_inv(inv: ArrayLike) -> FloatArray:
+    """alpha from the Mohammadi estimate of 1/alpha: ``1/inv``, +inf where ``inv <= 0``, NaN kept.
+
+    The one rule (used by :func:`mohammadi_finalize` and the fused outputs). The paper's
+    code returns ``1/inv`` as is (a negative alpha); the stored ``inv_alpha`` keeps it, so
+    the paper's mean is ``mean(1/inv_alpha)`` (see :mod:`sgnlake.analyze.aggregate`).
+    """
+    v = _f64(inv)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        alpha = np.where(v > 0, 1.0 / np.where(v > 0, v, 1.0), np.inf)
+    return np.where(np.isnan(v), np.nan, alpha).astype(np.float64)
 
 
 def mohammadi_counted(
@@ -462,6 +478,129 @@ def mohammadi_counted(
     if used < a.shape[-1]:
         bad = bad + count_nonfinite(a[..., used:])
     return mohammadi_finalize(stats, k1, inverse=inverse), bad
+
+
+def mohammadi_outputs(x: ArrayLike, k1: int, k2: int) -> tuple[FloatArray, NDArray[np.int64], dict[str, Any]]:
+    """The fused Mohammadi kernel with every stored output, from one statistics pass.
+
+    Parameters
+    ----------
+    x : array_like, shape (..., n)
+        Samples on the last axis.
+    k1, k2 : int
+        Block length and count (:func:`choose_k1`).
+
+    Returns
+    -------
+    alpha : numpy.ndarray of float64, shape (...)
+        As :func:`mohammadi_counted`.
+    n_nonfinite : numpy.ndarray of int64, shape (...)
+        As :func:`mohammadi_counted`.
+    extras : dict of str to numpy.ndarray
+        ``inv_alpha`` (the estimate of 1/alpha, negatives kept, :func:`mohammadi_finalize`
+        with ``inverse=True``) and the degeneracy outputs of :func:`sparse_outputs`.
+    """
+    a = np.asarray(x)
+    inv, bad = mohammadi_counted(a, k1, k2, inverse=True)
+    return alpha_of_inv(inv), bad, {"inv_alpha": inv, **sparse_outputs(a)}
+
+
+# --------------------------------------------------------------------------- degenerate parameters
+
+#: A parameter is *sparse* (degenerate) when its distinct finite non-zero SGN values number
+#: fewer than this fraction of its finite samples: then one value (a point mass, e.g. the
+#: constant SGN of an input pixel that is zero in most minibatches) holds about half the
+#: samples or more, the law is far from the continuous stable law the estimators assume,
+#: and the Mohammadi estimate is pulled to alpha = 1 (an exactly constant sample gives
+#: 1/alpha = log(K1 c)/log K1 - log(c)/log K1 = 1). Validated on planted cases in
+#: :func:`sgnlake.analyze.validation.sparse_validation`.
+SPARSE_DISTINCT_FRACTION = 0.5
+
+
+def _sparse_rows(rows: NDArray[Any]) -> tuple[NDArray[np.int32], FloatArray, NDArray[np.bool_]]:
+    """``(n_distinct, max_share, sparse)`` of a C-contiguous 2-D float32/64 block of rows."""
+    finite = np.isfinite(rows)
+    n_finite = finite.sum(axis=-1)
+    s = np.where(finite & (rows != 0), rows, np.nan)
+    s.sort(axis=-1)  # NaN last; float32 stays float32 (distinct float32 values stay distinct)
+    valid = ~np.isnan(s)
+    nd = (valid[:, 0] + (valid[:, 1:] & (s[:, 1:] != s[:, :-1])).sum(axis=-1)).astype(np.int32)
+    a = np.abs(rows)
+    a[~finite] = 0
+    total = a.sum(axis=-1, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(total > 0, a.max(axis=-1, initial=0).astype(np.float64) / total, np.nan)
+    lo = np.where(finite, rows, np.inf).min(axis=-1, initial=np.inf)
+    hi = np.where(finite, rows, -np.inf).max(axis=-1, initial=-np.inf)
+    dead = ~(lo < hi)
+    sparse = (nd < SPARSE_DISTINCT_FRACTION * n_finite) & ~dead
+    return nd, share, sparse
+
+
+def _sparse_parts(x: ArrayLike) -> tuple[NDArray[np.int32], FloatArray, NDArray[np.bool_]]:
+    """``(n_distinct, max_share, sparse)`` per row, in cache-sized blocks of contiguous rows."""
+    a = np.asarray(x)
+    if a.dtype not in (np.float32, np.float64):
+        a = a.astype(np.float64)
+    lead, n = a.shape[:-1], a.shape[-1]
+    p = math.prod(lead)
+    nd = np.zeros(p, dtype=np.int32)
+    share = np.full(p, np.nan)
+    sparse = np.zeros(p, dtype=bool)
+    if n:
+        flat = a.reshape(p, n)  # a copy only when the rows are strided (moveaxis views)
+        step = max(1, _BLOCK_ELEMENTS // n)
+        for i in range(0, p, step):
+            block = np.ascontiguousarray(flat[i : i + step])
+            nd[i : i + step], share[i : i + step], sparse[i : i + step] = _sparse_rows(block)
+    return nd.reshape(lead), share.reshape(lead), sparse.reshape(lead)
+
+
+def n_distinct(x: ArrayLike) -> NDArray[np.int32]:
+    """Number of distinct finite non-zero values along the last axis.
+
+    Parameters
+    ----------
+    x : array_like, shape (..., n)
+        Samples on the last axis.
+
+    Returns
+    -------
+    numpy.ndarray of int32, shape (...)
+        Distinct values among the finite, non-zero samples (0 for an all-zero parameter).
+    """
+    return _sparse_parts(x)[0]
+
+
+def max_share(x: ArrayLike) -> FloatArray:
+    """The largest sample's share of the sum of ``|x|`` over the finite samples.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (...)
+        ``max |x| / sum |x|`` in (0, 1]; NaN when every finite sample is 0 (or none is finite).
+        A diagnostic, not part of the sparse rule: for a stable law with alpha < 1 the
+        largest sample carries a large share of the sum by itself.
+    """
+    return _sparse_parts(x)[1]
+
+
+def sparse_mask(x: ArrayLike) -> NDArray[np.bool_]:
+    """True for degenerate parameters: few distinct non-zero values (see :data:`SPARSE_DISTINCT_FRACTION`).
+
+    Dead parameters (:func:`dead_mask`) are not sparse: they have no estimate at all.
+    """
+    return _sparse_parts(x)[2]
+
+
+def sparse_outputs(x: ArrayLike) -> dict[str, NDArray[Any]]:
+    """The stored degeneracy outputs: ``n_distinct`` (int32), ``max_share`` (float32), ``sparse`` (int8).
+
+    One pass (one sort per parameter) for all three; :func:`n_distinct`, :func:`max_share`
+    and :func:`sparse_mask` give the same values one at a time.
+    """
+    nd, share, sparse = _sparse_parts(x)
+    return {"n_distinct": nd, "max_share": share.astype(np.float32), "sparse": sparse.astype(np.int8)}
 
 
 def mohammadi(x: ArrayLike, k1: str | int = DEFAULT_K1) -> FloatArray:

@@ -91,6 +91,7 @@ class RunResult:
     seconds: float
     path: str
     nonfinite_samples: int = 0  # non-finite SGN samples (dropped) over all snapshots
+    sparse_last: int = 0  # degenerate parameters at the last snapshot (left out of median_alpha_last)
 
 
 @dataclass
@@ -159,7 +160,8 @@ def lazy_estimate(
     """Lazy estimator outputs of one tensor for the committed snapshots from position ``start``.
 
     Besides the estimator's outputs, :data:`NONFINITE` counts the non-finite samples of each
-    parameter (computed from the same SGN chunks, so a graph computing both reads them once).
+    parameter (computed from the same SGN chunks, so a graph computing both reads them once),
+    and the estimator's :attr:`~sgnlake.analyze.estimators.Estimator.extras` follow.
     """
     x = lake.sgn(run, info.name)
     if start:
@@ -172,6 +174,8 @@ def lazy_estimate(
         raise ConfigError(f"bad settings for estimator {estimator!r}: {e}") from None
     outs = _outputs(res, estimator)
     outs[NONFINITE] = estimators.count_nonfinite(x, MINIBATCH).transpose(ITERATION, PARAM)
+    for name, extra in estimators.estimate_extras(x, estimator, MINIBATCH, **settings).items():
+        outs[name] = extra.transpose(ITERATION, PARAM)
     return outs
 
 
@@ -310,22 +314,25 @@ def _current_client() -> Any:
         return None
 
 
-def run_graph(obj: Any, progress: bool) -> None:
-    """Compute a Dask collection on the active client or scheduler, with an optional progress bar on stderr."""
+def run_graph(obj: Any, progress: bool, label: str = "") -> None:
+    """Compute a Dask collection on the active client or scheduler, with an optional progress bar on stderr
+    (labelled with ``label``, e.g. the run id)."""
     client = _current_client()
     if client is not None and dask.config.get("scheduler", None) in (None, "dask.distributed"):
         futures = client.compute(obj)
         if progress:
             from distributed import progress as dprogress
 
+            if label:
+                print(label, file=sys.stderr)
             with contextlib.redirect_stdout(sys.stderr):  # keep stdout for results
                 dprogress(futures, notebook=False)
         client.gather(futures)
         return
     if progress:
-        from dask.diagnostics import ProgressBar
+        from .progress import labelled_progress
 
-        with ProgressBar(dt=0.1, out=sys.stderr):
+        with labelled_progress(label):
             dask.compute(obj)
     else:
         dask.compute(obj)
@@ -422,7 +429,7 @@ def _compute_run(
                 graph: Any = fused  # one task per result chunk: read, estimate, count, write
             else:
                 graph = da.store(sources, targets, regions=regions, lock=False, compute=False)
-            write_guard(lake, run_graph, graph, progress)
+            write_guard(lake, run_graph, graph, progress, run)
         except BaseException:
             if not start and gen is not None:  # an unpublished generation of ours: nobody reads it
                 with contextlib.suppress(Exception):
@@ -459,20 +466,24 @@ def _finish(
     settings: Mapping[str, Any],
 ) -> RunResult:
     """Assemble a RunResult: median alpha and dead count at the last snapshot, non-finite samples."""
-    med, dead, nonfinite = float("nan"), 0, 0
+    med, dead, nonfinite, n_sparse = float("nan"), 0, 0, 0
     found = stored_meta(lake, run, key)
     if found:
         g, _ = found
-        last = []
+        last, sparse = [], []
         for info in lake.meta(run).tensors:
             tg = g[info.name]
             if ALPHA in tg:
                 last.append(np.asarray(tg[ALPHA][n - 1], dtype=np.float64))
+                sp = tg["sparse"][n - 1] if "sparse" in tg else np.zeros(info.numel)
+                sparse.append(np.asarray(sp) > 0)
             nonfinite += stored_sum(tg[NONFINITE], n)
         if last:
             vals = np.concatenate(last)
-            used = ~np.isnan(vals)  # +inf (1/alpha <= 0) is an estimate above 2, not a dead unit
-            dead = int((~used).sum())
+            has = ~np.isnan(vals)  # +inf (1/alpha <= 0) is an estimate above 2, not a dead unit
+            sp = np.concatenate(sparse) & has
+            used = has & ~sp  # degenerate parameters are left out, as in the summaries
+            dead, n_sparse = int((~has).sum()), int(sp.sum())
             med = float(np.median(vals[used])) if used.any() else float("nan")
     its = lake.iterations(run)
     return RunResult(
@@ -488,6 +499,7 @@ def _finish(
         seconds=time.perf_counter() - t0,
         path=path,
         nonfinite_samples=nonfinite,
+        sparse_last=n_sparse,
     )
 
 

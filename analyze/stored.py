@@ -11,6 +11,7 @@ Layout (plain Zarr v3, readable by ``xarray.open_datatree``; see
           alpha  (iteration, param)    float, NaN where no tail index (dead units)
           ...                          further outputs (McCulloch: beta, scale, loc; any other)
           n_nonfinite (iteration, param) int32, non-finite SGN samples of the parameter
+          inv_alpha, n_distinct, ...   the estimator's extra outputs (its registry ``extras``)
 
 A result is visible only through its key group's attributes: a computation writes a
 fresh generation and then publishes it by rewriting the key group's ``zarr.json``
@@ -124,9 +125,19 @@ def stored_meta(lake: Lake, run: str, key: str) -> tuple[zarr.Group, ResultMeta]
     names = {t.name for t in lake.meta(run).tensors}
     if not all(n in g and isinstance(g[n], zarr.Group) and NONFINITE in g[n] for n in names):
         return None  # a tensor is missing, or the result predates the non-finite counts
+    if not all(e in g[n] for n in names for e in _extra_names(meta.estimator)):
+        return None  # the result predates the estimator's extra outputs (inv_alpha, sparse)
     if any(g[n][NONFINITE].shape[0] < meta.n_iterations for n in names):
         return None  # arrays shorter than the published count: damaged, recompute
     return g, meta
+
+
+def _extra_names(estimator: str) -> list[str]:
+    """Names of the extra outputs the registry declares for ``estimator`` (none if unknown)."""
+    from .estimators import ESTIMATORS
+
+    spec = ESTIMATORS.get(estimator)
+    return [e.name for e in spec.extras] if spec else []
 
 
 def stored_results(lake: Lake, runs: str | Sequence[str] | None = None) -> pd.DataFrame:

@@ -20,6 +20,12 @@ width, per layer). One row per run x snapshot x group, with these columns:
 ``n_nan``
     Parameters without a tail index (NaN: zero or constant SGN, e.g. dead ReLU
     units, or no finite SGN sample at all); never averaged in.
+``n_sparse``
+    Degenerate parameters with an estimate (the stored ``sparse`` result: fewer distinct
+    non-zero SGN values than half the samples, see
+    :data:`sgnlake.analyze.kernels.SPARSE_DISTINCT_FRACTION`); counted like NaN and left
+    out of every statistic below unless ``include_sparse=True``. 0 for estimators
+    without the ``sparse`` output.
 ``n_nonfinite_samples``
     Non-finite (NaN, +-inf) SGN samples of the group's parameters at this
     snapshot. The estimators drop them per parameter and estimate from the
@@ -30,13 +36,23 @@ width, per layer). One row per run x snapshot x group, with these columns:
     Estimates above 2 (possible with finite samples; flagged, not clipped).
 ``median``, ``mean``
     Median and mean of the used alphas (``mean`` is inf if one is +inf).
+``median_lo``, ``median_hi``
+    95% distribution-free interval of the median over parameters (see
+    :mod:`sgnlake.analyze.aggregate`).
 ``q_lo``, ``q_hi``
     Lower/upper quantiles of the used alphas (default 0.25 / 0.75).
 ``mean_inv``
-    Mean of 1/alpha over the used alphas (1/alpha is the nearly unbiased
-    quantity of the Mohammadi estimator).
+    Mean of the estimates of 1/alpha (the stored ``inv_alpha``, negatives kept;
+    1/alpha is the nearly unbiased quantity of the Mohammadi estimator). For
+    estimators without ``inv_alpha``: the mean of 1/alpha.
+``mean_inv_lo``, ``mean_inv_hi``
+    95% normal interval of ``mean_inv`` over parameters.
 ``alpha_from_mean_inv``
     ``1 / mean_inv``: an aggregate alpha robust to the upward skew of alpha.
+``paper_mean``
+    The paper's statistic: the mean of ``1/inv_alpha`` over the used parameters,
+    negative alphas included (what the authors' ``alpha_estimator`` returns and
+    averages). NaN for estimators without ``inv_alpha``.
 ``estimator``, ``key``
     Estimator name and result key (estimator + settings).
 config columns
@@ -62,6 +78,10 @@ from sgnlake.schema.names import ITERATION
 from .aggregate import STAT_COLUMNS, alpha_stats, group_stats
 from .lake import CONFIG_COLUMNS, IterationSel, _label_positions
 from .stored import ALPHA, NONFINITE
+
+#: Stored outputs the summary uses when present (Mohammadi's extras).
+INV_ALPHA = "inv_alpha"
+SPARSE = "sparse"
 
 if TYPE_CHECKING:
     from .lake import Lake
@@ -91,6 +111,7 @@ def summary(
     iterations: IterationSel = None,
     quantiles: tuple[float, float] = (0.25, 0.75),
     block_bytes: int = 64 * 2**20,
+    include_sparse: bool = False,
     **settings: Any,
 ) -> pd.DataFrame:
     """Aggregate per-parameter alpha per (run, iteration, group).
@@ -111,6 +132,9 @@ def summary(
         Quantiles reported as ``q_lo`` and ``q_hi``.
     block_bytes : int
         Alphas are loaded this many bytes at a time (bounded memory).
+    include_sparse : bool
+        Keep degenerate (``sparse``) parameters in the statistics (default: counted in
+        ``n_sparse`` and left out).
 
     Returns
     -------
@@ -129,16 +153,27 @@ def summary(
                 f"estimator {estimator!r} has no alpha output (outputs: {', '.join(map(str, ds.data_vars))}): "
                 "summarise lake.result(...) yourself"
             )
-        ds = ds[[ALPHA, NONFINITE]]
+        extra = [v for v in (INV_ALPHA, SPARSE) if v in ds]
+        ds = ds[[ALPHA, NONFINITE, *extra]]
         if iterations is not None:
             pos, _ = _label_positions(ds[ITERATION].values, iterations, run)
             ds = ds.isel({ITERATION: pos})
         its = ds[ITERATION].values
-        step = max(1, block_bytes // max(1, 12 * ds.sizes["param"]))  # float64 alpha + int32 count
+        step = max(1, block_bytes // max(1, 21 * ds.sizes["param"]))  # alpha, inv, count, sparse
         parts = []
         for i0 in range(0, len(its), step):
             part = ds.isel({ITERATION: slice(i0, i0 + step)}).compute()  # one graph: SGN read once
-            parts.append(alpha_stats(part[ALPHA], by, quantiles=quantiles, nonfinite=part[NONFINITE]))
+            parts.append(
+                alpha_stats(
+                    part[ALPHA],
+                    by,
+                    quantiles=quantiles,
+                    nonfinite=part[NONFINITE],
+                    inv=part[INV_ALPHA] if INV_ALPHA in part else None,
+                    sparse=part[SPARSE] if SPARSE in part else None,
+                    include_sparse=include_sparse,
+                )
+            )
         df = pd.concat(parts, ignore_index=True)
         df["run_id"], df["by"] = run, by
         df["estimator"], df["key"] = estimator, ds.attrs.get("key", "")

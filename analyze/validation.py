@@ -244,3 +244,112 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
         cells += [_fmt(r[c]) for c in COLUMNS[4:]]
         lines.append("| " + " | ".join(_fmt(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- degenerate parameters
+
+#: Columns of :func:`sparse_validation` rows, in table order.
+SPARSE_COLUMNS = (
+    "n",
+    "alpha",
+    "n_params",
+    "n_planted",
+    "n_flagged",
+    "precision",
+    "recall",
+    "median_all",
+    "median_clean",
+    "median_lo",
+    "median_hi",
+    "median_true_only",
+)
+
+
+def planted_sparse(
+    x: NDArray[Any], share: float, rng: np.random.Generator
+) -> tuple[NDArray[Any], NDArray[np.bool_]]:
+    """Replace a ``share`` of the rows of ``x`` by degenerate (point-mass dominated) samples.
+
+    A planted row is a point mass holding a fraction ``U(0.6, 0.99)`` of the samples (an
+    input pixel that is zero in most minibatches, or a ReLU unit inactive in most of them:
+    their gradient is 0 there) and the row's own stable samples elsewhere, then centred
+    like SGN (the mean subtracted, so the mass sits at ``-mean``, not at 0).
+
+    Returns
+    -------
+    x : numpy.ndarray
+        The samples (same shape and dtype), planted rows replaced.
+    planted : numpy.ndarray of bool
+        True for the planted rows.
+    """
+    p, n = x.shape
+    planted = rng.uniform(size=p) < share
+    out = x.astype(np.float64)
+    atom = rng.uniform(size=(p, n)) < rng.uniform(0.6, 0.99, (p, 1))
+    out = np.where(planted[:, None] & atom, 0.0, out)
+    out[planted] -= out[planted].mean(axis=1, keepdims=True)
+    return out.astype(x.dtype), planted
+
+
+def sparse_validation(
+    sizes: Sequence[int] = (100, 1200),
+    alphas: Sequence[float] = (1.3, 1.7),
+    n_params: int = 2000,
+    share: float = 0.1,
+    seed: int = 0,
+    k1: str | int = kernels.DEFAULT_K1,
+) -> list[dict[str, Any]]:
+    """The degenerate-parameter rule on stable samples with planted degenerate parameters.
+
+    Per (n, alpha): ``n_params`` parameters of symmetric alpha-stable float32 samples, a
+    ``share`` of them replaced by :func:`planted_sparse` rows. Reports how well
+    :func:`sgnlake.analyze.kernels.sparse_mask` finds the planted ones (precision,
+    recall) and the median of the Mohammadi alpha with them (``median_all``), without the
+    flagged ones (``median_clean``, with its 95% interval, :func:`sgnlake.analyze.aggregate.
+    median_interval`) and over the true stable parameters only (``median_true_only``).
+
+    Returns
+    -------
+    list of dict
+        One row per (n, alpha) with the keys of :data:`SPARSE_COLUMNS`.
+    """
+    from .aggregate import median_interval
+
+    if not 0 <= share < 1:
+        raise ConfigError(f"share = {share} must be in [0, 1)")
+    rows = []
+    for n in sizes:
+        for alpha in alphas:
+            rng = np.random.default_rng([seed, int(n), int(round(alpha * 1000)), 7])
+            x = stable_rvs(alpha, (n_params, n), rng, dtype=np.float32)
+            x, planted = planted_sparse(x, share, rng)
+            a = kernels.mohammadi(x, k1)
+            flagged = kernels.sparse_mask(x)
+            tp = int((flagged & planted).sum())
+            clean = np.where(flagged, np.nan, a)[None, :]
+            lo, hi = median_interval(clean)
+            rows.append(
+                {
+                    "n": int(n),
+                    "alpha": float(alpha),
+                    "n_params": int(n_params),
+                    "n_planted": int(planted.sum()),
+                    "n_flagged": int(flagged.sum()),
+                    "precision": tp / flagged.sum() if flagged.any() else float("nan"),
+                    "recall": tp / planted.sum() if planted.any() else float("nan"),
+                    "median_all": float(np.nanmedian(a)),
+                    "median_clean": float(np.nanmedian(clean)),
+                    "median_lo": float(lo[0]),
+                    "median_hi": float(hi[0]),
+                    "median_true_only": float(np.nanmedian(a[~planted])),
+                }
+            )
+    return rows
+
+
+def format_sparse_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Markdown table of :func:`sparse_validation` rows."""
+    lines = ["| " + " | ".join(SPARSE_COLUMNS) + " |", "|" + "|".join("---" for _ in SPARSE_COLUMNS) + "|"]
+    for r in rows:
+        lines.append("| " + " | ".join(_fmt(r[c]) for c in SPARSE_COLUMNS) + " |")
+    return "\n".join(lines) + "\n"

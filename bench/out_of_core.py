@@ -53,10 +53,12 @@ def check_against_numpy(location: str, run: str, n_chunks: int = 4) -> float:
     meta = root[f"runs/{run}"].attrs["sgnlake_run"]
     worst = 0.0
     key = next(iter(root[f"results/{run}"].group_keys()))
+    gen = root[f"results/{run}/{key}"].attrs.get("sgnlake_generation")  # the published generation
+    data = f"results/{run}/{key}" if gen is None else f"results/{run}/{key}/{gen}"
     for t in meta["tensors"][:n_chunks]:
         sgn = np.asarray(root[f"runs/{run}/{t['name']}/sgn"][0])  # (M, P)
         want = kernels.mohammadi(sgn.T, kernels.DEFAULT_K1)
-        got = np.asarray(root[f"results/{run}/{key}/{t['name']}/alpha"][0])
+        got = np.asarray(root[f"{data}/{t['name']}/alpha"][0])
         both = np.isfinite(want) & np.isfinite(got)
         if not np.array_equal(np.isfinite(want), np.isfinite(got)):
             return float("inf")

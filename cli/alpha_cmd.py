@@ -7,6 +7,8 @@ from typing import Any
 
 import typer
 
+from .options import hill_k_help, k1_default, lake_arg, parse_runs, runs_opt, storage_opt
+
 _HELP = """Estimate the tail index alpha of the SGN of every parameter, for every committed
 snapshot of every run (or of --runs), and store it in the lake under
 results/<run>/<key>/ (key = estimator and settings).
@@ -18,7 +20,8 @@ xarray.open_datatree(LAKE, engine="zarr").
 
 Runs on Dask: threads by default, a local cluster with --workers, an existing cluster
 with --scheduler. Prints one line per run: snapshots, parameters, median alpha and the
-count of parameters without an estimate (dead: zero/constant SGN) at the last snapshot,
+count of parameters without an estimate (dead: zero/constant SGN) and of degenerate ones
+(sparse: few distinct SGN values; left out of the median) at the last snapshot,
 and the number of non-finite (NaN/inf) SGN samples over all snapshots. Non-finite samples
 are dropped per parameter and the estimate uses the remaining finite ones (Mohammadi: a
 K1 block holding one is left out of the block sums); a parameter with no two distinct
@@ -48,6 +51,7 @@ def format_table(report: Any) -> str:
         "last it",
         "median alpha",
         "dead",
+        "sparse",
         "non-finite",
         "seconds",
     )
@@ -61,6 +65,7 @@ def format_table(report: Any) -> str:
             "-" if r.last_iteration is None else str(r.last_iteration),
             _fmt(r.median_alpha_last),
             str(r.dead_last),
+            str(r.sparse_last),
             str(r.nonfinite_samples),
             _fmt(r.seconds, 1),
         )
@@ -84,17 +89,13 @@ def format_table(report: Any) -> str:
 def register(app: typer.Typer) -> None:
     @app.command("alpha", help=_HELP)
     def alpha(
-        lake: str = typer.Argument(..., help="Lake path or fsspec URL (s3://bucket/lake, ...)."),
-        runs: list[str] = typer.Option(
-            None,
-            "--runs",
-            "-r",
-            help="Run id or glob pattern (quote it: 'fcn-*'); repeatable. Default: every run.",
-        ),
+        lake: str = lake_arg(),
+        runs: list[str] = runs_opt(),
         estimator: str = typer.Option(
             "mohammadi",
             "--estimator",
             "-e",
+            metavar="NAME",
             help="Per-parameter estimator: mohammadi (Mohammadi et al. 2015, the paper's), "
             "hill (top-k order statistics of |SGN|), mcculloch (quantile fit; also stores "
             "beta, scale, loc), mohammadi_inv (1/alpha) or gaussianity (p-values of four "
@@ -103,23 +104,21 @@ def register(app: typer.Typer) -> None:
         k1: str = typer.Option(
             None,
             "--k1",
+            metavar="RULE|INTEGER",
+            show_default=False,
             help="Mohammadi block size K1 for the M samples: paper (divisor of M closest to "
             "sqrt(M), the paper's code), simsekli (largest divisor <= sqrt(M)), sqrt "
-            "(floor(sqrt(M)), first K1*floor(M/K1) samples) or an integer >= 2. Default: the "
-            "estimator's default. Part of the result key.",
+            "(floor(sqrt(M)), first K1*floor(M/K1) samples) or an integer >= 2. Part of the "
+            "result key." + k1_default(),
         ),
-        hill_k: str = typer.Option(
-            None,
-            "--hill-k",
-            help="Hill estimator: number of top order statistics (an integer) or a fraction "
-            "of the samples (e.g. 0.1). Default: the estimator's default.",
-        ),
+        hill_k: str = typer.Option(None, "--hill-k", metavar="NUMBER", help=hill_k_help(), show_default=False),
         force: bool = typer.Option(False, "--force", help="Recompute results that are already stored."),
         workers: int = typer.Option(
             None,
             "--workers",
             "-w",
             min=0,
+            show_default=False,
             help="Start a local dask.distributed cluster with this many worker processes "
             "(default: Dask's threaded scheduler in this process).",
         ),
@@ -127,20 +126,18 @@ def register(app: typer.Typer) -> None:
             1, "--threads-per-worker", min=1, help="Threads per local worker (with --workers)."
         ),
         memory_limit: str = typer.Option(
-            "auto", "--memory-limit", help="Memory limit per local worker, e.g. 4GiB (with --workers)."
+            "auto", "--memory-limit", metavar="SIZE", help="Memory limit per local worker, e.g. 4GiB (with --workers)."
         ),
         scheduler: str = typer.Option(
             None,
             "--scheduler",
+            metavar="ADDRESS",
             help="Address of an existing Dask scheduler, e.g. tcp://HOST:8786; its workers need "
             "sgnlake installed and access to the lake.",
         ),
-        storage_option: list[str] = typer.Option(
-            None,
-            "--storage-option",
-            "-o",
-            help="fsspec storage option key=value for URL lakes (repeatable), e.g. "
-            "client_kwargs.endpoint_url=http://localhost:9000.",
+        storage_option: list[str] = storage_opt(
+            "fsspec storage option KEY=VALUE for URL lakes (repeatable), e.g. "
+            "client_kwargs.endpoint_url=http://localhost:9000."
         ),
         timeout: float = typer.Option(
             30.0, "--timeout", min=0.1, help="Seconds to wait for the --scheduler to answer."
@@ -169,7 +166,7 @@ def register(app: typer.Typer) -> None:
             opened = open_lake(
                 lake, storage_options=parse_storage_options(storage_option), skip_corrupt=skip_corrupt
             )
-            ids = opened.select_runs(runs or None)
+            ids = opened.select_runs(parse_runs(runs))
             skipped = dict(opened.skipped_runs)  # damaged runs left out of all runs or a glob
             opened.writable_root()  # fail early on a read-only lake
             typer.echo(f"{estimator} ({key}) for {len(ids)} run(s) in {lake}")

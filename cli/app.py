@@ -87,6 +87,11 @@ def _register_all() -> None:
                 continue
             raise
         mod.register(app)
+    from .options import ClickStyleCommand
+
+    for info in app.registered_commands:  # Click-style usage and metavars in every --help
+        if info.cls in (None, typer.core.TyperCommand):
+            info.cls = ClickStyleCommand
 
 
 _register_all()

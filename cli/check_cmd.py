@@ -11,22 +11,19 @@ import sys
 
 import typer
 
+from .options import lake_arg, storage_opt
+
 
 def register(app: typer.Typer) -> None:
     @app.command("check")
     def check(
-        lake: str = typer.Argument(..., help="Lake path or fsspec URL (s3://bucket/lake, ...)."),
+        lake: str = lake_arg(),
         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
         quick: bool = typer.Option(
             False, "--quick", help="Check metadata and commit state only; do not decode chunks."
         ),
         workers: int = typer.Option(4, "--workers", min=1, max=64, help="Chunks read concurrently."),
-        storage_option: list[str] = typer.Option(
-            None,
-            "--storage-option",
-            "-o",
-            help="fsspec storage option key=value (repeatable), e.g. anon=true.",
-        ),
+        storage_option: list[str] = storage_opt(),
         progress: bool = typer.Option(
             True, "--progress/--no-progress", help="Show a progress bar on stderr (when it is a terminal)."
         ),

@@ -1,4 +1,4 @@
-"""``sgnlake collect``: train with SGD and store SGN snapshots."""
+"""``sgnlake collect``: train with SGD (or momentum, Adam) and store SGN snapshots."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from typing import Any
 import typer
 
 from sgnlake.schema.defaults import field_default
+
+from .options import lake_arg, storage_opt
 
 #: The RunConfig field path each collect option sets: its default comes from the dataclass
 #: (:func:`~sgnlake.schema.defaults.field_default`) and, with --resume, an option not given
@@ -27,6 +29,10 @@ OPTION_PATHS = {
     "n_train": "n_train",
     "batch_size": "batch_size",
     "lr": "lr",
+    "optimizer": "optimizer",
+    "momentum": "momentum",
+    "betas": "betas",
+    "weight_decay": "weight_decay",
     "seed": "seed",
     "epochs": "epochs",
     "iterations": "iterations",
@@ -52,6 +58,10 @@ OPTION_PATHS = {
 _MODEL_DEFAULT = " Default: the model's own (stored in the run's model_args; see 'sgnlake ls --json')."
 #: The CLI's own default model (RunConfig.model has none).
 DEFAULT_MODEL = "fcn"
+#: Snapshots of a plain ``sgnlake collect LAKE`` (no --every/--at/--logspace): log-spaced over
+#: the run, so alpha can be drawn over iterations (Schedule's dataclass default, every 100 steps,
+#: gives one snapshot for one epoch of the embedded data).
+DEFAULT_SNAPSHOTS = 10
 
 
 class Terminated(KeyboardInterrupt):
@@ -81,11 +91,6 @@ def _default(option: str) -> Any:
     """The default of collect option ``option``: its RunConfig field's dataclass default."""
     model_arg = OPTION_PATHS[option].startswith("model_args")
     return None if model_arg else field_default(OPTION_PATHS[option])
-
-
-def _default_text(option: str) -> str:
-    """`` Default X.`` for help texts of options whose typer default is None (shown by no ``[default]``)."""
-    return f" Default {_default(option)}."
 
 
 def _parse_value(text: str) -> Any:
@@ -118,6 +123,21 @@ def _model_args(depth, width, bias, model_arg) -> dict[str, Any]:
     return args
 
 
+def _betas(text: str | None) -> tuple[float, float] | None:
+    """``--betas 0.9,0.999`` as a pair of floats (None when not given)."""
+    from sgnlake.schema.errors import ConfigError
+
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.replace(" ", "").split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 2:
+        raise ConfigError(f"bad --betas {text!r}: use two comma-separated numbers, e.g. --betas 0.9,0.999")
+    return (values[0], values[1])
+
+
 def _schedule(every, at, logspace, include_start, per_epoch):
     from sgnlake.schema.errors import ConfigError
     from sgnlake.schema.meta import Schedule
@@ -139,12 +159,11 @@ def _schedule(every, at, logspace, include_start, per_epoch):
         return Schedule(
             kind="logspace", every=None, count=logspace, include_start=include_start, per_epoch=per_epoch
         )
-    return Schedule(
-        kind="every",
-        every=_default("every") if every is None else every,
-        include_start=include_start,
-        per_epoch=per_epoch,
-    )
+    if every is None:  # no schedule option: enough snapshots to plot over iterations
+        return Schedule(
+            kind="logspace", every=None, count=DEFAULT_SNAPSHOTS, include_start=include_start, per_epoch=per_epoch
+        )
+    return Schedule(kind="every", every=every, include_start=include_start, per_epoch=per_epoch)
 
 
 def _explicit(ctx: typer.Context, name: str) -> bool:
@@ -159,9 +178,7 @@ def register(app: typer.Typer) -> None:
     @app.command("collect")
     def collect_cmd(
         ctx: typer.Context,
-        lake: str = typer.Argument(
-            ..., help="Lake: a local folder (created if absent) or an fsspec URL (s3://...)."
-        ),
+        lake: str = lake_arg("Lake: a local folder (created if absent) or an fsspec URL (s3://...)."),
         run_id: str | None = typer.Option(
             None,
             "--run-id",
@@ -169,7 +186,9 @@ def register(app: typer.Typer) -> None:
             "n_train, batch size, learning rate when not the default, seed), e.g. fcn-d3-w32-b50-s0; "
             "'sgnlake sweep' and 'sgnlake demo' name runs the same way.",
         ),
-        model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Model: fcn or lenet (the registry)."),
+        model: str = typer.Option(
+            DEFAULT_MODEL, "--model", "-m", help="Model: fcn, lenet, resnet or vit (the registry)."
+        ),
         depth: int | None = typer.Option(
             None, "--depth", help=f"FCN: number of linear layers (>= 2).{_MODEL_DEFAULT}"
         ),
@@ -207,7 +226,22 @@ def register(app: typer.Typer) -> None:
             "-b",
             help="SGD minibatch size b (also the SGN minibatch size).",
         ),
-        lr: float = typer.Option(_default("lr"), "--lr", help="SGD learning rate (> 0, no momentum)."),
+        lr: float = typer.Option(_default("lr"), "--lr", help="Learning rate of the optimizer (> 0)."),
+        optimizer: str = typer.Option(
+            _default("optimizer"),
+            "--optimizer",
+            help="Update rule: 'sgd' (plain SGD, the paper's), 'momentum' (SGD with heavy-ball momentum) "
+            "or 'adam'. The SGN definition does not depend on it.",
+        ),
+        momentum: float | None = typer.Option(
+            None, "--momentum", help="Momentum of --optimizer momentum, in [0, 1). Default 0.9."
+        ),
+        betas: str | None = typer.Option(
+            None, "--betas", help="Adam's beta1,beta2, e.g. 0.9,0.999 (the default)."
+        ),
+        weight_decay: float = typer.Option(
+            _default("weight_decay"), "--weight-decay", help="L2 weight decay of the optimizer (>= 0)."
+        ),
         seed: int = typer.Option(
             _default("seed"), "--seed", help="Seed of initialisation, data order and snapshot partitions."
         ),
@@ -229,13 +263,17 @@ def register(app: typer.Typer) -> None:
             "'fixed' (data order, paper's code).",
         ),
         every: int | None = typer.Option(
-            None, "--every", help="Take a snapshot every K SGD steps (K >= 1)." + _default_text("every")
+            None,
+            "--every",
+            metavar="K",
+            help="Take a snapshot every K SGD steps (K >= 1). Default (no --every, --at or --logspace): "
+            f"--logspace {DEFAULT_SNAPSHOTS}.",
         ),
         at: str | None = typer.Option(
-            None, "--at", help="Take snapshots at these iterations instead, e.g. --at 0,100,500."
+            None, "--at", metavar="LIST", help="Take snapshots at these iterations instead, e.g. --at 0,100,500."
         ),
         logspace: int | None = typer.Option(
-            None, "--logspace", help="Take N snapshots log-spaced between step 1 and the last step instead."
+            None, "--logspace", metavar="N", help="Take N snapshots log-spaced between step 1 and the last step instead."
         ),
         include_start: bool = typer.Option(
             _default("include_start"),
@@ -311,14 +349,12 @@ def register(app: typer.Typer) -> None:
             help="torch CPU threads (torch.set_num_threads). Default on CPU: one fewer than the available "
             "CPUs, leaving one for the background writer.",
         ),
-        storage_option: list[str] | None = typer.Option(
-            None, "--storage-option", "-o", help="fsspec storage option key=value for URL lakes (repeatable)."
-        ),
+        storage_option: list[str] | None = storage_opt(),
         progress: bool | None = typer.Option(
             None, "--progress/--no-progress", help="Show a progress bar. Default: when stderr is a terminal."
         ),
     ) -> None:
-        """Train a model with plain SGD and store its per-parameter SGN at scheduled iterations."""
+        """Train a model (plain SGD by default) and store its per-parameter SGN at scheduled iterations."""
         import dataclasses
 
         from sgnlake.collect.config import compatible_run, default_run_id, resume_config
@@ -336,6 +372,7 @@ def register(app: typer.Typer) -> None:
             for name, path in OPTION_PATHS.items()
             if "." not in path and path != "model_args"
         }
+        top["betas"] = _betas(betas)
         top["tensors"] = tuple(t.strip() for t in tensors.split(",") if t.strip()) if tensors else ()
         if memory_budget_mb is None:
             top["memory_budget_mb"] = _default("memory_budget_mb")

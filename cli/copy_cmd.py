@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from .options import parse_runs, runs_opt, storage_opt
+
 _HELP = """Copy runs (each with its results and checkpoint) from lake SRC to lake DST.
 
 SRC and DST are local paths or fsspec URLs (s3://bucket/lake, gs://..., file://...).
@@ -23,29 +25,32 @@ def register(app: typer.Typer) -> None:
 
     @app.command("copy", help=_HELP)
     def copy(
-        src: str = typer.Argument(..., help="Source lake: path or URL."),
-        dst: str = typer.Argument(..., help="Destination lake: path or URL (created if missing)."),
-        runs: list[str] = typer.Option(
-            None, "--runs", "-r", help="Glob of run ids to copy (repeatable; default: all runs)."
-        ),
-        storage_option: list[str] = typer.Option(
-            None,
-            "--storage-option",
-            "-o",
-            help="fsspec option key=value for SRC (and DST unless --dst-storage-option), "
-            "e.g. client_kwargs.endpoint_url=http://127.0.0.1:9000",
+        src: str = typer.Argument(..., metavar="SRC", help="Source lake: path or URL."),
+        dst: str = typer.Argument(..., metavar="DST", help="Destination lake: path or URL (created if missing)."),
+        runs: list[str] = runs_opt("Run ids or glob patterns of the runs to copy; default all."),
+        storage_option: list[str] = storage_opt(
+            "fsspec option KEY=VALUE for SRC (and DST unless --dst-storage-option), "
+            "e.g. client_kwargs.endpoint_url=http://127.0.0.1:9000"
         ),
         dst_storage_option: list[str] = typer.Option(
-            None, "--dst-storage-option", help="fsspec option key=value for DST (repeatable)."
+            None,
+            "--dst-storage-option",
+            metavar="KEY=VALUE",
+            show_default=False,
+            help="fsspec option KEY=VALUE for DST (repeatable).",
         ),
         jobs: int = typer.Option(16, "--jobs", "-j", min=1, help="Objects transferred concurrently."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     ) -> None:
-        from sgnlake.schema.store import parse_storage_options
+        from sgnlake.schema.store import is_url, parse_storage_options
         from sgnlake.schema.transfer import RunCopy, copy_runs
 
-        src_opts = parse_storage_options(storage_option)
-        dst_opts = parse_storage_options(dst_storage_option) if dst_storage_option else src_opts
+        # --storage-option reaches whichever side is an object store (a local lake takes none)
+        opts = parse_storage_options(storage_option)
+        src_opts = opts if is_url(src) or not is_url(dst) else {}
+        dst_opts = parse_storage_options(dst_storage_option) if dst_storage_option else None
+        if dst_opts is None:
+            dst_opts = opts if is_url(dst) else {}
 
         def say(rc: RunCopy) -> None:
             typer.echo(
@@ -56,7 +61,7 @@ def register(app: typer.Typer) -> None:
         report = copy_runs(
             src,
             dst,
-            runs=runs or None,
+            runs=parse_runs(runs),
             src_storage_options=src_opts,
             dst_storage_options=dst_opts,
             progress=progress,

@@ -6,15 +6,15 @@ import json
 
 import typer
 
+from .options import lake_arg, storage_opt
+
 
 def register(app: typer.Typer) -> None:
     @app.command("ls")
     def ls_cmd(
-        lake: str = typer.Argument(..., help="Lake: a local folder or an fsspec URL."),
+        lake: str = lake_arg(),
         as_json: bool = typer.Option(False, "--json", help="Print a JSON list of runs instead of a table."),
-        storage_option: list[str] | None = typer.Option(
-            None, "--storage-option", "-o", help="fsspec storage option key=value for URL lakes (repeatable)."
-        ),
+        storage_option: list[str] | None = storage_opt(),
     ) -> None:
         """List the runs of a lake: id, model, dataset, batch, snapshots, status, stored size, ratio.
 

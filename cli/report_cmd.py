@@ -13,49 +13,44 @@ from pathlib import Path
 
 import typer
 
+from .options import figure_kinds_help, hill_k_help, k1_help, lake_arg, parse_runs, runs_opt, storage_opt
+
 
 def register(app: typer.Typer) -> None:
     @app.command("report")
     def report(
-        lake: str = typer.Argument(..., help="Lake path or fsspec URL (s3://bucket/lake, ...)."),
-        out: Path = typer.Option(..., "--out", "-O", help="Output folder for index.html and the PNGs."),
-        runs: list[str] = typer.Option(
-            None,
-            "--runs",
-            "-r",
-            help="Run ids or glob patterns (repeatable or comma-separated); default all.",
+        lake: str = lake_arg(),
+        out: Path = typer.Option(
+            ..., "--out", "-O", metavar="DIR", help="Output folder for index.html and the PNGs."
         ),
+        runs: list[str] = runs_opt("Run ids or glob patterns; default all."),
         estimator: str = typer.Option(
-            "mohammadi", "--estimator", "-e", help="Tail-index estimator: mohammadi, hill or mcculloch."
+            "mohammadi",
+            "--estimator",
+            "-e",
+            metavar="NAME",
+            help="Tail-index estimator: mohammadi, hill or mcculloch.",
         ),
-        k1: str = typer.Option(
-            None,
-            "--k1",
-            help="Mohammadi block size K1: paper, simsekli, sqrt (the default) or an integer "
-            "(as for sgnlake alpha; stored results with the same settings are reused).",
-        ),
+        k1: str = typer.Option(None, "--k1", metavar="RULE|INTEGER", help=k1_help(), show_default=False),
         hill_k: str = typer.Option(
-            None, "--hill-k", help="Hill estimator: top order statistics, a count or a fraction (e.g. 0.1)."
+            None, "--hill-k", metavar="NUMBER", help=hill_k_help(), show_default=False
         ),
         iterations: str = typer.Option(
             None,
             "--iterations",
             "-i",
+            metavar="LIST",
             help="Snapshots for the distribution and SGN figures, e.g. 100,5000,last "
             "(nearest committed one per run); default first, middle, last.",
         ),
         param: str = typer.Option(
             None,
             "--param",
+            metavar="TENSOR:INDEX",
             help="Parameter whose SGN is drawn, TENSOR:INDEX (e.g. fc1.weight:123); at least one "
             "selected run must have it (the others draw their default parameter, with a note).",
         ),
-        storage_option: list[str] = typer.Option(
-            None,
-            "--storage-option",
-            "-o",
-            help="fsspec storage option key=value (repeatable), e.g. anon=true.",
-        ),
+        storage_option: list[str] = storage_opt(),
         store: bool = typer.Option(
             True, "--store/--no-store", help="Store computed alpha in the lake so it is reused next time."
         ),
@@ -63,7 +58,34 @@ def register(app: typer.Typer) -> None:
         pooled: bool = typer.Option(
             True, "--pooled/--no-pooled", help="Draw per-parameter vs pooled alpha (reads all SGN again)."
         ),
-        dpi: int = typer.Option(100, "--dpi", min=30, max=400, help="Resolution of the PNGs."),
+        dpi: int = typer.Option(100, "--dpi", min=30, max=400, help="Resolution of the PNGs (dots per inch)."),
+        figures: list[str] = typer.Option(
+            None,
+            "--figures",
+            metavar="KIND",
+            help="Draw only these figure kinds (names or globs; repeatable or comma-separated): "
+            + figure_kinds_help()
+            + ". Default: all.",
+            show_default=False,
+        ),
+        redraw: bool = typer.Option(
+            False,
+            "--redraw",
+            help="Draw every figure again; by default a figure whose inputs did not change since the "
+            "last report in --out (hash in the .png.json beside it) is reused.",
+        ),
+        compare_at: str = typer.Option(
+            "steps",
+            "--compare-at",
+            help="Compare runs of different batch size, depth or width at equal 'steps' (SGD updates; "
+            "the paper's Fig 2) or equal 'epochs'.",
+        ),
+        include_sparse: bool = typer.Option(
+            False,
+            "--include-sparse/--exclude-sparse",
+            help="Keep degenerate parameters (few distinct SGN values, alpha pulled to 1) in medians "
+            "and means; by default they are counted (n_sparse) and left out.",
+        ),
         skip_corrupt: bool = typer.Option(
             False,
             "--skip-corrupt",
@@ -91,7 +113,7 @@ def register(app: typer.Typer) -> None:
             if out.exists() and not out.is_dir():
                 raise fail(f"--out {out} is a file, not a folder: choose a folder for the report")
             settings = parse_settings(estimator, k1, hill_k)
-            patterns = [p.strip() for item in runs or [] for p in item.split(",") if p.strip()] or None
+            patterns = parse_runs(runs)
             rep = build_report(
                 lake,
                 out,
@@ -105,7 +127,11 @@ def register(app: typer.Typer) -> None:
                 force=force,
                 param=param,
                 pooled=pooled,
+                figures=parse_runs(figures),
+                reuse=not redraw,
                 log=lambda msg: typer.echo(msg, err=True),
+                compare_at=compare_at,
+                include_sparse=include_sparse,
                 skip_corrupt=skip_corrupt,
             )
         except SgnlakeError as e:

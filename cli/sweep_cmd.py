@@ -11,14 +11,16 @@ from pathlib import Path
 
 import typer
 
+from .options import lake_arg, storage_opt
+
 
 def register(app: typer.Typer) -> None:
     @app.command("sweep")
     def sweep(
-        lake: str = typer.Argument(None, help="Lake path or fsspec URL (created if missing)."),
-        preset: str = typer.Option(None, "--preset", "-p", help="A shipped grid (see --list-presets)."),
+        lake: str = lake_arg("Lake path or fsspec URL (created if missing).", default=None),
+        preset: str = typer.Option(None, "--preset", "-p", metavar="NAME", help="A shipped grid (see --list-presets)."),
         config: Path = typer.Option(
-            None, "--config", "-c", help="A grid file: [base] RunConfig fields, [grid] lists."
+            None, "--config", "-c", metavar="FILE", help="A grid file: [base] RunConfig fields, [grid] lists."
         ),
         dry_run: bool = typer.Option(
             False, "--dry-run", help="List runs, snapshots and the estimated lake size; run nothing."
@@ -27,14 +29,14 @@ def register(app: typer.Typer) -> None:
             1, "--jobs", "-j", min=1, help="Processes running runs in parallel on CPU (GPU: one at a time)."
         ),
         only: str = typer.Option(
-            None, "--only", help="Only runs whose id matches this glob, e.g. 'fcn-d3-*'."
+            None, "--only", metavar="GLOB", help="Only runs whose id matches this glob, e.g. 'fcn-d3-*'."
         ),
         list_presets: bool = typer.Option(False, "--list-presets", help="List the shipped presets."),
         show_preset: str = typer.Option(
-            None, "--show-preset", help="Print a preset's TOML (copy it to make your own grid)."
+            None, "--show-preset", metavar="NAME", help="Print a preset's TOML (copy it to make your own grid)."
         ),
         data_dir: str = typer.Option(
-            None, "--data-dir", help="Folder with MNIST / FashionMNIST / CIFAR-10 files (full datasets)."
+            None, "--data-dir", metavar="DIR", help="Folder with MNIST / FashionMNIST / CIFAR-10 files (full datasets)."
         ),
         download: bool = typer.Option(
             False, "--download", help="Download missing dataset files into --data-dir (needs torchvision)."
@@ -44,7 +46,7 @@ def register(app: typer.Typer) -> None:
             None, "--every", min=1, help="Snapshot every N steps (overrides the grid's)."
         ),
         tensors: str = typer.Option(
-            None, "--tensors", help="Store only these parameter tensors, comma separated (fc3.weight,...)."
+            None, "--tensors", metavar="LIST", help="Store only these parameter tensors, comma separated (fc3.weight,...)."
         ),
         keepbits: int = typer.Option(
             None, "--keepbits", help="Lossy BitRound to this many mantissa bits (1..23)."
@@ -55,11 +57,10 @@ def register(app: typer.Typer) -> None:
         set_: list[str] = typer.Option(
             None,
             "--set",
+            metavar="PATH=VALUE",
             help="Override a field: PATH=VALUE (lr=0.05, schedule.every=500) or grid.PATH=[...] (repeatable).",
         ),
-        storage_option: list[str] = typer.Option(
-            None, "--storage-option", "-o", help="fsspec storage option key=value (repeatable)."
-        ),
+        storage_option: list[str] = storage_opt(),
         threads: int = typer.Option(
             None,
             "--threads",

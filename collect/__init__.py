@@ -1,10 +1,12 @@
-"""The collector: train with plain SGD and store per-parameter SGN in the lake.
+"""The collector: train (plain SGD, momentum or Adam) and store per-parameter SGN in the lake.
 
 This is the only sgnlake package that imports torch. The public API is loaded
 lazily, so torch-free modules of the package (sweep specs, run ids) import
 without it:
 
 - :func:`collect` (``sgnlake collect``): train and write snapshots;
+- :class:`~sgnlake.collect.probe.Probe`: SGN snapshots of any model from the user's own
+  training loop (``collect`` takes its snapshots through it);
 - :func:`~sgnlake.collect.models.build_model`, :data:`MODELS`,
   :func:`~sgnlake.collect.models.register_model`: the model registry;
 - :func:`~sgnlake.collect.data.load_dataset`: training data;
@@ -23,6 +25,7 @@ from sgnlake.schema.inventory import list_runs as list_runs
 
 _LAZY = {
     "collect": "runner",
+    "Probe": "probe",
     "stored_run_meta": "runner",
     "build_model": "models",
     "register_model": "models",

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from sgnlake.schema.errors import ConfigError
-from sgnlake.schema.meta import RunConfig
+from sgnlake.schema.meta import DEFAULT_BETAS, DEFAULT_MOMENTUM, OPTIMIZERS, RunConfig
 
 from .data import dataset_info, default_data_dir
 from .models import resolve_model_args
@@ -174,13 +174,48 @@ def resolve_config(config: RunConfig) -> RunConfig:
     """
     dataset_info(config.dataset)  # raises on an unknown dataset
     args = resolve_model_args(config.model, config.model_args)
+    if config.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer {config.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
+    if config.lr is None:
+        raise ConfigError("--lr is needed to train: give a positive learning rate")
+    hyper: dict[str, Any] = {}
+    if config.optimizer == "momentum" and config.momentum is None:
+        hyper["momentum"] = DEFAULT_MOMENTUM
+    if config.optimizer == "adam" and config.betas is None:
+        hyper["betas"] = DEFAULT_BETAS
     if config.epochs is not None and config.iterations is not None:
         raise ConfigError("give --epochs or --iterations, not both")
     epochs = config.epochs if config.epochs is not None or config.iterations is not None else 1
     data_dir = config.data_dir
     if config.dataset != "mnist5k" and data_dir is None:
         data_dir = default_data_dir()
-    return dataclasses.replace(config, model_args=args, epochs=epochs, data_dir=data_dir)
+    return dataclasses.replace(config, model_args=args, epochs=epochs, data_dir=data_dir, **hyper)
+
+
+def make_optimizer(config: RunConfig, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    """The torch optimizer of a resolved config: ``sgd`` (no momentum), ``momentum`` (heavy ball), ``adam``."""
+    lr, wd = float(config.lr or 0.0), config.weight_decay
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.0, weight_decay=wd)
+    if config.optimizer == "momentum":
+        m = DEFAULT_MOMENTUM if config.momentum is None else config.momentum
+        return torch.optim.SGD(params, lr=lr, momentum=m, weight_decay=wd)
+    if config.optimizer == "adam":
+        betas = DEFAULT_BETAS if config.betas is None else config.betas
+        return torch.optim.Adam(params, lr=lr, betas=tuple(betas), weight_decay=wd)
+    raise ConfigError(f"unknown optimizer {config.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
+
+
+def optimizer_label(config: RunConfig) -> str:
+    """How the run's optimizer is described in ``RunMeta.extra['optimizer']`` (``SGD(momentum=0)``...)."""
+    wd = f", weight_decay={config.weight_decay:g}" if config.weight_decay else ""
+    if config.optimizer == "momentum":
+        m = DEFAULT_MOMENTUM if config.momentum is None else config.momentum
+        return f"SGD(momentum={m:g}{wd})"
+    if config.optimizer == "adam":
+        b1, b2 = DEFAULT_BETAS if config.betas is None else config.betas
+        return f"Adam(betas=({b1:g}, {b2:g}){wd})"
+    return f"SGD(momentum=0{wd})"
 
 
 @dataclass(frozen=True)
@@ -227,7 +262,14 @@ def make_plan(config: RunConfig, n_examples: int) -> Plan:
     m = n_examples // b
     spe = math.ceil(n_examples / b)
     total = config.iterations if config.iterations is not None else (config.epochs or 1) * spe
-    its = tuple(config.schedule.iterations(total, spe))
+    sched = config.schedule
+    beyond = sorted(t for t in (sched.at or ()) if t > total) if sched.kind == "at" else []
+    if beyond:
+        raise ConfigError(
+            f"--at {beyond[0]} is beyond the run's last step {total}: use steps 0..{total}, or train "
+            "longer (--iterations/--epochs)"
+        )
+    its = tuple(sched.iterations(total, spe))
     if not its:
         raise ConfigError(
             f"the schedule takes no snapshot in {total} training steps: lower --every, use --at, or train longer"

@@ -24,6 +24,7 @@ import zarr
 from zarr.core.array import AsyncArray
 from zarr.core.sync import sync
 
+from sgnlake.schema.codecs import default_compressors
 from sgnlake.schema.lake import now, software_versions
 from sgnlake.schema.meta import ResultMeta, RunMeta
 from sgnlake.schema.names import ITERATION, PARAM, RESULT_ATTR, TENSOR_ATTR, results_path
@@ -137,7 +138,10 @@ class ResultSink:
         sink = cls(root, meta)
         kg = root.create_group(results_path(meta.run_id, sink.key), overwrite=True)
         sink.group = kg
-        kg.create_array(ITERATION, shape=(0,), chunks=(1,), dtype="int64", dimension_names=[ITERATION])
+        kg.create_array(
+            ITERATION, shape=(0,), chunks=(1,), dtype="int64", dimension_names=[ITERATION],
+            compressors=default_compressors(),  # zstd + crc32c checksum
+        )  # fmt: skip
         pc = meta.config.storage.param_chunk
         for t in meta.tensors:
             tg = kg.create_group(
@@ -148,6 +152,7 @@ class ResultSink:
                 tg.create_array(
                     name, shape=(0, t.numel), chunks=(1, rc), dtype=dtype, fill_value=fill,
                     dimension_names=[ITERATION, PARAM],
+                    compressors=default_compressors(),
                 )  # fmt: skip
         return sink
 

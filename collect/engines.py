@@ -1,14 +1,14 @@
 """Per-minibatch gradient engines: ``loop`` (one backward per minibatch) and ``vmap``.
 
-Both return the gradient of the mean cross-entropy loss of each minibatch, at
-the model's current weights, for the selected parameter tensors, flattened in
+Both return the gradient of the mean loss of each minibatch (cross-entropy
+unless a ``loss_fn`` is given), at the model's current weights, for the selected parameter tensors, flattened in
 C order: a ``(M, numel)`` float32 tensor per tensor name, plus the per-minibatch
 losses and the number of correct predictions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +20,24 @@ from sgnlake.schema.errors import ConfigError
 from .models import model_spec
 
 ENGINES = ("loop", "vmap")
+
+#: ``loss_fn(output, target) -> scalar mean loss over the batch``.
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def n_correct(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Correct predictions of a classifier (``argmax`` of ``(B, K)`` logits equals integer labels ``(B,)``).
+
+    0 for outputs that are not such logits (:func:`is_classifier` tells).
+    """
+    if not is_classifier(out, y):
+        return torch.zeros((), dtype=torch.int64, device=out.device)
+    return (out.detach().argmax(1) == y).sum()
+
+
+def is_classifier(out: torch.Tensor, y: torch.Tensor) -> bool:
+    """Whether ``out`` are ``(B, K)`` logits of integer labels ``y`` of shape ``(B,)`` (accuracy is defined)."""
+    return out.ndim == 2 and y.ndim == 1 and not y.is_floating_point() and not y.is_complex()
 
 
 @dataclass
@@ -34,11 +52,15 @@ class MinibatchGradients:
         ``(M,)`` mean loss of each minibatch.
     correct : torch.Tensor
         Number of correctly classified examples over all minibatches (int64 scalar).
+    classifier : bool
+        Whether the outputs are class logits of integer labels (else ``correct`` is 0
+        and the accuracy is undefined).
     """
 
     grads: dict[str, torch.Tensor]
     losses: torch.Tensor
     correct: torch.Tensor
+    classifier: bool = True
 
 
 def choose_engine(engine: str, model_name: str, device: torch.device | str) -> str:
@@ -120,7 +142,12 @@ def _check_names(model: nn.Module, names: Sequence[str]) -> dict[str, nn.Paramet
 
 
 def loop_gradients(
-    model: nn.Module, names: Sequence[str], x: torch.Tensor, y: torch.Tensor, batches: torch.Tensor
+    model: nn.Module,
+    names: Sequence[str],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batches: torch.Tensor,
+    loss_fn: LossFn | None = None,
 ) -> MinibatchGradients:
     """One forward/backward (``torch.autograd.grad``) per minibatch.
 
@@ -134,7 +161,17 @@ def loop_gradients(
         All training inputs and labels on the compute device.
     batches : torch.Tensor
         ``(M, b)`` example indices of each minibatch.
+    loss_fn : callable, optional
+        ``loss_fn(model(xb), yb)``: the minibatch's mean loss (default: cross-entropy).
+
+    Notes
+    -----
+    In train mode a BatchNorm layer normalises each minibatch with that
+    minibatch's statistics and updates its running buffers in place: callers
+    that must leave the model as it was restore them
+    (:func:`~sgnlake.collect.models.preserved_buffers`).
     """
+    loss_fn = F.cross_entropy if loss_fn is None else loss_fn
     params = _check_names(model, names)
     sel = [params[n] for n in names]
     m = batches.shape[0]
@@ -142,17 +179,19 @@ def loop_gradients(
     grads = {n: torch.empty((m, params[n].numel()), dtype=torch.float32, device=dev) for n in names}
     losses = torch.empty(m, dtype=torch.float32, device=dev)
     correct = torch.zeros((), dtype=torch.int64, device=dev)
+    classifier = True
     for j in range(m):
         idx = batches[j]
         xb, yb = x[idx], y[idx]
         out = model(xb)
-        loss = F.cross_entropy(out, yb)
+        loss = loss_fn(out, yb)
         gs = torch.autograd.grad(loss, sel)
         for n, g in zip(names, gs, strict=True):
             grads[n][j] = g.reshape(-1)
         losses[j] = loss.detach()
-        correct += (out.detach().argmax(1) == yb).sum()
-    return MinibatchGradients(grads, losses, correct)
+        classifier = is_classifier(out, yb)
+        correct += n_correct(out, yb)
+    return MinibatchGradients(grads, losses, correct, classifier)
 
 
 def vmap_gradients(
@@ -162,30 +201,44 @@ def vmap_gradients(
     y: torch.Tensor,
     batches: torch.Tensor,
     chunk: int,
+    loss_fn: LossFn | None = None,
 ) -> MinibatchGradients:
     """Per-minibatch gradients with ``torch.func`` (``functional_call`` + ``grad`` + ``vmap``).
 
     ``chunk`` minibatches are batched per call (see :func:`vmap_chunk`).
     Arguments as :func:`loop_gradients`.
+
+    Buffers (BatchNorm running statistics) are functional: each minibatch of a
+    call gets its own copy, which a train-mode forward pass may update; the
+    model's own buffers are not touched. Gradients equal the loop engine's.
     """
     from torch.func import functional_call, grad, vmap
 
+    user_loss = F.cross_entropy if loss_fn is None else loss_fn
     params = _check_names(model, names)
     sel = {n: params[n].detach() for n in names}
     rest = {n: p.detach() for n, p in params.items() if n not in sel}
-    rest.update(dict(model.named_buffers()))
+    buffers = {n: b.detach() for n, b in model.named_buffers()}
+    classifier = [True]
 
-    def loss_fn(p: dict[str, torch.Tensor], xb: torch.Tensor, yb: torch.Tensor):
-        out = functional_call(model, {**p, **rest}, (xb,))
-        loss = F.cross_entropy(out, yb)
-        return loss, (loss.detach(), (out.argmax(1) == yb).sum())
+    def loss_of(p: dict[str, torch.Tensor], bufs: dict[str, torch.Tensor], xb: torch.Tensor, yb: torch.Tensor):
+        out = functional_call(model, {**p, **rest, **bufs}, (xb,))
+        loss = user_loss(out, yb)
+        classifier[0] = is_classifier(out, yb)
+        return loss, (loss.detach(), n_correct(out, yb))
 
-    fn = vmap(grad(loss_fn, has_aux=True), in_dims=(None, 0, 0), randomness="different")
+    vfn = vmap(grad(loss_of, has_aux=True), in_dims=(None, 0, 0, 0), randomness="different")
+
+    def fn(p: dict[str, torch.Tensor], xb: torch.Tensor, yb: torch.Tensor):
+        c = xb.shape[0]
+        bufs = {n: b.unsqueeze(0).expand(c, *b.shape).clone() for n, b in buffers.items()}
+        return vfn(p, bufs, xb, yb)
+
     m = batches.shape[0]
     chunk = max(1, min(chunk, m))
     if chunk >= m:  # one call: its outputs are the result, no copy
         gs, (ls, cs) = fn(sel, x[batches], y[batches])
-        return MinibatchGradients({n: gs[n].reshape(m, -1) for n in names}, ls, cs.sum())
+        return MinibatchGradients({n: gs[n].reshape(m, -1) for n in names}, ls, cs.sum(), classifier[0])
     dev = x.device
     grads = {n: torch.empty((m, params[n].numel()), dtype=torch.float32, device=dev) for n in names}
     losses = torch.empty(m, dtype=torch.float32, device=dev)
@@ -198,4 +251,4 @@ def vmap_gradients(
             grads[n][start:stop] = gs[n].reshape(idx.shape[0], -1)
         losses[start:stop] = ls
         correct += cs.sum()
-    return MinibatchGradients(grads, losses, correct)
+    return MinibatchGradients(grads, losses, correct, classifier[0])

@@ -14,9 +14,10 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -245,3 +246,149 @@ def lenet(*, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     if len(input_shape) != 3 or input_shape[1] < 12 or input_shape[2] < 12:
         raise ConfigError(f"model 'lenet' needs images (C, H, W) of at least 12x12, got {input_shape}")
     return LeNet(input_shape, num_classes)
+
+
+# ----------------------------------------------------------------------------- ResNet (CIFAR style)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 conv + BatchNorm layers with a parameter-free shortcut (He et al.'s option A: when the
+    shape changes, the input subsampled by the stride and zero-padded to the new channels)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.stride, self.pad = stride, c_out - c_in
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.bn1(self.conv1(x)))
+        s = x[:, :, :: self.stride, :: self.stride] if self.stride > 1 else x
+        if self.pad:
+            s = torch.nn.functional.pad(s, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+        return torch.relu(self.bn2(self.conv2(h)) + s)
+
+
+class ResNet(nn.Module):
+    """CIFAR-style ResNet (He et al. 2016, section 4.2): a 3x3 stem, three stages of ``n`` basic
+    blocks at widths ``w, 2w, 4w`` (stride 2 between stages), global average pooling, a linear head.
+    ``depth = 6n + 2`` (ResNet-20: n = 3, w = 16: 269,722 parameters on CIFAR-10)."""
+
+    def __init__(self, input_shape: tuple[int, ...], num_classes: int, blocks: int, width: int) -> None:
+        super().__init__()
+        c = input_shape[0]
+        self.conv1 = nn.Conv2d(c, width, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        layers: list[nn.Module] = []
+        c_in = width
+        for stage in range(3):
+            c_out = width * 2**stage
+            for i in range(blocks):
+                layers.append(BasicBlock(c_in, c_out, 2 if stage > 0 and i == 0 else 1))
+                c_in = c_out
+        self.layers = nn.Sequential(*layers)
+        self.fc = nn.Linear(c_in, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.layers(torch.relu(self.bn1(self.conv1(x))))
+        return self.fc(h.mean((2, 3)))
+
+
+@register_model("resnet", cpu_engine="loop")
+def resnet(*, input_shape: tuple[int, ...], num_classes: int, depth: int = 20, width: int = 16) -> nn.Module:
+    """CIFAR-style ResNet with BatchNorm (depth 6n+2; ResNet-20 by default; width of the first stage)."""
+    _positive("depth", depth, "resnet", 8)
+    _positive("width", width, "resnet")
+    if (depth - 2) % 6:
+        raise ConfigError(f"model 'resnet': depth must be 6n + 2 (8, 14, 20, 32, 44, 56...), got {depth}")
+    if len(input_shape) != 3:
+        raise ConfigError(f"model 'resnet' needs images (C, H, W), got {input_shape}")
+    return ResNet(input_shape, num_classes, (depth - 2) // 6, width)
+
+
+# ----------------------------------------------------------------------------- vision transformer
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm transformer encoder block: multi-head self-attention and a GELU MLP, each residual."""
+
+    def __init__(self, dim: int, heads: int, mlp: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, mlp)
+        self.fc2 = nn.Linear(mlp, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        a = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(d // self.heads), dim=-1)
+        x = x + self.proj((a @ v).transpose(1, 2).reshape(b, n, d))
+        return x + self.fc2(torch.nn.functional.gelu(self.fc1(self.norm2(x))))
+
+
+class ViT(nn.Module):
+    """Vision transformer classifier (Dosovitskiy et al. 2021): non-overlapping ``patch`` x ``patch``
+    patches embedded linearly, a class token and learned position embeddings, ``depth`` pre-norm
+    encoder blocks, a final LayerNorm and a linear head on the class token. Attention is written
+    out (no fused kernel), so ``torch.func`` differentiates it per minibatch."""
+
+    def __init__(
+        self, input_shape: tuple[int, ...], num_classes: int, patch: int, dim: int, depth: int, heads: int
+    ) -> None:
+        super().__init__()
+        c, h, w = input_shape
+        self.patch = patch
+        n = (h // patch) * (w // patch)
+        self.embed = nn.Conv2d(c, dim, patch, stride=patch)
+        self.cls = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos = nn.Parameter(torch.randn(1, n + 1, dim) * 0.02)
+        self.blocks = nn.Sequential(*(TransformerBlock(dim, heads, 2 * dim) for _ in range(depth)))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.embed(x).flatten(2).transpose(1, 2)
+        t = torch.cat([self.cls.expand(t.shape[0], -1, -1), t], dim=1) + self.pos
+        return self.head(self.norm(self.blocks(t))[:, 0])
+
+
+@register_model("vit", cpu_engine="vmap")
+def vit(
+    *,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    patch: int = 7,
+    dim: int = 32,
+    depth: int = 2,
+    heads: int = 2,
+) -> nn.Module:
+    """Small vision transformer: patch embedding, class token, depth pre-norm blocks of dim units."""
+    for name, v in (("patch", patch), ("dim", dim), ("depth", depth), ("heads", heads)):
+        _positive(name, v, "vit")
+    if dim % heads:
+        raise ConfigError(f"model 'vit': dim {dim} must be a multiple of heads {heads}")
+    if len(input_shape) != 3 or input_shape[1] % patch or input_shape[2] % patch:
+        raise ConfigError(f"model 'vit': image size {input_shape} must be a multiple of patch {patch}")
+    return ViT(input_shape, num_classes, patch, dim, depth, heads)
+
+
+@contextlib.contextmanager
+def preserved_buffers(model: nn.Module) -> Iterator[None]:
+    """Restore every buffer of ``model`` (BatchNorm running statistics and counters) on exit.
+
+    A forward pass in train mode updates BatchNorm's running mean, variance and
+    ``num_batches_tracked`` in place; a snapshot must leave them as they were.
+    """
+    saved = [(b, b.detach().clone()) for b in model.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for b, v in saved:
+                b.copy_(v)

@@ -11,6 +11,7 @@ The id lists, in this order, with ``-`` between parts:
 - ``n{n_train}`` when ``n_train`` is set;
 - ``b{batch_size}``;
 - ``lr{lr}`` when the learning rate is not the default (0.1);
+- the optimizer when it is not plain SGD (``momentum``, ``adam``);
 - a sweep's other grid axes (``every50``, ``kb10``, ``it600``; see :data:`ABBREV`);
 - ``s{seed}``.
 
@@ -48,9 +49,10 @@ ABBREV = {
     "dataset": "",
     "model": "",
     "partition": "",
+    "optimizer": "",
 }
 #: Fields the id always accounts for (shown always, or when not the default).
-CORE_FIELDS = ("model", "dataset", "model_args", "n_train", "batch_size", "lr", "seed")
+CORE_FIELDS = ("model", "dataset", "model_args", "n_train", "batch_size", "lr", "optimizer", "seed")
 #: Order of a sweep's other axes in the id (then the rest, sorted).
 _AXIS_ORDER = ("epochs", "iterations")
 _FIRST_ARGS = ("depth", "width")
@@ -118,6 +120,9 @@ def derive_run_id(config: RunConfig | Mapping[str, Any], axes: Iterable[str] = (
     lr = d.get("lr", field_default("lr"))
     if lr != field_default("lr"):
         parts.append(f"lr{fmt_value(lr)}")
+    optimizer = d.get("optimizer", field_default("optimizer"))
+    if optimizer != field_default("optimizer"):
+        parts.append(fmt_value(optimizer))
     other = sorted({a for a in axes if not _is_core(a)}, key=lambda a: (a not in _AXIS_ORDER, a))
     for axis in other:
         abbr = ABBREV.get(axis, axis.split(".")[-1].replace("_", ""))

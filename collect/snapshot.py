@@ -20,7 +20,8 @@ from sgnlake.schema.errors import ConfigError, DivergedError
 
 from . import rng
 from .device import full_float32
-from .engines import loop_gradients, vmap_gradients
+from .engines import LossFn, loop_gradients, vmap_gradients
+from .models import preserved_buffers
 from .staging import HostBuffers, HostStaging, layout_of
 
 #: Bytes of the float64 temporaries of one centring block on CUDA (bounds device memory).
@@ -193,6 +194,7 @@ def compute_snapshot(
     engine: str = "loop",
     chunk: int = 1,
     staging: HostStaging | None = None,
+    loss_fn: LossFn | None = None,
     select: Mapping[str, torch.Tensor] | None = None,
     device_alpha: bool = False,
 ) -> Snapshot:
@@ -201,8 +203,10 @@ def compute_snapshot(
     Parameters
     ----------
     model : torch.nn.Module
-        The model; its weights, ``.grad``, mode and every global RNG state are
-        left as they were.
+        The model; its weights, buffers (BatchNorm statistics), ``.grad``, mode
+        and every global RNG state are left as they were. Gradients are taken in
+        train mode: a BatchNorm layer normalises each minibatch with that
+        minibatch's own statistics.
     x, y : torch.Tensor
         All training inputs and labels on the compute device.
     index, iteration : int
@@ -220,6 +224,10 @@ def compute_snapshot(
         queued on CUDA (call :meth:`Snapshot.wait` before reading, and
         :meth:`Snapshot.release` after). Without it the snapshot owns fresh
         buffers and is complete when returned.
+    loss_fn : callable, optional
+        ``loss_fn(model(xb), yb)``, the mean loss of a minibatch (default:
+        cross-entropy). Accuracy is NaN unless the outputs are class logits of
+        integer labels.
     select : mapping of str to torch.Tensor, optional
         Flat indices (int64, on the device) of the parameters of each tensor whose
         SGN, gradient and weight are kept (``--param-sample``, see
@@ -246,13 +254,13 @@ def compute_snapshot(
     batches = partition(x.shape[0], batch_size, seed=seed, iteration=iteration, kind=partition_kind)
     batches = batches.to(x.device)
     was_training = model.training
-    with rng.preserved_rng(), full_float32():
+    with rng.preserved_rng(), full_float32(), preserved_buffers(model):
         model.train()
         try:
             if engine == "vmap":
-                res = vmap_gradients(model, names, x, y, batches, chunk)
+                res = vmap_gradients(model, names, x, y, batches, chunk, loss_fn)
             elif engine == "loop":
-                res = loop_gradients(model, names, x, y, batches)
+                res = loop_gradients(model, names, x, y, batches, loss_fn)
             else:
                 raise ConfigError(f"unknown engine {engine!r}: use loop or vmap")
         finally:
@@ -301,7 +309,7 @@ def compute_snapshot(
         index=index,
         iteration=iteration,
         loss=loss,
-        accuracy=float(res.correct) / (m * batch_size),
+        accuracy=float(res.correct) / (m * batch_size) if res.classifier else float("nan"),
         sgn=arrays["sgn"],
         grad=arrays["grad"],
         weight=arrays["weight"],

@@ -2,9 +2,10 @@
 
 Commit protocol for snapshot ``k`` (readers trust ``RunMeta.committed``):
 
-1. write the chunks of index ``k`` of every array through an in-memory view
-   whose metadata says ``k + 1`` snapshots, while the stored metadata still says
-   ``k`` (so a plain Zarr reader cannot see the new chunks yet);
+1. write the chunks of index ``k`` of every array (through an in-memory view
+   whose metadata says ``k + 1`` snapshots, or, for the lossless zstd default,
+   encoded here and stored under their chunk keys), while the stored metadata
+   still says ``k`` (so a plain Zarr reader cannot see the new chunks yet);
 2. write the resume checkpoint of snapshot ``k`` under ``checkpoints/<run_id>/``;
 3. grow every array's stored metadata to ``k + 1``;
 4. set ``RunMeta.committed = k + 1`` (and ``updated``) in the run attributes;
@@ -24,6 +25,7 @@ import math
 import os
 import queue
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -31,13 +33,17 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
+import numcodecs
 import numpy as np
 import zarr
+from zarr.codecs import BytesCodec, ZstdCodec
 from zarr.core.array import AsyncArray
 from zarr.core.buffer import default_buffer_prototype
+from zarr.core.chunk_grids import RegularChunkGrid
+from zarr.core.metadata.v3 import ArrayV3Metadata
 from zarr.core.sync import sync
 
-from sgnlake.schema.codecs import array_kwargs, default_compressors
+from sgnlake.schema.codecs import CHUNK_KEY_ENCODING, array_kwargs, default_compressors
 from sgnlake.schema.conventions import run_config_attrs, tensor_group_attrs, variable_attrs, write_coordinates
 from sgnlake.schema.errors import LakeError, RunExistsError, ValidationError
 from sgnlake.schema.lake import now, read_run_meta
@@ -194,6 +200,39 @@ def _chunk_parts(
         yield (slice(index, index + 1), *sel), value[sel][None]
 
 
+def _direct_codec(arr: zarr.Array) -> numcodecs.abc.Codec | None:
+    """A numcodecs codec that encodes a chunk of ``arr`` to exactly the bytes zarr stores, or None.
+
+    Only for the lossless default pipeline (``bytes`` in this machine's byte order, then
+    ``zstd``) on a regular chunk grid: zarr's ``ZstdCodec`` is numcodecs' ``Zstd`` with the
+    same level and checksum over the raw chunk bytes. Anything else (blosc, BitRound,
+    float16, sharding) goes through zarr.
+    """
+    md = arr.metadata
+    if not isinstance(md, ArrayV3Metadata) or not isinstance(md.chunk_grid, RegularChunkGrid):
+        return None
+    if len(md.codecs) != 2:
+        return None
+    raw, zstd = md.codecs
+    if not isinstance(raw, BytesCodec) or not isinstance(zstd, ZstdCodec):
+        return None
+    if raw.endian is not None and raw.endian.value != sys.byteorder:
+        return None
+    return numcodecs.Zstd(level=zstd.level, checksum=zstd.checksum)
+
+
+def _encode_chunk(codec: numcodecs.abc.Codec, part: np.ndarray, shape: tuple[int, ...], fill: Any) -> bytes:
+    """``part`` (one chunk, smaller at the array's far edges) encoded as zarr stores it.
+
+    An edge chunk is padded to the full chunk ``shape`` with the fill value, as zarr does.
+    """
+    if part.shape != shape:
+        full = np.full(shape, fill, dtype=part.dtype)
+        full[tuple(slice(0, n) for n in part.shape)] = part
+        part = full
+    return bytes(codec.encode(np.ascontiguousarray(part)))
+
+
 def _one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}".replace("\n", " ")
 
@@ -237,6 +276,8 @@ class RunWriter:
             tg = self.group[t.name]
             for a in (SGN, GRAD, WEIGHT):
                 self._arrays[f"{t.name}/{a}"] = tg[a]
+        #: arrays whose chunks are encoded here and stored directly (see :func:`_direct_codec`)
+        self._direct = {n: c for n, a in self._arrays.items() if (c := _direct_codec(a)) is not None}
         #: Writes per-snapshot results computed on the device with each commit (``--store alpha``):
         #: an object with ``write(k, iteration, results)`` and ``commit(n)`` (see
         #: :class:`sgnlake.collect.device_alpha.ResultSink`), or None.
@@ -289,6 +330,7 @@ class RunWriter:
         g = root[path]
         m, spec = meta.n_minibatches, meta.config.storage
         kw = array_kwargs(spec)
+        keys = dict(CHUNK_KEY_ENCODING)
         ck = default_compressors()  # with the crc32c checksum
         g.create_array(
             ITERATION,
@@ -298,6 +340,7 @@ class RunWriter:
             fill_value=-1,
             dimension_names=[ITERATION],
             attributes=variable_attrs(ITERATION),
+            chunk_key_encoding=keys,
             compressors=ck,
         )
         for name in (LOSS, ACCURACY):
@@ -309,6 +352,7 @@ class RunWriter:
                 fill_value=np.nan,
                 dimension_names=[ITERATION],
                 attributes=variable_attrs(name),
+                chunk_key_encoding=keys,
                 compressors=ck,
             )
         write_coordinates(g, MINIBATCH, m)
@@ -442,25 +486,40 @@ class RunWriter:
         vals = self._values(snap)
         views = []
         jobs: list[tuple[AsyncArray, tuple[slice, ...], np.ndarray]] = []
+        direct: list[tuple[Any, tuple[numcodecs.abc.Codec, np.ndarray, tuple[int, ...], Any]]] = []
         for name, arr in self._arrays.items():
             aa = arr._async_array
+            value = vals[name]
+            codec = self._direct.get(name)
+            if codec is not None and np.ndim(value) > 0 and np.asarray(value).dtype == arr.dtype:
+                # encoded in the copy threads and stored as is: the bytes zarr would write (the
+                # uncommitted chunks stay invisible: the stored shape still says k snapshots)
+                md, chunks = aa.metadata, aa.metadata.chunks
+                for sel, part in _chunk_parts(k, value, chunks[1:]):
+                    coords = tuple(s.start // c for s, c in zip(sel, chunks, strict=True))
+                    direct.append((aa.store_path / md.encode_chunk_key(coords), (codec, part, chunks, arr.fill_value)))
+                continue
             view = AsyncArray(
                 metadata=aa.metadata.update_shape((k + 1, *aa.metadata.shape[1:])),
                 store_path=aa.store_path,
                 # SGN chunks are never all-NaN: skip zarr's scan for empty (fill-value) chunks
                 config=dataclasses.replace(aa.config, write_empty_chunks=True),
             )
-            value = vals[name]
             if np.ndim(value) == 0:
                 views.append(view.setitem(k, value))
             else:
                 jobs.extend((view, sel, part) for sel, part in _chunk_parts(k, value, aa.metadata.chunks[1:]))
         # chunk-shaped C-contiguous values take zarr's no-copy path; the strided ones are copied in
-        # parallel here (numpy releases the GIL) instead of one by one in zarr's event loop thread
-        parts = list(_copier().map(np.ascontiguousarray, [j[2] for j in jobs]))
+        # parallel here (numpy releases the GIL) instead of one by one in zarr's event loop thread;
+        # directly stored chunks are encoded in the same threads (numcodecs releases the GIL)
+        pool = _copier()
+        encoded = pool.map(lambda job: _encode_chunk(*job), [d[1] for d in direct])
+        parts = list(pool.map(np.ascontiguousarray, [j[2] for j in jobs]))
         views.extend(view.setitem(sel, part) for (view, sel, _), part in zip(jobs, parts, strict=True))
+        proto = default_buffer_prototype()
+        views.extend(sp.set(proto.buffer.from_bytes(b)) for (sp, _), b in zip(direct, encoded, strict=True))
         sync(_gather(*views))
-        del parts, jobs
+        del parts, jobs, direct
         results = getattr(snap, "results", None)
         if self.result_sink is not None and results is not None:
             self.result_sink.write(k, snap.iteration, results)
@@ -628,6 +687,19 @@ class RunWriter:
             ex = dict(self.meta.extra)
             ex.update(extra)
             self.meta = self.meta.replace(status=status, reason=reason, updated=now(), extra=ex)
+            self.group.update_attributes({RUN_ATTR: self.meta.to_dict()})
+            return self.meta
+
+    def update_meta(self, **changes: Any) -> RunMeta:
+        """Replace fields of the run's metadata (not ``committed`` nor ``status``) and write them.
+
+        Used by :class:`~sgnlake.collect.probe.Probe` to announce each snapshot
+        step in ``planned_iterations`` before that snapshot is committed.
+        """
+        if "committed" in changes or "status" in changes:
+            raise ValueError("update_meta cannot change committed or status")
+        with self._lock:
+            self.meta = self.meta.replace(**changes, updated=now())
             self.group.update_attributes({RUN_ATTR: self.meta.to_dict()})
             return self.meta
 

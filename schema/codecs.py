@@ -20,6 +20,12 @@ import zarr.codecs as zc
 
 from .meta import StorageSpec
 
+#: Chunk keys of arrays the collector creates: ``c.<i>.<j>...`` files directly in the array's
+#: folder. Zarr's default ``c/<i>/<j>/...`` makes a new folder tree for every snapshot (each new
+#: key costs mkdirs); readers take the encoding from each array's metadata, so lakes written
+#: with the nested layout stay readable and are resumed in their own layout.
+CHUNK_KEY_ENCODING: dict[str, str] = {"name": "default", "separator": "."}
+
 
 def checksum() -> list[Any]:
     """The checksum codec appended to every array's bytes-to-bytes codecs (CRC-32C, 4 bytes a chunk)."""
@@ -55,4 +61,5 @@ def array_kwargs(spec: StorageSpec) -> dict[str, Any]:
         "compressors": compressors(spec),
         "filters": filters(spec),
         "fill_value": np.nan,
+        "chunk_key_encoding": dict(CHUNK_KEY_ENCODING),
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -112,11 +113,13 @@ def open_lake_group(
                 f"cannot create a lake at {loc} ({_first_line(e)}): {_access_hint(loc)}"
             ) from None
         except Exception as e:  # e.g. a missing bucket, no credentials
+            storage_error(e, loc)
             raise LakeError(
                 f"cannot create a lake at {loc} ({_first_line(e)}): {_access_hint(loc)}"
             ) from None
         return root
     except Exception as e:
+        storage_error(e, loc)
         if _is_access_error(e):
             raise LakeError(f"cannot read {loc} ({_first_line(e)}): {_access_hint(loc)}") from None
         if _root_recognisable(store):  # a lake whose root zarr.json was damaged
@@ -165,6 +168,48 @@ def probe_lake(
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+
+
+def _connection_types() -> tuple[type[BaseException], ...]:
+    types: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    try:
+        from botocore.exceptions import ConnectionError as BotoConnectionError
+
+        types.append(BotoConnectionError)  # EndpointConnectionError, ConnectTimeoutError, ...
+    except ImportError:
+        pass
+    try:
+        from aiohttp import ClientConnectionError
+
+        types.append(ClientConnectionError)
+    except ImportError:
+        pass
+    return tuple(types)
+
+
+def storage_error(e: BaseException, loc: str) -> None:
+    """Raise a one-line :class:`LakeError` when ``e`` (or its cause) is an unreachable store or a bad option.
+
+    Typed: a connection error of Python, botocore or aiohttp ("cannot connect"), or a
+    ``TypeError`` from an object store's client ("unknown storage option"). Returns
+    for any other error.
+    """
+    chain, seen = e, 0
+    while chain is not None and seen < 8:
+        if isinstance(chain, _connection_types()):
+            raise LakeError(
+                f"cannot connect to {loc} ({_first_line(chain)}): check the endpoint "
+                "(--storage-option client_kwargs.endpoint_url=...) and the network"
+            ) from None
+        chain, seen = chain.__cause__ or chain.__context__, seen + 1
+    if isinstance(e, OSError) and e.errno in (errno.EROFS, errno.EACCES):
+        raise LakeReadOnlyError(
+            f"cannot write to {loc} ({_first_line(e)}): the location is read-only; use a writable one"
+        ) from None
+    if isinstance(e, TypeError) and is_url(loc):
+        raise LakeError(
+            f"unknown storage option for {loc} ({_first_line(e)}): check the --storage-option names"
+        ) from None
 
 
 def _is_access_error(e: BaseException) -> bool:

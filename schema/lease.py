@@ -13,7 +13,8 @@ A newcomer takes the lease over (creates generation N + 1) only when
 generation N is provably not live:
 
 * it was released (its owner finished, on any exit path), or
-* its owner ran on this host and its process is gone, or
+* its owner ran on this host and its process is gone (or it is this process
+  and no :class:`Lease` object of it holds that record any more), or
 * its heartbeat is older than ``ttl`` (default :data:`DEFAULT_TTL` seconds;
   this assumes clocks of the hosts agree to well within ``ttl``).
 
@@ -27,6 +28,7 @@ next heartbeat or :meth:`Lease.check` and must stop writing
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -40,7 +42,7 @@ from typing import Any
 from zarr.abc.store import Store
 from zarr.storage import FsspecStore
 
-from .errors import LakeError
+from .errors import LakeError, LakeReadOnlyError, SgnlakeError
 from .store import list_keys, read_bytes, run_sync, storage, write_bytes
 
 #: Top-level prefix of lease records (a name no run, result or checkpoint can take).
@@ -148,10 +150,19 @@ def _create_exclusive(store: Store, key: str, data: bytes) -> bool:
     return read_bytes(store, key) == data
 
 
+#: Tokens of the leases this process holds now (a record of this pid with another token was left
+#: by an earlier attempt whose release could not be written, e.g. on a full disk).
+_HELD: set[str] = set()
+_HELD_LOCK = threading.Lock()
+
+
 def _process_gone(owner: Mapping[str, Any]) -> bool:
     """True when ``owner`` ran on this host and its process no longer exists."""
     if owner.get("host") != socket.gethostname():
         return False
+    if owner.get("pid") == os.getpid():  # this process: live only while a Lease object holds it
+        with _HELD_LOCK:
+            return owner.get("token") not in _HELD
     try:
         pid = int(owner.get("pid", -1))
     except (TypeError, ValueError):
@@ -283,6 +294,33 @@ class Lease:
             A live process holds the lease.
         """
         store = _store(where, storage_options)
+        try:
+            return cls._acquire(store, key, owner_info, ttl, heartbeat, what)
+        except SgnlakeError:
+            raise
+        except Exception as e:  # the storage failed (read-only, unreachable, ...): one line
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            label = what or key
+            if isinstance(e, PermissionError) or getattr(e, "errno", None) in (errno.EROFS, errno.EACCES):
+                raise LakeReadOnlyError(
+                    f"cannot write the lease of {label} ({type(e).__name__}: {first}): the lake is "
+                    "read-only here; collect into a writable location"
+                ) from None
+            raise LakeError(
+                f"cannot take the lease of {label} ({type(e).__name__}: {first}): check the storage "
+                "and try again"
+            ) from None
+
+    @classmethod
+    def _acquire(
+        cls,
+        store: Store,
+        key: str,
+        owner_info: Mapping[str, Any] | None,
+        ttl: float,
+        heartbeat: bool,
+        what: str | None,
+    ) -> Lease:
         prefix = _prefix(key)
         t = time.time()
         owner = {
@@ -311,6 +349,8 @@ class Lease:
                     )
             record = {"owner": owner, "heartbeat": time.time(), "ttl": float(ttl), "generation": n + 1}
             if _create_exclusive(store, _gen_key(prefix, n + 1), json.dumps(record).encode()):
+                with _HELD_LOCK:
+                    _HELD.add(owner["token"])
                 lease = cls(store, key, n + 1, record, ttl)
                 for old in gens:  # older generations are history: drop them (best effort)
                     with contextlib.suppress(Exception):
@@ -367,6 +407,8 @@ class Lease:
     def release(self) -> None:
         """Stop the heartbeat and mark the lease released (idempotent; never raises on storage errors)."""
         self._stop.set()
+        with _HELD_LOCK:
+            _HELD.discard(self.record["owner"]["token"])
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
         with self._lock:

@@ -185,6 +185,12 @@ def check_param_sample(value: Any) -> float | int | None:
     return value
 
 
+#: Valid compression levels per codec (zstd: its negative "fast" levels up to 22; blosc: 0..9).
+LEVELS: dict[str, tuple[int, int]] = {"zstd": (-131072, 22), "blosc-zstd": (0, 9)}
+#: Largest ``--seed`` (torch, numpy and Python all take a 63-bit seed).
+MAX_SEED = 2**63 - 1
+
+
 @dataclass(frozen=True)
 class StorageSpec:
     """How SGN arrays are stored.
@@ -240,6 +246,9 @@ class StorageSpec:
                 raise ConfigError("--keepbits applies to float32 storage: drop --dtype float16")
         if self.param_chunk < 1:
             raise ConfigError(f"param_chunk must be >= 1, got {self.param_chunk}")
+        lo, hi = LEVELS.get(self.codec, (None, None))
+        if lo is not None and not lo <= self.level <= hi:
+            raise ConfigError(f"--level {self.level} out of range for codec {self.codec!r}: use {lo}..{hi}")
         check_param_sample(self.param_sample)
         if self.store not in STORE_MODES:
             raise ConfigError(f"unknown --store {self.store!r}: use one of {', '.join(STORE_MODES)}")
@@ -278,6 +287,11 @@ class StorageSpec:
 # ----------------------------------------------------------------------------- run config
 
 SCHEDULE_KINDS = ("every", "at", "logspace")
+#: Optimizers of ``sgnlake collect`` (``user``: a :class:`~sgnlake.collect.probe.Probe` in the user's loop).
+OPTIMIZERS = ("sgd", "momentum", "adam")
+#: Default hyperparameters: heavy-ball momentum of ``momentum``; Adam's betas.
+DEFAULT_MOMENTUM = 0.9
+DEFAULT_BETAS = (0.9, 0.999)
 
 
 @dataclass(frozen=True)
@@ -377,8 +391,18 @@ class RunConfig:
         Use only the first ``n_train`` training examples (None: all).
     batch_size : int
         SGD minibatch size b; also the size of the SGN minibatches.
-    lr : float
-        SGD learning rate.
+    lr : float or None
+        Learning rate (None: not known, a probe in the user's own loop without an optimizer).
+    optimizer : {"sgd", "momentum", "adam", "user"}
+        The update rule: plain SGD (the paper's), SGD with heavy-ball momentum, Adam;
+        ``user`` for a probe in the user's own loop. Old lakes without it read as ``sgd``.
+        The SGN definition does not depend on it.
+    momentum : float or None
+        Momentum of ``momentum`` (default 0.9 after resolution); None for the others.
+    betas : tuple of two floats or None
+        Adam's ``(beta1, beta2)`` (default (0.9, 0.999) after resolution); None for the others.
+    weight_decay : float
+        L2 weight decay added by the optimizer (torch's ``weight_decay``; 0: none).
     seed : int
         Seed of model initialisation, data order and snapshot partitions.
     epochs, iterations : int or None
@@ -410,7 +434,11 @@ class RunConfig:
     data_dir: str | None = None
     n_train: int | None = None
     batch_size: int = 50
-    lr: float = 0.1
+    lr: float | None = 0.1
+    optimizer: str = "sgd"
+    momentum: float | None = None
+    betas: tuple[float, float] | None = None
+    weight_decay: float = 0.0
     seed: int = 0
     epochs: int | None = None
     iterations: int | None = None
@@ -425,10 +453,15 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         check_run_id(self.run_id)
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"--seed {self.seed} out of range: use 0..{MAX_SEED}")
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
-        if not (isinstance(self.lr, int | float) and math.isfinite(self.lr) and self.lr > 0):
+        if self.lr is not None and not (
+            isinstance(self.lr, int | float) and math.isfinite(self.lr) and self.lr > 0
+        ):
             raise ConfigError(f"--lr must be a positive number, got {self.lr}")
+        self._check_optimizer()
         if self.epochs is not None and self.epochs < 1:
             raise ConfigError(f"--epochs must be >= 1, got {self.epochs}")
         if self.iterations is not None and self.iterations < 1:
@@ -441,6 +474,22 @@ class RunConfig:
             raise ConfigError(f"unknown engine {self.engine!r}: use auto, loop or vmap")
         if self.memory_budget_mb < 1:
             raise ConfigError(f"--memory-budget-mb must be >= 1, got {self.memory_budget_mb}")
+
+    def _check_optimizer(self) -> None:
+        if self.optimizer not in (*OPTIMIZERS, "user"):
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
+        if self.momentum is not None:
+            if self.optimizer != "momentum":
+                raise ConfigError("--momentum applies to --optimizer momentum: drop it or change the optimizer")
+            if not 0 <= self.momentum < 1:
+                raise ConfigError(f"--momentum must be in [0, 1), got {self.momentum}")
+        if self.betas is not None:
+            if self.optimizer != "adam":
+                raise ConfigError("--betas applies to --optimizer adam: drop it or change the optimizer")
+            if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+                raise ConfigError(f"--betas must be two numbers in [0, 1), e.g. 0.9,0.999, got {self.betas}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ConfigError(f"--weight-decay must be >= 0, got {self.weight_decay}")
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -463,7 +512,11 @@ class RunConfig:
                 data_dir=_opt(d, "data_dir", str, where, None),
                 n_train=_opt(d, "n_train", int, where, None),
                 batch_size=_req(d, "batch_size", int, where),
-                lr=_req(d, "lr", float, where),
+                lr=_opt(d, "lr", float, where, None) if "lr" in d else _req(d, "lr", float, where),
+                optimizer=_opt(d, "optimizer", str, where, "sgd"),
+                momentum=_opt(d, "momentum", float, where, None),
+                betas=_betas(_opt(d, "betas", (list, tuple), where, None)),
+                weight_decay=_opt(d, "weight_decay", float, where, 0.0),
                 seed=_opt(d, "seed", int, where, 0),
                 epochs=_opt(d, "epochs", int, where, None),
                 iterations=_opt(d, "iterations", int, where, None),
@@ -478,6 +531,14 @@ class RunConfig:
             )
         except ConfigError as e:
             raise ValidationError(f"{where}: {e}") from None
+
+
+def _betas(v: Sequence[Any] | None) -> tuple[float, float] | None:
+    if v is None:
+        return None
+    if len(v) != 2 or not all(isinstance(b, int | float) and not isinstance(b, bool) for b in v):
+        raise ValidationError(f"run config: field 'betas' must be two numbers, got {v!r}")
+    return (float(v[0]), float(v[1]))
 
 
 # ----------------------------------------------------------------------------- run meta

@@ -73,6 +73,8 @@ INTERRUPTED = "interrupted"
 FAILED = "failed"
 STATUSES = (RUNNING, COMPLETE, INTERRUPTED, FAILED)
 
+#: Names a run id may not take: Zarr's metadata documents (a run named so would overwrite one).
+RESERVED_NAMES = frozenset({"zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata"})
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]{0,127}$")
 
 
@@ -80,14 +82,17 @@ def check_run_id(run_id: str) -> str:
     """Return ``run_id`` if it can name a run group, else raise :class:`ConfigError`.
 
     Run ids start with a letter or digit and use only letters, digits and ``_.=+-``
-    (at most 128 characters), so they are valid Zarr node names and file names on
-    every store.
+    (at most 128 characters; no control character, no trailing newline, no ``..``,
+    not ``zarr.json``), so they are valid Zarr node names and file names on every store.
     """
-    if not isinstance(run_id, str) or not _RUN_ID.match(run_id) or ".." in run_id:
+    # fullmatch: ``$`` of ``match`` would accept a trailing newline
+    if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id) or ".." in run_id:
         raise ConfigError(
             f"invalid run id {run_id!r}: use 1-128 letters, digits and '_.=+-', "
             "starting with a letter or digit"
         )
+    if run_id.lower() in RESERVED_NAMES:
+        raise ConfigError(f"invalid run id {run_id!r}: the name is reserved by Zarr, pick another --run-id")
     return run_id
 
 

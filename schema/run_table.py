@@ -28,6 +28,9 @@ MODEL_ARG_COLUMNS = ("depth", "width", "bias")
 NOT_GROUPING = frozenset(
     {"run_id", "epochs", "iterations", "engine", "device", "codec", "level", "param_chunk"}
     | {"param_sample", "store"}
+    # the optimizer's own hyperparameters are None for the other optimizers (and betas a pair):
+    # runs are grouped by ``optimizer`` and ``weight_decay``; these stay run-table columns
+    | {"momentum", "betas"}
 )
 #: Expanded by the flat row into these columns (nested rows keep one mapping).
 _NESTED = {"model_args": MODEL_ARG_COLUMNS, "storage": tuple(f.name for f in dataclasses.fields(StorageSpec))}

@@ -50,15 +50,29 @@ def parse_storage_options(items: list[str] | None) -> dict[str, Any]:
         if "=" not in item:
             raise LakeError(f"bad --storage-option {item!r}: use key=value")
         key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        if not all(p.strip() for p in parts):
+            raise LakeError(
+                f"bad --storage-option {item!r}: empty key or key part; use key=value or "
+                "a.b=value (e.g. client_kwargs.endpoint_url=http://...)"
+            )
         v: Any = value
         if value.lower() in ("true", "false"):
             v = value.lower() == "true"
         elif value.lstrip("-").isdigit():
             v = int(value)
         node = out
-        parts = key.split(".")
-        for p in parts[:-1]:
+        for i, p in enumerate(parts[:-1]):
             node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise LakeError(
+                    f"bad --storage-option {item!r}: {'.'.join(parts[: i + 1])!r} was given a value, "
+                    "it cannot also hold nested keys"
+                )
+        if isinstance(node.get(parts[-1]), dict):
+            raise LakeError(
+                f"bad --storage-option {item!r}: {key!r} already holds nested keys, it cannot be a value"
+            )
         node[parts[-1]] = v
     return out
 
@@ -95,6 +109,11 @@ def open_store(
                 f"cannot open {loc} ({msg}): check the URL scheme, install its fsspec backend "
                 "(e.g. pip install s3fs), and the --storage-option values"
             ) from None
+    if storage_options:
+        raise LakeError(
+            f"--storage-option is for object stores (s3://, gs://, ...): {loc} is a local path, "
+            "drop the option"
+        )
     return LocalStore(local_path(loc), read_only=read_only)
 
 

@@ -11,8 +11,10 @@ time, so a lake of any size is written in bounded memory).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,6 +57,10 @@ class RunSpec:
         Parameters per ``sgn`` chunk.
     batch_size, depth, width, lr, seed, model, status
         Recorded run configuration.
+    chunk_separator : {"/", "."}
+        Chunk-key separator of every array: ``"/"`` is Zarr's default nested
+        ``c/<i>/<j>/...`` (lakes written before issue 11), ``"."`` the collector's flat
+        ``c.<i>.<j>...``.
     """
 
     run_id: str
@@ -72,6 +78,7 @@ class RunSpec:
     seed: int = 0
     model: str = "fcn"
     status: str = "complete"
+    chunk_separator: str = "/"
 
     @property
     def n_committed(self) -> int:
@@ -139,7 +146,7 @@ def create_lake(path: str) -> zarr.Group:
     return root
 
 
-def _float_array(group: zarr.Group, name: str, shape, chunks, dims) -> zarr.Array:
+def _float_array(group: zarr.Group, name: str, shape, chunks, dims, sep: str = "/") -> zarr.Array:
     return group.create_array(
         name,
         shape=shape,
@@ -148,6 +155,7 @@ def _float_array(group: zarr.Group, name: str, shape, chunks, dims) -> zarr.Arra
         fill_value=np.nan,
         compressors=[zc.ZstdCodec(level=1)],
         dimension_names=dims,
+        chunk_key_encoding={"name": "default", "separator": sep},
     )
 
 
@@ -163,21 +171,30 @@ def write_run(root: zarr.Group, spec: RunSpec) -> RunMeta:
     meta = run_meta(spec)
     g = root.create_group(f"runs/{spec.run_id}")
     n_alloc, m = len(spec.iterations), spec.n_minibatches
-    it = g.create_array("iteration", shape=(n_alloc,), dtype="int64", dimension_names=["iteration"])
+    keys = {"name": "default", "separator": spec.chunk_separator}
+    it = g.create_array(
+        "iteration", shape=(n_alloc,), dtype="int64", dimension_names=["iteration"], chunk_key_encoding=keys
+    )
     it[:] = np.asarray(spec.iterations, dtype=np.int64)
     rng = np.random.default_rng(spec.seed)
     for name in ("loss", "accuracy"):
         a = g.create_array(
-            name, shape=(n_alloc,), dtype="float64", fill_value=np.nan, dimension_names=["iteration"]
+            name,
+            shape=(n_alloc,),
+            dtype="float64",
+            fill_value=np.nan,
+            dimension_names=["iteration"],
+            chunk_key_encoding=keys,
         )
         a[:] = rng.uniform(0.1, 1.0, n_alloc)
     alphas = param_alphas(spec)
     for info in meta.tensors:
         tg = g.create_group(info.name, attributes={"sgnlake_tensor": info.to_dict()})
         p, pc = info.numel, min(spec.param_chunk, info.numel)
-        sgn = _float_array(tg, "sgn", (n_alloc, m, p), (1, m, pc), ["iteration", "minibatch", "param"])
-        grad = _float_array(tg, "grad", (n_alloc, p), (1, pc), ["iteration", "param"])
-        weight = _float_array(tg, "weight", (n_alloc, p), (1, pc), ["iteration", "param"])
+        sep = spec.chunk_separator
+        sgn = _float_array(tg, "sgn", (n_alloc, m, p), (1, m, pc), ["iteration", "minibatch", "param"], sep)
+        grad = _float_array(tg, "grad", (n_alloc, p), (1, pc), ["iteration", "param"], sep)
+        weight = _float_array(tg, "weight", (n_alloc, p), (1, pc), ["iteration", "param"], sep)
         dead = np.asarray(spec.dead.get(info.name, []), dtype=int)
         for i in range(n_alloc):
             if i >= spec.n_committed:  # an unfinished write: garbage a reader must not use
@@ -265,3 +282,42 @@ def published(path: str, run: str, key: str) -> str:
     base = f"results/{run}/{key}"
     gen = plain_attrs(path, base).get("sgnlake_generation")
     return base if gen is None else f"{base}/{gen}"
+
+
+# ----------------------------------------------------------------------------- chunk keys (either layout)
+
+
+def chunk_key(array_dir: str | Path, *index: int) -> str:
+    """Key (relative to the array) of chunk ``index`` of the Zarr array in folder ``array_dir``.
+
+    Asks the array's own metadata, so it is right for the nested (``c/2/0/0``) and
+    the flat (``c.2.0.0``) chunk-key layouts alike.
+    """
+    return zarr.open_array(str(array_dir), mode="r").metadata.encode_chunk_key(tuple(index))
+
+
+def chunk_path(array_dir: str | Path, *index: int) -> Path:
+    """File of chunk ``index`` of the Zarr array in folder ``array_dir`` (see :func:`chunk_key`)."""
+    return Path(array_dir) / chunk_key(array_dir, *index)
+
+
+def chunk_coords(path: str | Path) -> tuple[int, ...]:
+    """Chunk coordinates of the chunk file ``path``, decoded with its array's chunk-key encoding."""
+    p = Path(path)
+    for d in p.parents:
+        if (d / "zarr.json").is_file():
+            enc = zarr.open_array(str(d), mode="r").metadata.chunk_key_encoding
+            key, sep = p.relative_to(d).as_posix(), enc.separator
+            if enc.name == "default":
+                key = key[2:] if key != "c" else ""
+            return tuple(int(x) for x in key.split(sep)) if key else ()
+    raise ValueError(f"{p} is not inside a Zarr array")
+
+
+def chunk_pattern(array_path: str, index: int) -> str:
+    """Regex for the store keys of the chunks of snapshot ``index`` of the array at ``array_path``.
+
+    ``array_path`` is the array's key prefix in the store (``runs/r/fc1.weight/sgn``, not a
+    regex); the pattern matches both layouts (``.../c/2/...`` and ``.../c.2....``).
+    """
+    return rf"{re.escape(array_path)}/c[./]{index}(?:[./]|$)"

@@ -52,7 +52,12 @@ def test_alpha_stores_reports_and_reuses(lake):
     rows = {ln.split()[0]: ln.split() for ln in out.splitlines() if ln.startswith(("fcn-", "lenet-"))}
     assert set(rows) == {"fcn-b50", "fcn-b100", "lenet-b50"}
     assert rows["fcn-b50"][1:5] == ["computed", "3", "3", "131"] and rows["fcn-b50"][7] == "1"
-    assert "non-finite" in out and rows["fcn-b50"][8] == "0" and "non-finite" not in r.stderr
+    assert (
+        "non-finite" in out
+        and rows["fcn-b50"][8] == "0"
+        and rows["fcn-b50"][9] == "0"
+        and "non-finite" not in r.stderr
+    )
     x, _ = read_sgn_plain(lake, "fcn-b100", "fc2.weight")
     stored = zarr.open_group(lake, mode="r")[f"{published(lake, 'fcn-b100', KEY5)}/fc2.weight/alpha"][:]
     np.testing.assert_allclose(stored, mohammadi_oracle(x, 5), rtol=1e-10)
@@ -86,7 +91,7 @@ def test_nonfinite_samples_are_counted_in_the_table(lake):
     r = run(lake, "--k1", "5", "--no-progress", "-r", "fcn-b*")
     assert r.exit_code == 0, r.output
     rows = {ln.split()[0]: ln.split() for ln in r.stdout.splitlines() if ln.startswith("fcn-")}
-    assert rows["fcn-b100"][8] == "3" and rows["fcn-b50"][8] == "0"
+    assert rows["fcn-b100"][9] == "3" and rows["fcn-b50"][9] == "0"  # after "dead", "sparse"
     assert rows["fcn-b100"][7] == "0"  # the parameters keep an estimate from their finite samples
     assert "skipped 3 non-finite SGN sample(s)" in r.stderr and "fcn-b100" in r.stderr
 

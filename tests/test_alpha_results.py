@@ -265,8 +265,11 @@ def test_summary_matches_pandas(lake_path):
         s = lake.summary(by=by, k1=5)
         assert list(s.columns) == list(SUMMARY_COLUMNS)
         for run in ("a", "b"):
-            a = lake.alpha(run, k1=5).load()
-            long = a.to_dataframe(name="alpha").reset_index()
+            ds = lake.result(run, k1=5)[["alpha", "inv_alpha", "sparse"]].load()
+            long = ds.to_dataframe()[
+                ["alpha", "inv_alpha", "sparse", "tensor", "module", "kind"]
+            ].reset_index()
+            assert (long["sparse"] == 0).all()  # stable samples: no degenerate parameter
             long["g"] = "all" if by == "model" else long[by]
             fin = long[long["alpha"].notna()]
             grp = fin.groupby(["iteration", "g"])["alpha"]
@@ -274,8 +277,13 @@ def test_summary_matches_pandas(lake_path):
             assert len(got) == len(long.groupby(["iteration", "g"]))
             np.testing.assert_allclose(got.loc[grp.median().index, "median"], grp.median())
             np.testing.assert_allclose(got.loc[grp.mean().index, "mean"], grp.mean())
-            inv = (1.0 / fin["alpha"]).groupby([fin["iteration"], fin["g"]]).mean()
+            # mean_inv: mean of the stored estimate of 1/alpha (negative estimates included)
+            inv = fin["inv_alpha"].groupby([fin["iteration"], fin["g"]]).mean()
             np.testing.assert_allclose(got.loc[inv.index, "mean_inv"], inv)
+            paper = (1.0 / fin["inv_alpha"]).groupby([fin["iteration"], fin["g"]]).mean()
+            np.testing.assert_allclose(got.loc[paper.index, "paper_mean"], paper)
+            pos = fin["inv_alpha"] > 0
+            np.testing.assert_allclose(fin["alpha"][pos], 1.0 / fin["inv_alpha"][pos], rtol=1e-12)
             np.testing.assert_allclose(got.loc[inv.index, "alpha_from_mean_inv"], 1.0 / inv)
             counts = long.groupby(["iteration", "g"])["alpha"]
             assert (got.loc[counts.size().index, "n_nan"] == counts.apply(lambda v: v.isna().sum())).all()

@@ -82,6 +82,22 @@ CASES: tuple[Case, ...] = (
     C("collect-stop-after-0", ("collect", "{MISSING}", "--stop-after", "0"), "stop", "--stop-after 0"),
     C("collect-unknown-flag", ("collect", "{MISSING}", "--bogus"), "No such option", "unknown option"),
     C("collect-no-lake", ("collect",), "Missing argument", "no LAKE argument"),
+    C("collect-run-id-newline", ("collect", "{MISSING}", "--run-id", "ab\n"), "invalid run id", "run id with a trailing newline"),
+    C("collect-run-id-tab", ("collect", "{MISSING}", "--run-id", "a\tb"), "invalid run id", "run id with a control character"),
+    C("collect-run-id-zarr-json", ("collect", "{MISSING}", "--run-id", "zarr.json"), "reserved", "run id 'zarr.json'"),
+    C("collect-run-id-dot", ("collect", "{MISSING}", "--run-id", "."), "invalid run id", "run id '.'"),
+    C("collect-run-id-hidden", ("collect", "{MISSING}", "--run-id", ".hidden"), "invalid run id", "run id starting with '.'"),
+    C("collect-level-high", ("collect", "{MISSING}", "--level", "99"), "-131072..22", "zstd --level 99"),
+    C("collect-level-blosc", ("collect", "{MISSING}", "--codec", "blosc-zstd", "--level", "12"), "0..9", "blosc --level 12"),
+    C("collect-seed-negative", ("collect", "{MISSING}", "--seed", "-1"), "--seed -1 out of range", "negative --seed"),
+    C("collect-seed-huge", ("collect", "{MISSING}", "--seed", "99999999999999999999999"), "out of range", "--seed beyond 2**63-1"),
+    C("collect-at-beyond", ("collect", "{MISSING}", "--iterations", "20", "--at", "5,500"), "last step 20", "--at beyond the last step"),
+    C("collect-storage-option-local", ("collect", "{MISSING}", "--storage-option", "anon=true"), "local path", "--storage-option for a local lake"),
+    C("collect-storage-option-empty-key", ("collect", "s3://b/lake", "--storage-option", "=x"), "empty key", "--storage-option with an empty key"),
+    C("collect-storage-option-empty-part", ("collect", "s3://b/lake", "--storage-option", "client_kwargs.=x"), "empty key", "--storage-option 'a.=x'"),
+    C("collect-storage-option-nested-conflict", ("collect", "s3://b/lake", "--storage-option", "client_kwargs=1", "--storage-option", "client_kwargs.endpoint_url=x"), "cannot also hold nested keys", "--storage-option value and nested keys for one name"),
+    C("collect-s3-unreachable", ("collect", "s3://b/lake", "--run-id", "x", "--storage-option", "client_kwargs.endpoint_url=http://127.0.0.1:9", "--storage-option", "key=k", "--storage-option", "secret=s"), "cannot connect", "S3 endpoint that does not answer"),
+    C("ls-s3-unknown-option", ("ls", "s3://b/lake", "--storage-option", "bogus_option=1", "--storage-option", "client_kwargs.endpoint_url=http://127.0.0.1:9"), "unknown storage option", "unknown S3 option"),
     # ------------------------------------------------------------------ ls
     C("ls-missing", ("ls", "{MISSING}"), "no lake at", "path with nothing there"),
     C("ls-not-a-lake", ("ls", "{NOTLAKE}"), "not an sgnlake lake", "folder that is not a lake"),
@@ -121,6 +137,7 @@ CASES: tuple[Case, ...] = (
     C("report-estimator", ("report", "{LAKE}", "--out", "{OUT}", "--estimator", "magic"), "magic", "unknown estimator"),
     C("report-dpi", ("report", "{LAKE}", "--out", "{OUT}", "--dpi", "5"), "--dpi", "--dpi 5"),
     C("report-out-file", ("report", "{LAKE}", "--out", "{FILE}"), "is a file", "--out is a file"),
+    C("report-figures", ("report", "{LAKE}", "--out", "{OUT}", "--figures", "nope"), "no figure kind", "--figures of no figure kind"),
     C("report-out-lake", ("report", "{LAKE}", "--out", "{LAKE}"), "inside the lake", "--out equal to the lake"),
     C("report-out-in-lake", ("report", "{LAKE}", "--out", "{LAKE}/report"), "inside the lake", "--out inside the lake"),
     C("report-iterations-huge", ("report", "{LAKE}", "--out", "{OUT}", "--iterations", "9" * 30), "out of range", "--iterations with a huge integer"),
@@ -305,7 +322,7 @@ def collect_rows(base: Path, runner: Callable[[Case], tuple[int, str, str]]) -> 
         text = msg[0] if code == 2 or len(msg) == 1 else (msg[-1] if msg else "")
         if case.bug:
             text = f"**known bug** ({case.bug}); now: {text or 'exit 0'}"
-        argv = " ".join(a.replace("{", "").replace("}", "") for a in case.argv)
+        argv = " ".join((a if a.isprintable() else repr(a)).replace("{", "").replace("}", "") for a in case.argv)
         rows.append((case.argv[0] if case.argv else "", case.what, argv, code, text))
     return rows
 

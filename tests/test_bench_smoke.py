@@ -1,6 +1,6 @@
 """Smoke runs of every benchmark script in ``bench/`` so they cannot rot.
 
-All seven scripts run once, concurrently, with ``--smoke`` (tiny sizes), each
+All nine scripts run once, concurrently, with ``--smoke`` (tiny sizes), each
 writing its markdown table and its headline numbers (``--json``) into a
 temporary folder. Each test then checks one script's output: the table was
 written, and the correctness checks the script makes along the way hold (the
@@ -21,7 +21,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-STUDIES = ("collector", "storage", "alpha_throughput", "fits", "out_of_core", "scaling", "writer")
+STUDIES = (
+    "collector", "storage", "alpha_throughput", "fits", "out_of_core", "scaling", "writer", "models", "commit",
+    "checksum",
+)  # fmt: skip
 TIMEOUT_S = 240
 
 
@@ -139,7 +142,31 @@ def test_scaling_smoke(smoke_runs: dict) -> None:
     assert m["sizes_bytes"][1] == 2 * m["sizes_bytes"][0]
 
 
+def test_models_smoke(smoke_runs: dict) -> None:
+    _md, m = _ok(smoke_runs, "models")
+    rows = m["rows"]
+    assert {r["engine"] for r in rows} == {"loop", "vmap"}
+    assert {r["model"].split()[0] for r in rows} == {"resnet-8", "vit"}
+    for r in rows:  # every engine's SGN equals the loop's; the model and RNG are left as they were
+        assert r["max_rel_diff_vs_loop"] < 1e-4, r
+        assert r["state_unchanged"] and r["seconds"] > 0, r
+
+
 def test_writer_smoke(smoke_runs: dict) -> None:
     _md, m = _ok(smoke_runs, "writer")
     assert m["compression_ratio"] > 1.0  # real SGN compresses under the lossless default
     assert m["cores"]["1"]["writer_mb_s"] > 0 and m["cores"]["1"]["limit_mb_s"] > 0
+
+
+def test_commit_smoke(smoke_runs: dict) -> None:
+    _md, m = _ok(smoke_runs, "commit")
+    fcn = m["fcn"]
+    assert set(fcn["cpu_s"]) == {"nested, zarr", "flat, zarr", "flat, direct", "flat, none"}
+    assert all(v > 0 for v in fcn["cpu_s"].values()) and fcn["mb"] > 0
+
+
+def test_checksum_smoke(smoke_runs: dict) -> None:
+    _md, m = _ok(smoke_runs, "checksum")
+    assert m["write_ratio"] > 0 and m["read_ratio"] > 0
+    assert m["flipped"]["True"].startswith("detected")  # the checksum finds a flipped bit
+    assert 0 < m["sizes"]["True"] - m["sizes"]["False"] < 0.01 * m["sizes"]["False"]

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-from lake_fixtures import RunSpec, write_lake
+from lake_fixtures import RunSpec, chunk_coords, chunk_key, chunk_path, write_lake
 
 from sgnlake.schema.check import check_lake
 from sgnlake.schema.meta import ResultMeta
@@ -41,7 +41,11 @@ def chunk_files(root: Path) -> list[Path]:
 @pytest.fixture(scope="module")
 def clean_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("check") / "lake"
-    write_lake(str(path), [RunSpec("r1"), RunSpec("r2", committed=2, status="running", seed=1)])
+    # r1 in Zarr's nested chunk-key layout (lakes before issue 11), r2 in the collector's flat one
+    write_lake(
+        str(path),
+        [RunSpec("r1"), RunSpec("r2", committed=2, status="running", seed=1, chunk_separator=".")],
+    )
     return path
 
 
@@ -62,12 +66,9 @@ def test_clean_lake_reads_every_committed_chunk(lake: Path, capsys) -> None:
     r2 = {r.run_id: r for r in rep.runs}["r2"]
     assert (r2.committed, r2.stored, r2.uncommitted_tail) == (2, 4, 2)
 
-    # r2: only snapshots 0 and 1 are read (the iteration axis comes first in chunk keys c/<i>/...)
-    def snapshot_of(p: Path) -> str:
-        parts = p.parts
-        return parts[len(parts) - 1 - parts[::-1].index("c") + 1]
-
-    n_r2 = sum(1 for p in chunk_files(lake / "runs" / "r2") if snapshot_of(p) in ("0", "1"))
+    # r2: only snapshots 0 and 1 are read (the iteration axis comes first in chunk keys)
+    assert (lake / "runs" / "r2" / "fc1.weight" / "sgn" / "c.0.0.0").is_file()  # the flat layout
+    n_r2 = sum(1 for p in chunk_files(lake / "runs" / "r2") if chunk_coords(p)[0] in (0, 1))
     assert n_r2 > 0
     assert r2.chunks_checked == n_r2
     assert any("uncommitted" in f.message and f.run == "r2" for f in rep.findings)
@@ -75,9 +76,8 @@ def test_clean_lake_reads_every_committed_chunk(lake: Path, capsys) -> None:
     assert code == 0 and "OK: 0 problem(s)" in out and err == ""
 
 
-def _sgn_chunk(lake: Path, run: str, tensor: str, snapshot: int) -> Path:
-    files = sorted((lake / "runs" / run / tensor / "sgn" / "c" / str(snapshot)).rglob("*"))
-    return next(p for p in files if p.is_file())
+def _sgn_dir(lake: Path, run: str, tensor: str) -> Path:
+    return lake / "runs" / run / tensor / "sgn"
 
 
 @pytest.mark.parametrize(
@@ -85,7 +85,7 @@ def _sgn_chunk(lake: Path, run: str, tensor: str, snapshot: int) -> Path:
     ["garbage", "truncate", "empty", "delete"],
 )
 def test_corrupt_committed_chunk_is_named(lake: Path, capsys, damage: str) -> None:
-    chunk = _sgn_chunk(lake, "r1", "fc1.weight", 2)
+    chunk = chunk_path(_sgn_dir(lake, "r1", "fc1.weight"), 2, 0, 0)
     raw = chunk.read_bytes()
     if damage == "garbage":
         chunk.write_bytes(os.urandom(len(raw)))
@@ -100,7 +100,7 @@ def test_corrupt_committed_chunk_is_named(lake: Path, capsys, damage: str) -> No
     (p,) = rep.problems
     its = np.asarray(zarr.open_group(str(lake), mode="r")["runs/r1/iteration"][:])
     assert (p.run, p.tensor, p.array, p.iteration) == ("r1", "fc1.weight", "sgn", int(its[2]))
-    assert p.chunk is not None and p.chunk.startswith("c/2/")
+    assert p.chunk == chunk_key(_sgn_dir(lake, "r1", "fc1.weight"), 2, 0, 0)
     code, out, _ = run_cli(["check", str(lake), "--no-progress"], capsys)
     assert code == 1
     assert f"run 'r1', tensor 'fc1.weight', array 'sgn', iteration {int(its[2])}" in out
@@ -111,13 +111,13 @@ def test_corrupt_committed_chunk_is_named(lake: Path, capsys, damage: str) -> No
 
 
 def test_damage_past_commit_marker_is_not_a_problem(lake: Path) -> None:
-    _sgn_chunk(lake, "r2", "fc1.weight", 3).write_bytes(b"not zstd at all")
+    chunk_path(_sgn_dir(lake, "r2", "fc1.weight"), 3, 0, 0).write_bytes(b"not zstd at all")
     rep = check_lake(lake)
     assert rep.ok
 
 
 def test_quick_mode_reads_no_chunk(lake: Path) -> None:
-    _sgn_chunk(lake, "r1", "fc1.weight", 0).write_bytes(b"junk")
+    chunk_path(_sgn_dir(lake, "r1", "fc1.weight"), 0, 0, 0).write_bytes(b"junk")
     rep = check_lake(lake, read_data=False)
     assert rep.ok and rep.chunks_checked == 0
     assert not check_lake(lake).ok
@@ -250,7 +250,7 @@ def test_usage_errors_exit_2(lake: Path, tmp_path: Path, capsys) -> None:
 
 def test_alpha_names_a_corrupt_chunk_or_skips_it(lake: Path, capsys) -> None:
     """The analysis meets the chunk check reports: one line naming it, or NaN with --skip-corrupt."""
-    chunk = _sgn_chunk(lake, "r1", "fc1.weight", 2)
+    chunk = chunk_path(_sgn_dir(lake, "r1", "fc1.weight"), 2, 0, 0)
     chunk.write_bytes(b"garbage!" * 4)
     it2 = int(np.asarray(zarr.open_group(str(lake), mode="r")["runs/r1/iteration"][2]))
     code, out, err = run_cli(["alpha", str(lake), "--runs", "r1", "--no-progress"], capsys)
@@ -283,9 +283,10 @@ def test_check_on_an_fsspec_url(lake: Path, capsys) -> None:
     assert rep.ok and rep.chunks_checked == check_lake(lake).chunks_checked
     fs = fsspec.filesystem("memory")
     root = url[len("memory://") :]
-    keys = sorted(p for p in fs.find(root) if "/r1/fc2.weight/" in p and "/c/" in p)
-    sgn_key = next(k for k in keys if "/sgn/c/1/" in k)
-    grad_key = next(k for k in keys if "/grad/c/3/" in k)
+    r1 = lake / "runs" / "r1" / "fc2.weight"
+    sgn_key = f"{root}/runs/r1/fc2.weight/sgn/{chunk_key(r1 / 'sgn', 1, 0, 0)}"
+    grad_key = f"{root}/runs/r1/fc2.weight/grad/{chunk_key(r1 / 'grad', 3, 0)}"
+    assert fs.exists(sgn_key) and fs.exists(grad_key)
     fs.pipe(sgn_key, b"garbage")
     fs.rm(grad_key)
     code, out, _ = run_cli(["check", url, "--json"], capsys)

@@ -52,7 +52,7 @@ def cli_ok(capsys, *argv: str) -> str:
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["--model", "resnet"], "unknown model 'resnet'"),
+        (["--model", "resnet50"], "unknown model 'resnet50'"),
         (["--batch-size", "201", "--n-train", "200"], "--batch-size 201 exceeds the 200 training examples"),
         (["--lr", "0"], "--lr must be a positive number"),
         (["--lr", "-0.5"], "--lr must be a positive number"),

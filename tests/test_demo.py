@@ -66,7 +66,9 @@ def check_demo_output(out: Path, runs: list[str], min_figures: int | None) -> No
         assert meta["committed"] == len(meta["planned_iterations"]) > 1
         (key,) = [k for k, _ in root[f"results/{rid}"].groups()]
         for t in meta["tensors"]:
-            a = root[f"results/{rid}/{key}/{t['name']}/alpha"]
+            gen = root[f"results/{rid}/{key}"].attrs.get("sgnlake_generation")  # the published generation
+            base = f"results/{rid}/{key}" if gen is None else f"results/{rid}/{key}/{gen}"
+            a = root[f"{base}/{t['name']}/alpha"]
             assert a.shape == (meta["committed"], t["numel"])
     if min_figures is None:
         return

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-from lake_fixtures import RunSpec, write_lake
+from lake_fixtures import RunSpec, chunk_path, write_lake
 from test_check import run_cli
 from test_reliability_kill import CONFIG, RUN
 
@@ -56,7 +56,7 @@ def _flip_one_bit(chunk: Path) -> None:
 
 
 def test_flipped_bit_in_sgn_chunk_is_reported_by_check_and_alpha(lake: Path, capsys) -> None:
-    chunk = sorted((lake / "runs" / RUN / "fc1.weight" / "sgn" / "c" / "2").rglob("*"))[-1]
+    chunk = chunk_path(lake / "runs" / RUN / "fc1.weight" / "sgn", 2, 0, 0)
     assert chunk.is_file() and chunk.stat().st_size > 64
     _flip_one_bit(chunk)
     it2 = int(np.asarray(zarr.open_group(str(lake), mode="r")[f"runs/{RUN}/iteration"][2]))

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pytest
 import zarr
+from lake_fixtures import chunk_pattern
 
 from sgnlake.schema import RunConfig, Schedule, StorageSpec, validate_lake
 from sgnlake.schema.check import check_lake
@@ -113,7 +114,7 @@ KILL_POINTS: dict[str, tuple[dict[str, Any], int | tuple[int, ...]]] = {
     "mid-chunk-write": (
         {
             "kind": "set",
-            "pattern": rf"runs/{RUN}/fc1\.weight/sgn/c/2/",
+            "pattern": chunk_pattern(f"runs/{RUN}/fc1.weight/sgn", 2),
             "nth": 3,
             "when": "after",
             "note": "chunk(s) stored beyond the arrays' shape",
@@ -121,7 +122,7 @@ KILL_POINTS: dict[str, tuple[dict[str, Any], int | tuple[int, ...]]] = {
         2,
     ),
     "during-checkpoint": (
-        {"kind": "set", "pattern": rf"checkpoints/{RUN}/s000002/state/c/", "nth": 1, "when": "before"},
+        {"kind": "set", "pattern": chunk_pattern(f"checkpoints/{RUN}/s000002/state", 0), "nth": 1, "when": "before"},
         2,
     ),
     # one array grown to 3 snapshots, the others and the marker still at 2

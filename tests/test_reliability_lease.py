@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from lake_fixtures import chunk_pattern
 from test_reliability_kill import N_SNAPSHOTS, RUN, assert_same_arrays, plain_arrays
 from test_reliability_misc import CLI_ARGS, assert_lake_clean, cli_child, reference  # noqa: F401
 
@@ -36,7 +37,7 @@ def _paused_collector(lake: Path, tmp_path: Path):
     a = cli_child(
         ["collect", str(lake), "--run-id", RUN, *CLI_ARGS],
         hook="pause",
-        pattern=rf"runs/{RUN}/fc1\.weight/sgn/c/2/",
+        pattern=chunk_pattern(f"runs/{RUN}/fc1.weight/sgn", 2),
         nth=1,
         flag=str(flag),
         release=str(release),
@@ -119,3 +120,24 @@ def test_second_collector_refused_on_s3(tmp_path: Path) -> None:
         assert b_err.count("\n") == 1 and f"pid {os.getpid()} on " in b_err, b_err
     finally:
         server.stop()
+
+
+def test_second_sweep_of_one_grid_is_refused(tmp_path: Path) -> None:
+    from test_sweep import TINY
+
+    lake = tmp_path / "lake"
+    cfg = tmp_path / "grid.toml"
+    cfg.write_text(TINY.replace("model_args.depth = [2, 3]", "model_args.depth = [2]"))
+    argv = ["sweep", str(lake), "--config", str(cfg), "--no-progress"]
+    flag, release = tmp_path / "paused", tmp_path / "release"
+    a = cli_child(argv, hook="pause", pattern=r"/sgn/c[./]1[./]", nth=1, flag=str(flag), release=str(release))
+    _wait_for(flag, a)
+    try:
+        b = cli_child(argv)
+        _, b_err = b.communicate(timeout=180)
+    finally:
+        release.touch()
+    a_out, a_err = a.communicate(timeout=240)
+    assert b.returncode == 2, b_err
+    assert b_err.count("\n") == 1 and f"pid {a.pid} on " in b_err and "sweep" in b_err, b_err
+    assert a.returncode == 0, (a_out, a_err)

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import zarr
 from faulty_store import FaultState, patch_open_store
+from lake_fixtures import chunk_pattern
 from test_reliability_kill import CONFIG, N_SNAPSHOTS, RUN, assert_same_arrays, plain_arrays
 
 from sgnlake.schema import LakeError, RunConfig, Schedule, validate_lake
@@ -107,7 +108,7 @@ def assert_lake_clean(lake: Path) -> None:
     "hook",
     [
         {"hook": "sigint-grad", "nth": 25},  # minibatch 5 of snapshot 2
-        {"hook": "sigint-write", "pattern": rf"runs/{RUN}/fc1\.weight/sgn/c/2/", "nth": 3},
+        {"hook": "sigint-write", "pattern": chunk_pattern(f"runs/{RUN}/fc1.weight/sgn", 2), "nth": 3},
     ],
     ids=["during-gradients", "during-write"],
 )
@@ -272,7 +273,7 @@ def plain_run(lake: Path, run: str) -> dict[str, np.ndarray]:
 @pytest.mark.parametrize(
     ("match", "after"),
     [
-        (rf"runs/{RUN}/fc1\.weight/sgn/c/2/", 2),  # chunks of snapshot 2 fail: disk full mid-snapshot
+        (chunk_pattern(f"runs/{RUN}/fc1.weight/sgn", 2), 2),  # chunks of snapshot 2 fail: disk full mid-snapshot
         ("", None),  # every write fails once snapshot 2 starts (metadata too): status cannot be saved
     ],
     ids=["chunk-writes", "all-writes"],
@@ -284,7 +285,7 @@ def test_disk_full_stops_the_run_with_committed_data_intact(
 
     lake = tmp_path / "lake"
     if after is None:  # from the first chunk write of snapshot 2 on, every write fails
-        state = FaultState(fail_from=rf"runs/{RUN}/fc1\.weight/sgn/c/2/")
+        state = FaultState(fail_from=chunk_pattern(f"runs/{RUN}/fc1.weight/sgn", 2))
     else:
         state = FaultState(match=match, fail_after=after)
     with monkeypatch.context() as mp:

@@ -17,7 +17,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-from lake_fixtures import RunSpec, mohammadi_oracle, plain_attrs, published, read_sgn_plain, write_lake
+from lake_fixtures import (
+    RunSpec,
+    chunk_key,
+    chunk_path,
+    mohammadi_oracle,
+    plain_attrs,
+    published,
+    read_sgn_plain,
+    write_lake,
+)
 from typer.testing import CliRunner
 
 from sgnlake.analyze import open_lake
@@ -133,7 +142,7 @@ def test_overlapping_alpha_processes_one_killed(tmp_path, victim):
 
 
 def _sgn_chunk(lake: str, run: str, tensor: str, snapshot: int) -> Path:
-    return Path(lake) / "runs" / run / tensor / "sgn" / "c" / str(snapshot) / "0" / "0"
+    return chunk_path(Path(lake) / "runs" / run / tensor / "sgn", snapshot, 0, 0)
 
 
 def test_force_keeps_the_published_result_when_the_new_one_fails(lake):
@@ -157,7 +166,7 @@ def test_force_keeps_the_published_result_when_the_new_one_fails(lake):
     # --skip-corrupt: counted and reported, the chunk's parameters get no alpha
     r = cli("alpha", lake, "--k1", "5", "--no-progress", "--runs", "a", "--force", "--skip-corrupt")
     assert r.exit_code == 0, r.output
-    assert "skipped 1 corrupt chunk" in r.stderr and "fc1.weight/sgn/c/1/0/0" in r.stderr
+    assert "skipped 1 corrupt chunk" in r.stderr and f"fc1.weight/sgn/{chunk_key(Path(lake) / 'runs/a/fc1.weight/sgn', 1, 0, 0)}" in r.stderr
 
 
 def test_missing_chunk_is_an_error_in_alpha_and_report(lake, tmp_path):

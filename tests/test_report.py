@@ -277,6 +277,12 @@ def test_pick_and_parse_iterations():
         parse_param("fc1.weight")
 
 
+def _sparse_oracle(col: np.ndarray) -> bool:
+    """Fewer distinct finite non-zero values than half the finite samples, and not constant."""
+    fin = col[np.isfinite(col)]
+    return len(set(fin.tolist())) > 1 and len({v for v in fin.tolist() if v != 0}) < 0.5 * len(fin)
+
+
 def test_report_on_collected_lake_reads_only(collected_lake, run_arrays, tmp_path):
     """A real (tiny FCN) lake from the collector: every per-run figure, key numbers from plain Zarr,
     and with store=False nothing is written into the lake."""
@@ -296,9 +302,15 @@ def test_report_on_collected_lake_reads_only(collected_lake, run_arrays, tmp_pat
     last = np.concatenate(
         [mohammadi_oracle(arrays[f"{t.name}/sgn"][-1], k1=k1, axis=0) for t in meta.tensors]
     )
+    # degenerate parameters (few distinct non-zero SGN values), by a loop over set() of each column
+    sparse = np.concatenate(
+        [[_sparse_oracle(col) for col in arrays[f"{t.name}/sgn"][-1].T] for t in meta.tensors]
+    ) & ~np.isnan(last)
     kn = rep.key_numbers.set_index("run").loc["tiny"]
-    assert kn["median α (last)"] == pytest.approx(float(np.nanmedian(last)), rel=1e-5)
+    assert sparse.sum() > 0  # MNIST border pixels
+    assert kn["median α (last)"] == pytest.approx(float(np.nanmedian(last[~sparse])), rel=1e-5)
     assert kn["dead (no α), last"] == f"{int(np.isnan(last).sum())}/{last.size}"
+    assert kn["degenerate (sparse), last"] == f"{int(sparse.sum())}/{last.size}"
     assert kn["loss (last)"] == pytest.approx(float(arrays["loss"][-1]))
     assert kn["last iteration"] == int(arrays["iteration"][-1]) and kn["M"] == meta.n_minibatches
     page = rep.index.read_text(encoding="utf-8")

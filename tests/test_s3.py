@@ -56,6 +56,8 @@ def run_prefix_of(key: str, lake: str = "lake") -> str | None:
     parts = key.split("/")
     if parts[0] != lake or len(parts) < 4:
         return None
+    if parts[1] == ".leases" and len(parts) >= 5:  # a run's lease records: .leases/runs/<run>/g<N>.json
+        return "/".join(parts[1:4])
     return f"{parts[1]}/{parts[2]}"
 
 
@@ -188,7 +190,10 @@ def test_collect_into_s3_concurrently_and_analyse(s3: S3, bucket: str, tmp_path:
     mark = s3.mark()
     collect(url, tiny_run_config("a"), progress=False, threads=1, storage_options=s3.storage_options)
     created = {w.key for w in s3.writes(bucket, mark) if run_prefix_of(w.key) is None}
-    assert created == {"lake/zarr.json", "lake/runs/zarr.json", "lake/checkpoints/zarr.json"}
+    # the lake, its groups and the node of the writers' lease records (schema/lease.py)
+    assert created == {
+        "lake/zarr.json", "lake/runs/zarr.json", "lake/checkpoints/zarr.json", "lake/.leases/zarr.json"
+    }  # fmt: skip
 
     # Stored objects equal those on local disk byte for byte (chunks, codecs, values), but for the
     # run's attributes (timestamps) and the checkpoint (a torch.save file).
@@ -220,7 +225,9 @@ def test_collect_into_s3_concurrently_and_analyse(s3: S3, bucket: str, tmp_path:
         assert p.returncode == 0, err
         assert "complete, 2/2 snapshots" in out
     prefixes = {run_prefix_of(w.key) for w in s3.writes(bucket, mark)}
-    assert prefixes == {"runs/b", "runs/c", "checkpoints/b", "checkpoints/c"}
+    assert prefixes == {
+        "runs/b", "runs/c", "checkpoints/b", "checkpoints/c", ".leases/runs/b", ".leases/runs/c"
+    }  # fmt: skip
 
     report = validate_lake(url, storage_options=s3.storage_options)
     assert report.ok and report.runs == ["a", "b", "c"], report.problems

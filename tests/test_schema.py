@@ -130,8 +130,11 @@ def test_codecs_follow_the_storage_spec():
     lossy = array_kwargs(StorageSpec(codec="blosc-zstd", keepbits=7))
     assert type(lossy["filters"][0]).__name__ == "BitRound"
     assert lossy["compressors"][0].shuffle.name == "bitshuffle"
-    none = array_kwargs(StorageSpec(codec="none"))["compressors"]  # no compressor: only the checksum
+    # no compressor: only the crc32c checksum, which ends every chain
+    none = array_kwargs(StorageSpec(codec="none"))["compressors"]
     assert [type(c).__name__ for c in none] == ["Crc32cCodec"]
+    for spec in (StorageSpec(), StorageSpec(codec="blosc-zstd", keepbits=7)):
+        assert type(array_kwargs(spec)["compressors"][-1]).__name__ == "Crc32cCodec"
     assert array_kwargs(StorageSpec(dtype="float16"))["dtype"] == np.float16
 
 
@@ -217,6 +220,8 @@ def test_run_table_columns_come_from_the_run_config_fields():
         "n_train",
         "batch_size",
         "lr",
+        "optimizer",
+        "weight_decay",
         "seed",
         "shuffle",
         "partition",

@@ -91,3 +91,18 @@ def test_cli_validate_estimators(tmp_path, capsys):
     assert ex.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --sizes") and "\n" not in err
+
+
+def test_sparse_validation_finds_planted_parameters_and_recovers_the_median():
+    from sgnlake.analyze.validation import SPARSE_COLUMNS, format_sparse_table, sparse_validation
+
+    rows = sparse_validation(sizes=(100,), alphas=(1.3, 1.7), n_params=1500, share=0.15, seed=3)
+    for r in rows:
+        assert set(r) == set(SPARSE_COLUMNS)
+        assert r["precision"] == 1.0 and r["recall"] >= 0.95, r
+        # the planted parameters pull the median down; without the flagged ones it is the true-only median
+        assert r["median_all"] < r["median_clean"] - 0.02
+        assert abs(r["median_clean"] - r["median_true_only"]) < 0.01
+        assert r["median_lo"] <= r["median_clean"] <= r["median_hi"]
+        assert abs(r["median_clean"] - r["alpha"]) < 0.1  # the estimator's own bias at M = 100 only
+    assert format_sparse_table(rows).count("\n") == 2 + len(rows)

@@ -46,6 +46,8 @@ from .sgn import (
     plot_sgn_log_density,
     plot_sgn_qq,
     plot_sgn_stable_fit,
+    plot_sgn_stable_qq,
+    stable_fit_at_boundary,
 )
 from .style import (
     ALPHA_AXIS_CAP,
@@ -86,5 +88,7 @@ __all__ = [
     "plot_sgn_log_density",
     "plot_sgn_qq",
     "plot_sgn_stable_fit",
+    "plot_sgn_stable_qq",
+    "stable_fit_at_boundary",
     "save_figure",
 ]

@@ -38,6 +38,7 @@ def plot_alpha_over_iterations(
     center: str = "median",
     secondary: str | None = "alpha_from_mean_inv",
     band: bool = True,
+    m: int | None = None,
 ) -> Axes:
     """Paper Fig 1: the per-parameter alpha of one run (or group) over iterations.
 
@@ -58,6 +59,12 @@ def plot_alpha_over_iterations(
         line are left out and counted in the note.
     band : bool
         Shade the ``q_lo``..``q_hi`` band.
+    m : int, optional
+        M, the SGN samples per parameter, printed in the note (and flagged when < 100).
+
+    With ``median_lo``/``median_hi`` columns (:mod:`sgnlake.analyze.aggregate`) the median
+    carries its 95% interval as error bars; ``n_sparse`` (degenerate parameters left out)
+    is printed in the note.
 
     Returns
     -------
@@ -66,6 +73,8 @@ def plot_alpha_over_iterations(
     s = stats.sort_values("iteration")
     x = s["iteration"].to_numpy()
     (line,) = ax.plot(x, s[center].to_numpy(), marker="o", ms=3, label=STAT_LABELS.get(center, center))
+    if center == "median":
+        _interval_bars(ax, s, x, line.get_color())
     if band and {"q_lo", "q_hi"} <= set(s.columns):
         ax.fill_between(
             x,
@@ -90,10 +99,13 @@ def plot_alpha_over_iterations(
         n = int(s["n_params"].max())
         nan = s["n_nan"].to_numpy()
         gt2 = s["n_gt2"].to_numpy()
+        head = "" if m is None else f"M = {m}{' (< 100: noisy)' if m < 100 else ''}; "
+        if "n_sparse" in s.columns:
+            note = f"\ndegenerate (left out): last {int(s['n_sparse'].to_numpy()[-1])}{note}"
         ax.text(
             0.01,
             0.02,
-            f"{n} parameters; dead (no estimate): {nan.min()}–{nan.max()} per snapshot, "
+            f"{head}{n} parameters; dead (no estimate): {nan.min()}–{nan.max()} per snapshot, "
             f"last {nan[-1]}; α > 2: last {gt2[-1]}{note}",
             transform=ax.transAxes,
             fontsize=8,
@@ -105,6 +117,20 @@ def plot_alpha_over_iterations(
     ax.legend(loc="upper right", fontsize=8)
     ax.grid(alpha=0.3)
     return ax
+
+
+def _interval_bars(ax: Axes, s: pd.DataFrame, x: np.ndarray, color: str, label: bool = True) -> None:
+    """Error bars of the median's 95% interval (``median_lo``..``median_hi``) when the table has them."""
+    if not {"median_lo", "median_hi", "median"} <= set(s.columns):
+        return
+    y = s["median"].to_numpy(dtype=np.float64)
+    lo = np.clip(y - s["median_lo"].to_numpy(dtype=np.float64), 0, None)
+    hi = np.clip(s["median_hi"].to_numpy(dtype=np.float64) - y, 0, None)
+    ok = np.isfinite(y) & np.isfinite(lo) & np.isfinite(hi)
+    ax.errorbar(
+        x[ok], y[ok], yerr=[lo[ok], hi[ok]], fmt="none", ecolor=color, capsize=2, lw=1,
+        label="95% interval of the median" if label else None,
+    )  # fmt: skip
 
 
 def plot_alpha_lines(
@@ -125,7 +151,8 @@ def plot_alpha_lines(
 
     Rows sharing (``hue``, ``x``) (e.g. seeds of one configuration) are averaged;
     when there are several, the line carries error bars of +- one standard
-    deviation across them.
+    deviation across them. A single run's median line carries the 95% interval of
+    the median (``median_lo``/``median_hi``) when the table has it.
 
     Parameters
     ----------
@@ -167,6 +194,8 @@ def plot_alpha_lines(
             )  # fmt: skip
         else:
             ax.plot(xs, ys, marker=marker, ms=3, color=colors[h], label=label)
+            if y == "median":
+                _interval_bars(ax, sub.sort_values(x), sub.sort_values(x)[x].to_numpy(), colors[h], False)
     _ref_alpha2(ax)
     _capped_note(ax)
     ax.set_title(title)

@@ -144,18 +144,89 @@ def plot_sgn_stable_fit(
     mu, sd = gaussian_fit(v)
     if sd > 0:
         ax.plot(grid, sps.norm.pdf(grid, mu, sd), label=f"Gaussian (σ={sd:.3g})", **_GAUSS_KW)
+    peak = 0.0
     if np.isfinite([a, beta, scale, loc]).all() and scale > 0:
         pdf = sps.levy_stable.pdf(grid, a, beta, loc=loc, scale=scale)
+        peak = float(np.nanmax(pdf)) if pdf.size else 0.0
+        flag = " (at the boundary)" if stable_fit_at_boundary(stable) else ""
         ax.plot(
-            grid, pdf, label=f"α-stable (α={a:.2f}, β={beta:.2f}, γ={scale:.3g}, δ={loc:.3g})", **_STABLE_KW
-        )
+            grid, pdf, label=f"α-stable (α={a:.2f}, β={beta:.2f}, γ={scale:.3g}, δ={loc:.3g}){flag}",
+            **_STABLE_KW,
+        )  # fmt: skip
     if log:
         ax.set_yscale("log")
         pos = dens[dens > 0]
         if pos.size:
             ax.set_ylim(pos.min() / 20, None)
+    elif dens.size and peak > 3 * dens.max() > 0:
+        # a fitted spike (tiny scale) would flatten the histogram: keep the data readable
+        ax.set_ylim(0, 1.5 * dens.max())
+        ax.text(
+            0.01, 0.98, f"stable density peaks at {peak:.3g} (clipped)", transform=ax.transAxes,
+            fontsize=7, va="top",
+        )  # fmt: skip
     ax.set_title(title)
     ax.set_xlabel(SGN_LABEL)
     ax.set_ylabel(DENSITY_LABEL + (", log scale" if log else ""))
+    ax.legend(fontsize=7)
+    return ax
+
+
+#: McCulloch's tables cover alpha in [0.5, 2] and |beta| <= 1; a fit on their edge is clipped there.
+STABLE_ALPHA_RANGE = (0.5, 2.0)
+
+
+def stable_fit_at_boundary(stable: Sequence[float], tol: float = 1e-3) -> bool:
+    """True when a McCulloch fit sits on the edge of its range (alpha at 0.5 or 2, |beta| = 1).
+
+    Such a fit is clipped by the quantile tables, not located: the sample's quantile ratios
+    lie outside what a stable law of that range gives (e.g. too few distinct values, or lighter
+    tails than the Gaussian).
+    """
+    a, beta = float(stable[0]), float(stable[1])
+    lo, hi = STABLE_ALPHA_RANGE
+    return bool(a <= lo + tol or a >= hi - tol or abs(beta) >= 1 - tol)
+
+
+def plot_sgn_stable_qq(
+    ax: Axes,
+    x: np.ndarray | xr.DataArray,
+    stable: Sequence[float],
+    *,
+    title: str,
+    n_quantiles: int = 25,
+) -> Axes:
+    """QQ-plot of the SGN against the fitted alpha-stable law.
+
+    The sample's quantiles at ``n_quantiles`` plotting positions ``(i - 0.5) / n`` against
+    ``scipy.stats.levy_stable.ppf`` of the fitted (alpha, beta, scale, loc) (S1; a modest
+    number of quantiles: the ppf is a numerical inversion, ~0.05 s each). Points on the
+    diagonal: the fitted law describes the sample, tails included.
+    """
+    v = _finite(x)
+    a, beta, scale, loc = (float(s) for s in stable)
+    probs = (np.arange(n_quantiles) + 0.5) / n_quantiles
+    if v.size < 2 or not (np.isfinite([a, beta, scale, loc]).all() and scale > 0):
+        ax.text(0.5, 0.5, "no stable fit", transform=ax.transAxes, ha="center")
+        ax.set_title(title)
+        return ax
+    theo = sps.levy_stable.ppf(probs, a, beta, loc=loc, scale=scale)
+    emp = np.quantile(v, probs)
+    ok = np.isfinite(theo)
+    ax.plot(theo[ok], emp[ok], "o", ms=3, color="tab:blue", label=f"SGN quantiles (M = {v.size})")
+    lim = (
+        [np.nanmin([theo[ok].min(), emp.min()]), np.nanmax([theo[ok].max(), emp.max()])]
+        if ok.any()
+        else [0, 1]
+    )
+    ax.plot(
+        lim,
+        lim,
+        **_STABLE_KW,
+        label="fitted α-stable" + (" (at the boundary)" if stable_fit_at_boundary(stable) else ""),
+    )
+    ax.set_title(title)
+    ax.set_xlabel("α-stable quantile")
+    ax.set_ylabel("SGN quantile")
     ax.legend(fontsize=7)
     return ax

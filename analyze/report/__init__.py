@@ -14,7 +14,8 @@ Layout of the output folder::
 Links in ``index.html`` are relative, so the folder can be moved, zipped or
 opened straight from disk (no server).
 
-Modules, by concern: :mod:`.options` (``--iterations``, ``--param``),
+Modules, by concern: :mod:`.options` (``--iterations``, ``--param``), :mod:`.kinds` (``--figures``),
+:mod:`.cache` (figures reused when their inputs did not change),
 :mod:`.estimator` (everything decided by the estimator's name), :mod:`.data`
 (what is read from the lake and computed: run data, pooled values, stable fits,
 groups of runs), :mod:`.figures` (each figure with its caption), :mod:`.html`
@@ -31,11 +32,13 @@ from .data import _varying_contexts as _varying_contexts  # re-exported (tests)
 from .estimator import resolve_report_estimator
 from .figures import MAX_CONTEXT_FIGURES, FigureBuilder
 from .html import write_html
+from .kinds import FIGURE_KINDS, select_figures
 from .options import check_param, parse_iterations, parse_param, pick_iterations
 from .result import FigureEntry, Report
 
 __all__ = [
     "CONTEXT_COLUMNS",
+    "FIGURE_KINDS",
     "MAX_CONTEXT_FIGURES",
     "POOLED_MAX_VALUES",
     "FigureBuilder",
@@ -50,6 +53,7 @@ __all__ = [
     "parse_param",
     "pick_iterations",
     "resolve_report_estimator",
+    "select_figures",
     "write_html",
     "write_report",
 ]

@@ -10,10 +10,12 @@ from typing import Any
 
 from sgnlake.schema.errors import ConfigError
 
-from .data import key_numbers, load_runs
+from .cache import FigureCache
+from .data import COMPARE_AT, DEFAULT_COMPARE_AT, key_numbers, load_runs
 from .estimator import resolve_report_estimator
 from .figures import FigureBuilder
 from .html import write_html
+from .kinds import FIGURE_KINDS, select_figures
 from .options import _check_iterations, check_param, parse_param
 from .result import Report
 
@@ -33,6 +35,10 @@ def build_report(
     param: str | None = None,
     pooled: bool = True,
     log: Callable[[str], None] | None = None,
+    figures: Sequence[str] | None = None,
+    reuse: bool = True,
+    compare_at: str = DEFAULT_COMPARE_AT,
+    include_sparse: bool = False,
     skip_corrupt: bool = False,
 ) -> Report:
     """Write the figures and ``index.html`` of a lake's report into ``out_dir``.
@@ -72,6 +78,17 @@ def build_report(
         Draw the per-parameter vs pooled figure (reads every SGN snapshot again).
     log : callable, optional
         Receives progress lines (default: print to stderr).
+    figures : sequence of str, optional
+        Figure kinds to draw (names, globs or paper numbers such as ``fig2``;
+        see :data:`.kinds.FIGURE_KINDS`); default all.
+    reuse : bool
+        Reuse a figure already in ``out_dir`` whose inputs (hash in the
+        ``.png.json`` beside it) did not change, instead of drawing it again.
+    compare_at : {"steps", "epochs"}
+        Runs of different batch size, depth or width are compared at equal SGD steps (the
+        paper's Fig 2, default) or equal epochs (see :func:`.data.cross_run_tables`).
+    include_sparse : bool
+        Keep degenerate parameters (the ``sparse`` result) in medians and means.
     skip_corrupt : bool
         Read SGN chunks that are missing or cannot be decoded as NaN and count them
         (a note in the report), instead of stopping with an error naming the chunk.
@@ -97,7 +114,10 @@ def build_report(
 
     # validate everything before OUT is created: a bad input leaves no trace
     settings = resolve_report_estimator(estimator, settings or {})
+    if compare_at not in COMPARE_AT:
+        raise ConfigError(f"unknown --compare-at {compare_at!r}: use one of {', '.join(COMPARE_AT)}")
     chosen_param = parse_param(param)
+    kinds = select_figures(figures)
     requested = _check_iterations(iterations)
     location = getattr(lake, "location", None)
     if isinstance(lake, str | os.PathLike):
@@ -117,17 +137,36 @@ def build_report(
     report = Report(index=out / "index.html", out_dir=out, skipped_runs=dict(lake.skipped_runs))
     data, stored_note = load_runs(
         lake, ids, estimator=estimator, settings=settings, requested=requested,
-        store=store, force=force, notes=report.notes, log=log,
+        store=store, force=force, notes=report.notes, log=log, include_sparse=include_sparse,
     )  # fmt: skip
-    figures = FigureBuilder(
+    common = {
+        "estimator": estimator,
+        "settings": settings,
+        "dpi": dpi,
+        "param": chosen_param,
+        "pooled": pooled,
+        "skip_corrupt": skip_corrupt,
+        "compare_at": compare_at,
+        "include_sparse": include_sparse,
+    }
+    cache = FigureCache(out, common) if reuse else None
+    builder = FigureBuilder(
         lake, out, report, estimator=estimator, settings=settings, dpi=dpi,
-        param=chosen_param, pooled=pooled, log=log,
+        param=chosen_param, pooled=pooled, log=log, figures=kinds, cache=cache,
+        compare_at=compare_at, include_sparse=include_sparse,
     )  # fmt: skip
     for r in ids:
         if r in data:
             log(f"report: figures of {r}")
-            figures.run_figures(data[r])
-    figures.cross_run_figures([data[r] for r in ids if r in data], runs_df)
+            builder.run_figures(data[r])
+    builder.cross_run_figures([data[r] for r in ids if r in data], runs_df)
+    if builder.not_selected:
+        report.notes.append(
+            f"Not drawn (--figures): {', '.join(k for k in FIGURE_KINDS if k in builder.not_selected)}."
+        )
+    report.reused = builder.reused
+    if builder.reused:
+        log(f"report: {builder.reused} figure(s) unchanged since the last report in {out}, reused")
     report.key_numbers = key_numbers(ids, data, runs_df)
     if lake.corrupt_chunks:
         keys = sorted(set(lake.corrupt_chunks))

@@ -62,10 +62,13 @@ def load_runs(
     force: bool,
     notes: list[str],
     log: Callable[[str], None],
+    include_sparse: bool = False,
 ) -> tuple[dict[str, _RunData], str]:
     """Store alpha (when asked and possible), summarise it, and read the chosen snapshots.
 
-    Runs without committed snapshots get a line in ``notes`` and no entry.
+    Runs without committed snapshots get a line in ``notes`` and no entry; a run with
+    M < 100 gets a warning line (few samples per estimate: noisy, biased alphas).
+    Degenerate parameters are left out of the summaries unless ``include_sparse``.
 
     Returns
     -------
@@ -87,19 +90,21 @@ def load_runs(
         log(f"report: alpha ({_settings_text(estimator, settings)}) for {len(active)} run(s)")
         try:
             rep = lake.compute_alpha(active, estimator, force=force, progress=False, **settings)
-            done = sum(1 for r in rep.runs if r.action in ("computed", "appended"))
-            stored_note = (
-                f"α computed and stored in the lake for {done} run(s); "
-                f"{len(rep.runs) - done} reused from stored results (key {rep.key})."
-            )
+            stored_note = stored_alpha_note(rep)
         except LakeError as e:
             stored_note = f"α could not be stored in the lake ({e}); it was computed in memory."
     summ = {
-        by: lake.summary(active, by=by, estimator=estimator, **settings)
+        by: lake.summary(active, by=by, estimator=estimator, include_sparse=include_sparse, **settings)
         for by in ("model", "module", "tensor")
     }
     out = {}
     for r in active:
+        m = lake.meta(r).n_minibatches
+        if m < 100:
+            notes.append(
+                f"run {r}: warning: M = {m} SGN samples per estimate (< 100): single α estimates are "
+                "noisy and biased; read medians with their intervals"
+            )
         its = lake.iterations(r)
         chosen = pick_iterations(its, requested)
         a = lake.alpha(r, estimator, **settings).sel(iteration=chosen)
@@ -118,7 +123,32 @@ def load_runs(
     return out, stored_note
 
 
+def stored_alpha_note(rep: Any) -> str:
+    """What the report did with stored alpha, from a :class:`~sgnlake.analyze.results.ComputeReport`.
+
+    Says which runs were computed now, which gained new snapshots and which were
+    read from results stored earlier (e.g. by ``sgnlake alpha`` or the demo just
+    before), never "computed for 0 run(s)" when alpha was in fact computed earlier.
+    """
+    counts = {a: sum(1 for r in rep.runs if r.action == a) for a in ("computed", "appended", "up-to-date")}
+    parts = []
+    if counts["computed"]:
+        parts.append(f"computed now and stored for {counts['computed']} run(s)")
+    if counts["appended"]:
+        parts.append(f"extended with new snapshots for {counts['appended']} run(s)")
+    if counts["up-to-date"]:
+        parts.append(
+            f"read from results already stored in the lake for {counts['up-to-date']} run(s) "
+            "(computed earlier; --force recomputes)"
+        )
+    return f"α (result key {rep.key}): {'; '.join(parts) or 'no runs'}."
+
+
 # ----------------------------------------------------------------------------- one parameter, pooled
+
+
+#: Candidates (nearest the tensor's median alpha first) checked for enough distinct SGN values.
+PARAM_CANDIDATES = 20
 
 
 def chosen_param(
@@ -130,7 +160,9 @@ def chosen_param(
     ``notes`` when ``param`` was given) the parameter of the run's largest
     weight tensor whose alpha at the last chosen snapshot is closest to the
     tensor's median. For a run that stores a parameter sample (``lake`` given)
-    only parameters whose SGN is stored are drawn.
+    only parameters whose SGN is stored are drawn; with ``lake``, among the
+    :data:`PARAM_CANDIDATES` closest, the first that is not degenerate at any chosen
+    snapshot (:func:`sgnlake.analyze.kernels.sparse_mask`: enough distinct SGN values for a fit).
     """
     tab = d.tensors
 
@@ -159,7 +191,21 @@ def chosen_param(
         return name, int(stored(name)[0]), "the tensor has no finite α at the last chosen snapshot"
     med = np.median(a[fin])
     dist = np.where(fin, np.abs(a - med), np.inf)
-    return name, int(flat[int(np.argmin(dist))]), how
+    if lake is None:
+        return name, int(flat[int(np.argmin(dist))]), how
+    from ..kernels import sparse_mask
+
+    order = np.argsort(dist, kind="stable")[:PARAM_CANDIDATES]
+    order = order[np.isfinite(dist[order])]
+    cands = sorted({int(flat[i]) for i in order})  # flat indices within the tensor
+    sgn = lake.sgn(d.run, name, iterations=d.chosen, params=cands)
+    x = np.moveaxis(np.asarray(sgn.values, dtype=np.float64), 1, -1)  # (iteration, param, minibatch)
+    pos = {p: k for k, p in enumerate(cands)}
+    for i in order:
+        f = int(flat[i])
+        if not sparse_mask(x[:, pos[f]]).any():
+            return name, f, how + ", among those with enough distinct SGN values (not degenerate)"
+    return name, int(flat[order[0]]), how + " (all nearby candidates are degenerate: few distinct SGN values)"
 
 
 def param_sgn(lake: Any, d: _RunData, name: str, idx: int) -> tuple[np.ndarray, np.ndarray]:
@@ -253,25 +299,62 @@ def _varying_contexts(df: pd.DataFrame, axes: Sequence[str]) -> list[tuple[str, 
     return out
 
 
-def cross_run_tables(data: list[_RunData], runs_df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+#: ``--compare-at`` choices: where runs of different batch size (or depth, width) are compared.
+COMPARE_AT = ("steps", "epochs")
+#: The paper's choice: its Fig 2 draws alpha against iterations (SGD steps) for every batch size.
+DEFAULT_COMPARE_AT = "steps"
+
+
+def _progress(stats: pd.DataFrame, m: int, compare_at: str) -> np.ndarray:
+    """Training progress of each snapshot: SGD steps, or epochs (steps / M, M steps per epoch)."""
+    it = stats["iteration"].to_numpy(dtype=np.float64)
+    return it / max(1, m) if compare_at == "epochs" else it
+
+
+def cross_run_tables(
+    data: list[_RunData], runs_df: pd.DataFrame, compare_at: str = DEFAULT_COMPARE_AT
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The tables the cross-run figures draw.
+
+    Runs are compared at equal training progress: ``compare_at`` ``"steps"`` (SGD
+    updates) or ``"epochs"`` (steps / M). The common point is the furthest progress every
+    run of ``data`` reached; each run contributes its snapshot nearest to it.
 
     Returns
     -------
     df : pandas.DataFrame
-        ``runs_df`` rows of the runs in ``data`` with the ``median`` and
-        ``mean`` alpha at each run's last snapshot and its ``last_iteration``.
+        ``runs_df`` rows of the runs in ``data`` with ``median``, ``median_lo``,
+        ``median_hi``, ``mean`` and ``paper_mean`` alpha at that snapshot, its iteration
+        ``last_iteration`` and ``epoch``, and ``compare_at``.
     long : pandas.DataFrame
-        Every run's per-iteration summary with ``run_id`` and ``batch_size``.
+        Every run's per-iteration summary with ``run_id``, ``batch_size`` and ``epoch``.
     """
+    if compare_at not in COMPARE_AT:
+        raise ValueError(f"compare_at must be one of {COMPARE_AT}, got {compare_at!r}")
     ids = [d.run for d in data]
     df = runs_df.loc[ids].copy()
-    last = {d.run: d.stats.sort_values("iteration").iloc[-1] for d in data}
-    df["median"] = [last[r]["median"] for r in ids]
-    df["mean"] = [last[r]["mean"] for r in ids]
-    df["last_iteration"] = [int(last[r]["iteration"]) for r in ids]
+    prog = {
+        d.run: _progress(d.stats.sort_values("iteration"), d.meta.n_minibatches, compare_at) for d in data
+    }
+    target = min(float(p.max()) for p in prog.values()) if prog else 0.0
+    at = {}
+    for d in data:
+        st = d.stats.sort_values("iteration").reset_index(drop=True)
+        at[d.run] = st.iloc[int(np.argmin(np.abs(prog[d.run] - target)))]
+    for col in ("median", "median_lo", "median_hi", "mean", "paper_mean"):
+        df[col] = [at[r].get(col, np.nan) for r in ids]
+    df["last_iteration"] = [int(at[r]["iteration"]) for r in ids]
+    df["epoch"] = [at[r]["iteration"] / max(1, d.meta.n_minibatches) for r, d in zip(ids, data, strict=True)]
+    df["compare_at"] = compare_at
     long = pd.concat(
-        [d.stats.assign(run_id=d.run, batch_size=d.meta.config.batch_size) for d in data],
+        [
+            d.stats.assign(
+                run_id=d.run,
+                batch_size=d.meta.config.batch_size,
+                epoch=d.stats["iteration"] / max(1, d.meta.n_minibatches),
+            )
+            for d in data
+        ],
         ignore_index=True,
     )
     return df, long
@@ -316,6 +399,10 @@ def key_numbers(ids: list[str], data: dict[str, _RunData], runs_df: pd.DataFrame
                     "median α (first)": float(first["median"]),
                     "median α (last)": float(lastr["median"]),
                     "dead (no α), last": f"{int(lastr['n_nan'])}/{int(lastr['n_params'])}",
+                    "degenerate (sparse), last": f"{int(lastr.get('n_sparse', 0))}/{int(lastr['n_params'])}",
+                    "median α 95% interval (last)": f"{lastr.get('median_lo', np.nan):.3g}–"
+                    f"{lastr.get('median_hi', np.nan):.3g}",
+                    "paper's mean α (last)": float(lastr.get("paper_mean", np.nan)),
                     "α > 2, last": int(lastr["n_gt2"]),
                     "non-finite SGN samples (all snapshots)": int(st["n_nonfinite_samples"].sum()),
                 }

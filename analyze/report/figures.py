@@ -19,7 +19,9 @@ import numpy as np
 import pandas as pd
 
 from .. import plots
+from .cache import FigureCache, inputs_hash, run_inputs
 from .data import (
+    DEFAULT_COMPARE_AT,
     _RunData,
     _stable_fit,
     _varying_contexts,
@@ -58,6 +60,11 @@ class FigureBuilder:
         Draw the per-parameter vs pooled figure.
     log : callable
         Receives progress and warning lines.
+    compare_at : {"steps", "epochs"}
+        Where runs of different batch size, depth or width are compared (see
+        :func:`.data.cross_run_tables`).
+    include_sparse : bool
+        Whether the summaries kept degenerate parameters (said in the captions).
     """
 
     def __init__(
@@ -72,6 +79,10 @@ class FigureBuilder:
         param: tuple[str, int] | None,
         pooled: bool,
         log: Callable[[str], None],
+        figures: frozenset[str] | None = None,
+        cache: FigureCache | None = None,
+        compare_at: str = DEFAULT_COMPARE_AT,
+        include_sparse: bool = False,
     ) -> None:
         self.lake = lake
         self.out = out_dir
@@ -82,6 +93,13 @@ class FigureBuilder:
         self.param = param
         self.pooled = pooled
         self.log = log
+        self.figures = figures  # figure kinds to draw (--figures); None: all
+        self.cache = cache  # reuse figures whose inputs did not change
+        self.not_selected: set[str] = set()  # kinds left out by --figures
+        self.reused = 0  # figures reused from an earlier report
+        self._inputs: dict[str, str] = {}
+        self.compare_at = compare_at
+        self.include_sparse = include_sparse
 
     def _save(self, fig, rel: str, caption: str, section: str, title: str = "") -> None:
         path = self.out / rel
@@ -90,7 +108,27 @@ class FigureBuilder:
         plots.save_figure(fig, path, dpi=self.dpi)
         self.report.figures.append(FigureEntry(rel, caption, section, title))
 
-    def _try(self, what: str, fn: Callable[[], None]) -> None:
+    def _run_inputs(self, d: _RunData) -> str:
+        if d.run not in self._inputs:
+            self._inputs[d.run] = run_inputs(d)
+        return self._inputs[d.run]
+
+    def _try(self, what: str, fn: Callable[[], None], kind: str | None = None, inputs: str = "") -> None:
+        """Draw job ``what`` (figure kind ``kind``) unless --figures leaves it out or its PNGs
+        are up to date (same ``inputs`` hash in their sidecars)."""
+        if kind is not None and self.figures is not None and kind not in self.figures:
+            self.not_selected.add(kind)
+            return
+        key = self.cache.key(what, inputs) if self.cache is not None and kind is not None else None
+        if key is not None:
+            hit = self.cache.lookup(what, key)
+            if hit is not None:
+                entries, notes = hit
+                self.report.figures.extend(entries)
+                self.report.notes.extend(n for n in notes if n not in self.report.notes)
+                self.reused += len(entries)
+                return
+        n_fig, n_notes = len(self.report.figures), len(self.report.notes)
         try:
             fn()
         except Exception as e:  # a figure must not take the whole report down; it is reported
@@ -99,6 +137,9 @@ class FigureBuilder:
             self.log(f"warning: figure failed, {msg}")
             if os.environ.get("SGNLAKE_DEBUG"):
                 traceback.print_exc()
+            return
+        if key is not None:
+            self.cache.record(what, key, self.report.figures[n_fig:], self.report.notes[n_notes:])
 
     # -------------------------------------------------------------- per-run figures
 
@@ -109,18 +150,28 @@ class FigureBuilder:
         b = d.meta.config.batch_size
         est = _settings_text(self.estimator, self.settings)
         common = f"Estimator {est}; M = {m} SGN samples (minibatches of b = {b}) per parameter and snapshot."
+        if m < 100:
+            common += " Warning: M < 100, single estimates are noisy."
+        sparse_txt = (
+            "Degenerate parameters (fewer distinct non-zero SGN values than half the samples, e.g. input "
+            "pixels that are zero in most minibatches; their estimate is pulled to α = 1) are "
+            + ("kept in the statistics." if self.include_sparse else "counted in the note and left out.")
+        )
 
         def fig1() -> None:
             fig, ax = plots.new_figure()
-            plots.plot_alpha_over_iterations(ax, d.stats, title=f"{d.run}: α over iterations (Fig 1)")
+            plots.plot_alpha_over_iterations(ax, d.stats, title=f"{d.run}: α over iterations (Fig 1)", m=m)
             self._save(
                 fig, f"{base}/fig01_alpha.png",
-                f"Paper Fig 1. Median (solid, with interquartile band) and 1/mean(1/α) (dashed) of the "
+                f"Paper Fig 1. Median (solid, with interquartile band and the 95% interval of the median "
+                f"over parameters as error bars) and 1/mean(1/α) (dashed) of the "
                 f"per-parameter tail index over all {int(d.stats['n_params'].max())} parameters of run {d.run} "
                 f"at each of its {len(d.stats)} committed snapshots. 1/α is the nearly unbiased quantity of "
                 f"the estimator; the plain mean of α is not drawn, it is dominated (or made infinite) by the "
                 f"few estimates far above 2 that small samples give. Parameters without an estimate (zero or "
-                f"constant SGN, e.g. dead ReLU units) are counted in the note and left out. {common}",
+                f"constant SGN, e.g. dead ReLU units) are counted in the note and left out. {sparse_txt} "
+                f"The paper's own statistic (the mean of α with negative estimates included) is the "
+                f"summary's paper_mean column. {common}",
                 sec, "α over iterations",
             )  # fmt: skip
 
@@ -150,7 +201,8 @@ class FigureBuilder:
                 f"Paper Figs 10-12. Distribution of the per-parameter α over all parameters of run {d.run} "
                 f"at iterations {', '.join(map(str, d.chosen))} (shared bins; dashed line: median; dotted: "
                 f"α = 2, the Gaussian). Dead parameters (no estimate) and values outside the bins are counted "
-                f"in the legends. {common}",
+                f"in the legends. Degenerate parameters (few distinct SGN values; counted in the run table) "
+                f"are drawn here with their estimate, which lies near α = 1: they make the spike at 1. {common}",
                 sec, "α distribution over parameters",
             )  # fmt: skip
 
@@ -191,18 +243,22 @@ class FigureBuilder:
                 f"Per-parameter α of each weight tensor of run {d.run} at iteration {t_last}, laid out like "
                 f"the weight: rows are output units, columns input units; conv weights as a grid of "
                 f"filters (output channel × input channel blocks of kernel pixels). Colour scale fixed to "
-                f"1..2 (values beyond saturate), grey = no estimate. {common}",
+                f"1..2 (values beyond saturate), grey = no estimate. Degenerate parameters show as dark (α ≈ 1) "
+                f"columns and rows: in a first layer the weights of pixels that are zero in most minibatches "
+                f"(near the image border, repeating every image row along the flat input index), deeper the "
+                f"weights of rarely active units; their count is in the run table. {common}",
                 sec, "α maps",
             )  # fmt: skip
 
-        self._try(f"{d.run} fig 1", fig1)
-        self._try(f"{d.run} figs 13-15", fig13)
-        self._try(f"{d.run} figs 10-12", fig10)
-        self._try(f"{d.run} fig 16", fig16)
-        self._try(f"{d.run} alpha map", alphamap)
-        self._try(f"{d.run} SGN figures", lambda: self.sgn_figures(d, common))
+        inputs = self._run_inputs(d)
+        self._try(f"{d.run} fig 1", fig1, "alpha", inputs)
+        self._try(f"{d.run} figs 13-15", fig13, "layers", inputs)
+        self._try(f"{d.run} figs 10-12", fig10, "alpha-hist", inputs)
+        self._try(f"{d.run} fig 16", fig16, "alpha-hist-layers", inputs)
+        self._try(f"{d.run} alpha map", alphamap, "alpha-map", inputs)
+        self._try(f"{d.run} SGN figures", lambda: self.sgn_figures(d, common), "sgn", inputs)
         if self.pooled and pooled_supported(self.estimator):
-            self._try(f"{d.run} pooled", lambda: self.pooled_figure(d, common))
+            self._try(f"{d.run} pooled", lambda: self.pooled_figure(d, common), "pooled", inputs)
         elif self.pooled:
             self.report.notes.append(
                 f"run {d.run}: the per-parameter vs pooled figure is drawn for the mohammadi estimator only "
@@ -210,7 +266,7 @@ class FigureBuilder:
             )
 
     def sgn_figures(self, d: _RunData, common: str) -> None:
-        name, idx, how = chosen_param(d, self.param, self.report.notes, self.lake)
+        name, idx, how = chosen_param(d, self.param, self.report.notes, lake=self.lake)
         sec = f"run:{d.run}"
         base = f"runs/{d.run}"
         x, a_par = param_sgn(self.lake, d, name, idx)  # (iteration, minibatch), alpha per iteration
@@ -230,17 +286,25 @@ class FigureBuilder:
         t_last = d.chosen[-1]
         xl = x[-1]
         fit = _stable_fit(xl)
-        fig, axes = plots.new_figure(1, 2, size=(11.0, 4.0))
+        fig, axes = plots.new_figure(1, 3, size=(16.0, 4.0))
         plots.plot_sgn_stable_fit(axes[0], xl, fit, title=f"{name}[{idx}] @ t={t_last} (Fig 8)")
         plots.plot_sgn_stable_fit(
             axes[1], xl, fit, title=f"{name}[{idx}] @ t={t_last}, log (Fig 9)", log=True
+        )
+        plots.plot_sgn_stable_qq(axes[2], xl, fit, title=f"{name}[{idx}] @ t={t_last}: QQ vs fitted α-stable")
+        boundary = (
+            " The fit lies on the boundary of McCulloch's tables (α at 0.5 or 2, or |β| = 1): it is clipped "
+            "there, not located, so read it as 'outside the stable range', not as an estimate."
+            if plots.stable_fit_at_boundary(fit)
+            else ""
         )
         self._save(
             fig, f"{base}/fig08_sgn_stable.png",
             f"Paper Figs 8-9. The same parameter's SGN at iteration {t_last} against the α-stable density "
             f"fitted by McCulloch's quantile method (scipy levy_stable, S1 parameterisation: α={fit[0]:.2f}, "
             f"β={fit[1]:.2f}, scale={fit[2]:.3g}, loc={fit[3]:.3g}) and the fitted Gaussian; linear (left) and "
-            f"log (right) density. {common}",
+            f"log (centre) density, and the QQ-plot of the SGN against the fitted α-stable law (right, 25 "
+            f"quantiles).{boundary} {common}",
             sec, "SGN against α-stable and Gaussian fits",
         )  # fmt: skip
 
@@ -267,7 +331,15 @@ class FigureBuilder:
         est = _settings_text(self.estimator, self.settings)
         if not data:
             return
-        df, long = cross_run_tables(data, runs_df)
+        df, long = cross_run_tables(data, runs_df, self.compare_at)
+        xcol = "epoch" if self.compare_at == "epochs" else "iteration"
+        at_txt = (
+            f"Runs are compared at equal {'epochs (SGD steps / M)' if xcol == 'epoch' else 'SGD steps'} "
+            f"(--compare-at {self.compare_at}; the paper's Fig 2 uses steps): each run's snapshot nearest to "
+            f"the furthest {'epoch' if xcol == 'epoch' else 'step'} all of them reached "
+            f"(iterations {', '.join(sorted({str(v) for v in df['last_iteration']}))})."
+        )
+        inputs = inputs_hash([self._run_inputs(d) for d in data], runs_df.astype(str))
 
         # Fig 2: alpha over iterations per batch size
         groups = _varying_contexts(df, ["batch_size"])
@@ -280,20 +352,25 @@ class FigureBuilder:
             def fig2(label=label, sub=sub, k=k) -> None:
                 fig, ax = plots.new_figure()
                 table = long[long["run_id"].isin(sub.index)]
-                plots.plot_alpha_by_batch_size(
-                    ax, table, title=f"median α over iterations per batch size: {label}"
-                )
+                plots.plot_alpha_lines(
+                    ax, table, hue="batch_size", x=xcol, y="median", hue_label="batch size",
+                    xlabel="epoch (SGD steps / M)" if xcol == "epoch" else None,
+                    title=f"median α over {'epochs' if xcol == 'epoch' else 'iterations'} per batch size: {label}",
+                )  # fmt: skip
                 sizes = sorted(sub["batch_size"].unique())
                 self._save(
                     fig, f"fig02_batch_size_{k + 1}.png",
-                    f"Paper Fig 2. Median per-parameter α over iterations, one line per batch size "
+                    f"Paper Fig 2. Median per-parameter α over "
+                    f"{'epochs (SGD steps / M)' if xcol == 'epoch' else 'iterations (SGD steps, as the paper)'}"
+                    f", one line per batch size "
                     f"({', '.join(map(str, sizes))}), for runs of {label} ({len(sub)} runs; runs with the same "
-                    f"batch size, e.g. seeds, are averaged with ± one standard deviation). Estimator {est}; "
-                    f"M differs with the batch size (M = floor(n / b)).",
+                    f"batch size, e.g. seeds, are averaged with ± one standard deviation; a single run carries "
+                    f"the 95% interval of its median). Estimator {est}; "
+                    f"M differs with the batch size (M = floor(n / b)). --compare-at {self.compare_at}.",
                     sec, f"α per batch size: {label}",
                 )  # fmt: skip
 
-            self._try(f"fig 2 ({label})", fig2)
+            self._try(f"fig 2 ({label})", fig2, "batch-size", inputs)
         self._omitted("Fig 2", groups)
 
         # alpha against batch size (one line per context)
@@ -307,17 +384,16 @@ class FigureBuilder:
                 fig, ax = plots.new_figure()
                 plots.plot_alpha_vs_config(
                     ax, table, x="batch_size", hue="context", hue_label="",
-                    title="median α at the last snapshot against batch size",
+                    title=f"median α at equal {self.compare_at} against batch size",
                 )  # fmt: skip
                 self._save(
                     fig, "alpha_vs_batch_size.png",
-                    f"Median per-parameter α at each run's last snapshot (iterations "
-                    f"{', '.join(sorted({str(v) for v in table['last_iteration']}))}) against batch size, one line "
-                    f"per model configuration. Estimator {est}.",
+                    f"Median per-parameter α against batch size, one line per model configuration. "
+                    f"{at_txt} Estimator {est}.",
                     sec, "α against batch size",
                 )  # fmt: skip
 
-            self._try("alpha vs batch size", figb)
+            self._try("alpha vs batch size", figb, "alpha-vs-batch-size", inputs)
         else:
             self.report.notes.append(
                 "α against batch size not drawn: no runs that differ only in batch size."
@@ -342,15 +418,14 @@ class FigureBuilder:
                     )  # fmt: skip
                 self._save(
                     fig, f"fig06_depth_width_{k + 1}.png",
-                    f"Paper Figs 6-7. Median per-parameter α at each run's last snapshot (iterations "
-                    f"{', '.join(sorted({str(v) for v in sub['last_iteration']}))}) against "
+                    f"Paper Figs 6-7. Median per-parameter α ({at_txt}) against "
                     + " and ".join(f"{a} (lines per {'width' if a == 'depth' else 'depth'})" for a in panels)
                     + f", runs of {label} ({len(sub)} runs; seeds averaged, ± one standard deviation). "
                     f"Estimator {est}.",
                     sec, f"α against depth/width: {label}",
                 )  # fmt: skip
 
-            self._try(f"figs 6-7 ({label})", fig6)
+            self._try(f"figs 6-7 ({label})", fig6, "depth-width", inputs)
         self._omitted("Figs 6-7", groups)
 
     def _omitted(self, what: str, groups: list) -> None:

@@ -34,6 +34,8 @@ class Report:
         Figures that failed (each also shown in the HTML); empty on success.
     key_numbers : pandas.DataFrame
         One row per run: the table of the HTML page.
+    reused : int
+        Figures reused from an earlier report in the same folder (inputs unchanged).
     skipped_runs : dict
         Runs left out because their metadata is damaged (``{run id: one line}``).
     """
@@ -44,4 +46,5 @@ class Report:
     notes: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     key_numbers: pd.DataFrame | None = None
+    reused: int = 0
     skipped_runs: dict[str, str] = field(default_factory=dict)

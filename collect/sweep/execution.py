@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import dataclasses
+import hashlib
 import multiprocessing
 import os
 import signal
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sgnlake.schema import RunConfig, SgnlakeError
+from sgnlake.schema.lease import Lease, lease_ttl
 from sgnlake.schema.names import COMPLETE
 
 from .planning import RunPlan, fmt_bytes
@@ -276,6 +278,12 @@ def _stop_workers(pool: cf.ProcessPoolExecutor, futures: list[cf.Future], grace:
                 os.kill(proc.pid, signal.SIGINT)
 
 
+def sweep_lease_key(plans: Sequence[RunPlan]) -> str:
+    """Lease key of a sweep: its grid, named by a digest of its sorted run ids."""
+    digest = hashlib.sha256("\n".join(sorted(p.run_id for p in plans)).encode()).hexdigest()[:16]
+    return f"sweeps/{digest}"
+
+
 def run_sweep(
     location: str | os.PathLike[str],
     plans: Sequence[RunPlan],
@@ -288,6 +296,28 @@ def run_sweep(
     echo: Callable[[str], None] | None = print,
     scheduler: str | None = None,
     resources: Mapping[str, float] | None = None,
+) -> SweepSummary:
+    with contextlib.ExitStack() as hold:
+        return _run_sweep(
+            location, plans, jobs=jobs, progress=progress, storage_options=storage_options,
+            collect_kwargs=collect_kwargs, threads=threads, echo=echo, scheduler=scheduler,
+            resources=resources, hold=hold,
+        )  # fmt: skip
+
+
+def _run_sweep(
+    location: str | os.PathLike[str],
+    plans: Sequence[RunPlan],
+    *,
+    jobs: int = 1,
+    progress: bool = True,
+    storage_options: Mapping[str, Any] | None = None,
+    collect_kwargs: Mapping[str, Any] | None = None,
+    threads: int | None = None,
+    echo: Callable[[str], None] | None = print,
+    scheduler: str | None = None,
+    resources: Mapping[str, float] | None = None,
+    hold: contextlib.ExitStack,
 ) -> SweepSummary:
     """Run (or skip, or resume) every planned run into one lake.
 
@@ -328,6 +358,11 @@ def run_sweep(
     Returns
     -------
     SweepSummary
+
+    Raises
+    ------
+    LeaseHeldError
+        Another live sweep runs the same grid into this lake.
     """
     from sgnlake.schema import open_lake_group
 
@@ -360,7 +395,12 @@ def run_sweep(
         else:
             todo.append((p, True))
     if todo:
-        open_lake_group(loc, mode="a", storage_options=storage_options)  # create once, before workers
+        root = open_lake_group(loc, mode="a", storage_options=storage_options)  # create once, before workers
+        # one live sweep of this grid (LeaseHeldError names the other); released when run_sweep returns
+        lease = Lease.acquire(
+            root, sweep_lease_key(plans), {"command": "sweep"}, ttl=lease_ttl(), what="this sweep's grid"
+        )
+        hold.callback(lease.release)
     kwargs = dict(collect_kwargs or {})
     gpu = bool(todo) and scheduler is None and _uses_gpu([p.config for p, _ in todo])
     if scheduler is not None:
@@ -436,6 +476,9 @@ def run_sweep(
     order = {p.run_id: i for i, p in enumerate(plans)}
     summary.outcomes.sort(key=lambda o: order.get(o.run_id, len(order)))
     return summary
+
+
+run_sweep.__doc__ = _run_sweep.__doc__
 
 
 def prepare_data(configs: Sequence[RunConfig], *, download: bool = False) -> None:

@@ -1,0 +1,77 @@
+"""Report statistics: comparison at equal steps or epochs, the stable QQ-plot, boundary fits, --compare-at."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats as sps
+
+from sgnlake.analyze import plots
+from sgnlake.analyze.report.data import _RunData, cross_run_tables
+
+
+def _run(run: str, b: int, m: int, its: list[int]) -> _RunData:
+    stats = pd.DataFrame(
+        {"iteration": its, "median": np.linspace(1.9, 1.3, len(its)), "mean": 1.5, "paper_mean": 1.4}
+    )
+    stats["median_lo"], stats["median_hi"] = stats["median"] - 0.05, stats["median"] + 0.05
+    meta = SimpleNamespace(n_minibatches=m, config=SimpleNamespace(batch_size=b))
+    return _RunData(run, meta, None, stats, None, None, None, None, [])
+
+
+def test_cross_run_tables_compare_at_equal_steps_or_epochs():
+    a = _run("b50", 50, 100, list(range(0, 700, 100)))  # 6 epochs of 100 steps
+    b = _run("b200", 200, 25, list(range(0, 175, 25)))  # 6 epochs of 25 steps
+    runs_df = pd.DataFrame({"batch_size": [50, 200]}, index=["b50", "b200"])
+    steps, long = cross_run_tables([a, b], runs_df, "steps")
+    assert list(steps["last_iteration"]) == [100, 150]  # furthest common step: 150 (b50's nearest: 100)
+    epochs, _ = cross_run_tables([a, b], runs_df, "epochs")
+    assert list(epochs["last_iteration"]) == [600, 150] and list(epochs["epoch"]) == [6.0, 6.0]
+    assert (epochs["median_hi"] - epochs["median_lo"]).round(6).eq(0.1).all()
+    np.testing.assert_allclose(long.loc[long.run_id == "b200", "epoch"], np.arange(7))
+    with pytest.raises(ValueError):
+        cross_run_tables([a, b], runs_df, "minutes")
+
+
+def test_stable_fit_at_boundary():
+    assert plots.stable_fit_at_boundary((2.0, -1.0, 1.0, 0.0))
+    assert plots.stable_fit_at_boundary((0.5, 0.0, 1.0, 0.0))
+    assert plots.stable_fit_at_boundary((1.4, 1.0, 1.0, 0.0))
+    assert not plots.stable_fit_at_boundary((1.4, 0.2, 1.0, 0.0))
+
+
+def test_stable_qq_points_follow_the_diagonal_for_stable_samples():
+    x = sps.levy_stable.rvs(1.5, 0.0, scale=2.0, size=400, random_state=np.random.default_rng(0))
+    fig, ax = plots.new_figure()
+    plots.plot_sgn_stable_qq(ax, x, (1.5, 0.0, 2.0, 0.0), title="qq", n_quantiles=15)
+    theo, emp = ax.lines[0].get_data()
+    assert len(theo) == 15
+    assert np.median(np.abs(emp - theo)) < 0.5  # scale 2: quantiles within a quarter scale
+    assert np.corrcoef(theo, emp)[0, 1] > 0.97
+
+
+def test_plot_alpha_over_iterations_prints_m_and_draws_the_interval():
+    st = pd.DataFrame(
+        {
+            "iteration": [0, 100],
+            "median": [1.8, 1.5],
+            "median_lo": [1.7, 1.4],
+            "median_hi": [1.9, 1.6],
+            "q_lo": [1.5, 1.2],
+            "q_hi": [2.0, 1.8],
+            "alpha_from_mean_inv": [1.7, 1.4],
+            "n_params": 10,
+            "n_nan": [0, 1],
+            "n_gt2": [1, 0],
+            "n_sparse": [2, 3],
+        }
+    )
+    fig, ax = plots.new_figure()
+    plots.plot_alpha_over_iterations(ax, st, m=33)
+    text = " ".join(t.get_text() for t in ax.texts)
+    assert "M = 33 (< 100" in text and "\ndegenerate (left out): last 3" in text
+    labels = ax.get_legend_handles_labels()[1]
+    assert "95% interval of the median" in labels
