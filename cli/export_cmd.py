@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from .options import parse_runs, runs_opt
+
 _HELP = """Export from lake LAKE to OUT; the format follows OUT's suffix.
 
   .csv, .parquet  the alpha summary (one row per run, iteration and group;
@@ -22,9 +24,7 @@ def register(app: typer.Typer) -> None:
     def export(
         lake: str = typer.Argument(..., metavar="LAKE", help="Lake path or fsspec URL."),
         out: str = typer.Argument(..., metavar="OUT", help="Output file: .csv, .parquet, .nc or .zarr."),
-        runs: list[str] = typer.Option(
-            None, "--runs", "-r", help="Run id or glob (repeatable; default: all runs)."
-        ),
+        runs: list[str] = runs_opt(),
         estimator: str = typer.Option("mohammadi", "--estimator", "-e", help="Estimator of alpha."),
         by: str = typer.Option("module", "--by", help="Summary grouping: module, tensor, kind or model."),
         tensor: str = typer.Option(None, "--tensor", help="Alpha of this tensor only (.nc, .zarr)."),
@@ -39,9 +39,9 @@ def register(app: typer.Typer) -> None:
         what, fmt = export_format(out)
         opened = open_lake(lake, parse_storage_options(storage_option), read_only=True)
         if what == "summary":
-            df = export_summary(opened, out, runs or None, by=by, estimator=estimator)
+            df = export_summary(opened, out, parse_runs(runs), by=by, estimator=estimator)
             typer.echo(f"wrote {len(df)} summary row(s) of {df['run_id'].nunique()} run(s) to {out} ({fmt})")
         else:
-            ds = export_alpha(opened, out, runs or None, estimator=estimator, tensor=tensor)
+            ds = export_alpha(opened, out, parse_runs(runs), estimator=estimator, tensor=tensor)
             sizes = ", ".join(f"{k}={v}" for k, v in ds.sizes.items())
             typer.echo(f"wrote alpha ({sizes}) to {out} ({fmt})")
