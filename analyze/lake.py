@@ -20,8 +20,17 @@ import xarray as xr
 import zarr
 from dask.base import tokenize
 
+from sgnlake.schema.conventions import unravel_param
 from sgnlake.schema.errors import LakeError, RunNotFoundError, SgnlakeError
-from sgnlake.schema.lake import DamagedError, open_lake_group, read_run_meta, run_damage, run_group, scan_runs
+from sgnlake.schema.lake import (
+    DamagedError,
+    open_lake_group,
+    read_run_meta,
+    run_damage,
+    run_group,
+    run_ids,
+    scan_runs,
+)
 from sgnlake.schema.meta import RunMeta, TensorInfo
 from sgnlake.schema.names import (
     ACCURACY,
@@ -44,6 +53,7 @@ from .selection import (
     _label_positions,
     _take,
 )
+from .views import RunIds, flat_params
 
 if TYPE_CHECKING:
     from .results import ComputeReport
@@ -134,7 +144,9 @@ class Lake:
         self.skipped_runs: dict[str, str] = {}
 
     def __repr__(self) -> str:
-        return f"<sgnlake Lake {self.location!r}>"
+        from .views import lake_repr
+
+        return lake_repr(self)
 
     # ------------------------------------------------------------------ metadata
 
@@ -166,20 +178,33 @@ class Lake:
             self._damaged = dict(sorted(damaged.items()))
         return self._damaged
 
-    def run_ids(self) -> list[str]:
-        """Sorted ids of the runs in the lake whose metadata is intact (see :meth:`damaged_runs`)."""
-        damaged = self.damaged_runs()
-        return [r for r in scan_runs(self._root)[0] if r not in damaged]
+    @property
+    def run_ids(self) -> RunIds:
+        """Ids of the runs in the lake, sorted by config (:func:`~sgnlake.schema.run_table.run_sort_key`).
 
-    def select_runs(self, runs: str | Sequence[str] | None = None) -> list[str]:
-        """Resolve run ids and glob patterns (``'fcn-*'``) to the sorted matching run ids.
+        Runs whose metadata is damaged are left out (see :meth:`damaged_runs`). A
+        property, like :attr:`runs`; calling it (``lake.run_ids()``) still works but
+        is deprecated.
+        """
+        damaged = self.damaged_runs()
+        return RunIds(r for r in run_ids(self._root) if r not in damaged)
+
+    def select_runs(self, runs: str | Sequence[str] | None = None, **where: Any) -> list[str]:
+        """Resolve run ids and glob patterns (``'fcn-*'``) to the matching run ids, sorted by config.
+
+        Keyword arguments select by config column (``batch_size=[50, 100]``,
+        ``depth=2``): a value or a list of accepted values.
 
         Raises
         ------
         RunNotFoundError
             An exact id is not in the lake, or no run matches at all.
+        SelectionError
+            A keyword is not a config column, or no run has the asked config.
         """
-        known = self.run_ids()
+        from .views import filter_by_config
+
+        known = list(self.run_ids)
         damaged = self.damaged_runs()
         pats = _as_list(runs)
         if pats is None:
@@ -188,7 +213,7 @@ class Lake:
                 if damaged:
                     raise DamagedError(next(iter(damaged.values())))
                 raise RunNotFoundError(f"the lake {self.location} has no runs yet: collect some first")
-            return known
+            return filter_by_config(self, known, where)
         out: set[str] = set()
         self.skipped_runs = {}
         for p in pats:
@@ -206,7 +231,7 @@ class Lake:
         if not out:
             hint = f"runs: {', '.join(known[:10])}" if known else "the lake has no runs"
             raise RunNotFoundError(f"no run matches {', '.join(map(repr, pats))} ({hint})")
-        return sorted(out)
+        return filter_by_config(self, [r for r in known if r in out], where)
 
     def _group(self, run: str) -> zarr.Group:
         if run not in self._groups:
@@ -307,15 +332,39 @@ class Lake:
         total_steps, n_examples, n_minibatches, remainder, n_tensors, n_params,
         created, updated, reason`` and any further model arguments.
         """
-        rows = [run_row(self.meta(r)) for r in self.run_ids()]
+        rows = [run_row(self.meta(r)) for r in self.run_ids]
         if not rows:
             return pd.DataFrame(columns=[*config_columns(), *STATE_COLUMNS]).set_index("run_id")
         return pd.DataFrame(rows).set_index("run_id")
 
     def config_coords(self, run: str) -> dict[str, Any]:
         """The :data:`CONFIG_COLUMNS` of one run as a dict."""
-        row = run_row(self.meta(run))
+        row = self.config_row(run)
         return {k: row.get(k) for k in CONFIG_COLUMNS}
+
+    def config_row(self, run: str) -> dict[str, Any]:
+        """The run-table row of one run (config and state columns, flat)."""
+        return run_row(self.meta(run))
+
+    def unravel_param(self, run: str, tensor: str, flat: int | Sequence[int]) -> tuple:
+        """Index tuple(s) into ``tensor``'s shape of flat C-order ``param`` coordinate value(s)."""
+        return unravel_param(flat, self.tensor_info(run, tensor).shape)
+
+    def _param_sel(self, run: str, info: TensorInfo, params: Any) -> Any:
+        """``params`` as positions along the stored axis (index tuples raveled, mapped into a sample)."""
+        flat = flat_params(params, info)
+        if flat is params or info.stored is None:
+            return flat
+        idx = self.param_index(run, info.name)
+        want = np.asarray(flat, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(idx, want), len(idx) - 1)
+        if not np.all(idx[pos] == want):
+            missing = unravel_param(int(want[idx[pos] != want][0]), info.shape)
+            raise SelectionError(
+                f"parameter {missing} of {info.name!r} is not in the sample run {run!r} stores "
+                f"(lake.param_index({run!r}, {info.name!r}) lists the stored ones)"
+            )
+        return pos.tolist()
 
     # ------------------------------------------------------------------ selections
 
@@ -371,6 +420,8 @@ class Lake:
             Positions along the stored axes. The ``param`` coordinate is the C-order
             flat index within the tensor (:meth:`param_index`: the position itself,
             unless the run stores a parameter sample).
+            ``params`` also takes an index tuple into the tensor's shape
+            (``(3, 17)`` of ``fc1.weight``) or a list of them.
 
         Returns
         -------
@@ -382,7 +433,7 @@ class Lake:
         x = self._dask(run, tensor, SGN)
         it_pos, it_vals = self._iteration_positions(run, iterations)
         mb_pos, mb_vals = _index_positions(x.shape[1], minibatches, "minibatch", run)
-        p_pos, p_vals = _index_positions(x.shape[2], params, "param", run, tensor)
+        p_pos, p_vals = _index_positions(x.shape[2], self._param_sel(run, info, params), "param", run, tensor)
         if info.stored is not None:
             p_vals = self.param_index(run, tensor)[p_vals]
         x = _take(x, (it_pos, mb_pos, p_pos))
@@ -400,7 +451,7 @@ class Lake:
         info = self.tensor_info(run, tensor)
         x = self._dask(run, tensor, name)
         it_pos, it_vals = self._iteration_positions(run, iterations)
-        p_pos, p_vals = _index_positions(x.shape[1], params, "param", run, tensor)
+        p_pos, p_vals = _index_positions(x.shape[1], self._param_sel(run, info, params), "param", run, tensor)
         if info.stored is not None:
             p_vals = self.param_index(run, tensor)[p_vals]
         x = _take(x, (it_pos, p_pos))
@@ -582,3 +633,46 @@ class Lake:
         from .summary import summary
 
         return summary(self, runs, by=by, estimator=estimator, iterations=iterations, **settings)
+
+    def alpha_runs(
+        self,
+        runs: str | Sequence[str] | None = None,
+        estimator: str = "mohammadi",
+        tensor: str | None = None,
+        iterations: IterationSel = None,
+        params: Any = None,
+        **kwargs: Any,
+    ) -> xr.DataArray:
+        """Alpha of several runs with a ``run`` dimension and config coordinates.
+
+        ``lake.alpha_runs(batch_size=[50, 100])``: config columns select runs, other
+        keywords are estimator settings. See :func:`sgnlake.analyze.views.alpha_runs`.
+        """
+        from .views import alpha_runs
+
+        return alpha_runs(self, runs, estimator, tensor, iterations, params, **kwargs)
+
+    def summary_runs(
+        self,
+        runs: str | Sequence[str] | None = None,
+        by: str = "module",
+        estimator: str = "mohammadi",
+        iterations: IterationSel = None,
+        **kwargs: Any,
+    ) -> xr.Dataset:
+        """Summary statistics of alpha as a Dataset ``(run, iteration, group)`` with config coordinates.
+
+        See :func:`sgnlake.analyze.views.summary_runs`.
+        """
+        from .views import summary_runs
+
+        return summary_runs(self, runs, by, estimator, iterations, **kwargs)
+
+    def datatree(self, runs: str | Sequence[str] | None = None) -> xr.DataTree:
+        """The lake as an ordered :class:`xarray.DataTree` (committed snapshots, no checkpoints).
+
+        See :func:`sgnlake.analyze.views.datatree`.
+        """
+        from .views import datatree
+
+        return datatree(self, runs)

@@ -28,6 +28,7 @@ import xarray as xr
 import zarr
 
 from sgnlake.schema.codecs import default_compressors
+from sgnlake.schema.conventions import tensor_group_attrs, variable_attrs
 from sgnlake.schema.errors import ConfigError, LakeError, SgnlakeError
 from sgnlake.schema.lake import now, software_versions
 from sgnlake.schema.meta import ResultMeta, TensorInfo
@@ -379,7 +380,12 @@ def _compute_run(
             gen = new_generation()
             dg = kg.create_group(gen)
             it = dg.create_array(
-                ITERATION, shape=(n,), dtype="int64", dimension_names=[ITERATION], compressors=default_compressors()
+                ITERATION,
+                shape=(n,),
+                dtype="int64",
+                dimension_names=[ITERATION],
+                attributes=variable_attrs(ITERATION),
+                compressors=default_compressors(),
             )
         it[start:n] = its[start:n]
         sources, targets, regions = [], [], []
@@ -389,7 +395,9 @@ def _compute_run(
             if start and info.name in dg:
                 tg = dg[info.name]
             else:
-                tg = dg.create_group(info.name, attributes={TENSOR_ATTR: info.to_dict()}, overwrite=True)
+                tg = dg.create_group(
+                    info.name, attributes={TENSOR_ATTR: info.to_dict(), **tensor_group_attrs(info)}, overwrite=True
+                )
             for name, out in outs.items():
                 if start and name in tg:
                     arr = tg[name]
@@ -403,6 +411,7 @@ def _compute_run(
                         dtype=out.dtype,
                         fill_value=np.nan if np.issubdtype(out.dtype, np.floating) else -1,
                         dimension_names=[ITERATION, PARAM],
+                        attributes=variable_attrs(name, info),
                         overwrite=True,
                         compressors=default_compressors(),  # zstd + crc32c checksum
                     )

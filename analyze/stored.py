@@ -148,7 +148,7 @@ def stored_results(lake: Lake, runs: str | Sequence[str] | None = None) -> pd.Da
     computation did not complete (no ``ResultMeta`` attribute).
     """
     rows = []
-    ids = lake.run_ids() if runs is None else lake.select_runs(runs)
+    ids = list(lake.run_ids) if runs is None else lake.select_runs(runs)
     base = node(lake.root, RESULTS_GROUP)
     for run in ids:
         rg = node(base, run) if base is not None else None

@@ -39,7 +39,43 @@ COMMAND_MODULES = (
     "sweep_cmd",  # sgnlake sweep
     "check_cmd",  # sgnlake check
     "copy_cmd",  # sgnlake copy
+    "rm_cmd",  # sgnlake rm
+    "export_cmd",  # sgnlake export
 )
+
+
+def version() -> str:
+    """The installed sgnlake version (``unknown`` when not installed as a package)."""
+    import importlib.metadata as md
+
+    try:
+        return md.version("sgnlake")
+    except md.PackageNotFoundError:
+        return "unknown"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"sgnlake {version()}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    show_version: bool = typer.Option(
+        False,
+        "--version",
+        "-V",
+        callback=_print_version,
+        is_eager=True,
+        help="Print the sgnlake version and exit.",
+    ),
+) -> None:
+    """sgnlake: a data lake for stochastic gradient noise (SGN).
+
+    Collect per-parameter SGN from SGD training into a Zarr v3 lake, then analyse its
+    tail index lazily with xarray and Dask.
+    """
 
 
 def _register_all() -> None:

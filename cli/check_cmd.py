@@ -27,6 +27,12 @@ def register(app: typer.Typer) -> None:
         progress: bool = typer.Option(
             True, "--progress/--no-progress", help="Show a progress bar on stderr (when it is a terminal)."
         ),
+        fix: bool = typer.Option(
+            False,
+            "--fix",
+            help="Remove orphan results and checkpoints (of runs no longer in the lake) and unfinished "
+            "results, saying what was removed; then check. Not while results are being computed.",
+        ),
     ) -> None:
         """Check a lake: schema version, each run's commit state, attrs, results, checkpoints,
         and that every committed chunk decodes.
@@ -38,6 +44,14 @@ def register(app: typer.Typer) -> None:
         from sgnlake.schema.store import parse_storage_options
 
         options = parse_storage_options(storage_option)
+        if fix:
+            from sgnlake.schema.lifecycle import fix_lake
+
+            fixed = fix_lake(lake, storage_options=options)
+            for line in fixed.lines():
+                typer.echo(line, err=as_json)
+            if not fixed.removed:
+                typer.echo("nothing to fix", err=as_json)
         bar = None
         show = progress and not as_json and sys.stderr.isatty()
 

@@ -44,6 +44,7 @@ from zarr.core.metadata.v3 import ArrayV3Metadata
 from zarr.core.sync import sync
 
 from sgnlake.schema.codecs import CHUNK_KEY_ENCODING, array_kwargs, default_compressors
+from sgnlake.schema.conventions import run_config_attrs, tensor_group_attrs, variable_attrs, write_coordinates
 from sgnlake.schema.errors import LakeError, RunExistsError, ValidationError
 from sgnlake.schema.lake import now, read_run_meta
 from sgnlake.schema.meta import RunMeta
@@ -338,6 +339,7 @@ class RunWriter:
             dtype="int64",
             fill_value=-1,
             dimension_names=[ITERATION],
+            attributes=variable_attrs(ITERATION),
             chunk_key_encoding=keys,
             compressors=ck,
         )
@@ -349,29 +351,40 @@ class RunWriter:
                 dtype="float64",
                 fill_value=np.nan,
                 dimension_names=[ITERATION],
+                attributes=variable_attrs(name),
                 chunk_key_encoding=keys,
                 compressors=ck,
             )
+        write_coordinates(g, MINIBATCH, m)
         for t in meta.tensors:
-            tg = g.create_group(t.name, attributes={TENSOR_ATTR: t.to_dict()})
+            tg = g.create_group(t.name, attributes={TENSOR_ATTR: t.to_dict(), **tensor_group_attrs(t)})
             pc = max(1, min(spec.param_chunk, t.n_stored))
+            if param_index is None:  # a sampled tensor's param coordinate holds its sample (write_indices)
+                write_coordinates(tg, PARAM, t.numel, pc)
             tg.create_array(
                 SGN,
                 shape=(0, m, t.n_stored),
                 chunks=(1, m, pc),
                 dimension_names=[ITERATION, MINIBATCH, PARAM],
+                attributes=variable_attrs(SGN, t),
                 **kw,
             )
             for name in (GRAD, WEIGHT):
                 tg.create_array(
-                    name, shape=(0, t.n_stored), chunks=(1, pc), dimension_names=[ITERATION, PARAM], **kw
+                    name,
+                    shape=(0, t.n_stored),
+                    chunks=(1, pc),
+                    dimension_names=[ITERATION, PARAM],
+                    attributes=variable_attrs(name, t),
+                    **kw,
                 )
         if param_index is not None:
             from sgnlake.collect.sampling import write_indices
 
             write_indices(g, param_index)
         root.require_group(checkpoint_path(rid))
-        g.update_attributes({RUN_ATTR: meta.to_dict()})
+        # the run attributes replace the claim (internal; its work is done once the run exists)
+        g.attrs.put({RUN_ATTR: meta.to_dict(), **run_config_attrs(meta)})
         return cls(root, meta, **kwargs)
 
     @classmethod

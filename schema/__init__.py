@@ -7,12 +7,17 @@ Layout (Zarr v3)::
     LAKE/                              attrs: sgnlake = LakeMeta
       runs/<run_id>/                   attrs: sgnlake_run = RunMeta
         iteration, loss, accuracy      (iteration,)
+        minibatch                      (minibatch,) index coordinate (version 2)
         <tensor>/                      attrs: sgnlake_tensor = TensorInfo
+          param   (param,)             index coordinate (version 2)
           sgn     (iteration, minibatch, param)
           grad    (iteration, param)
           weight  (iteration, param)
       results/<run_id>/<key>/          derived results (alpha, tests), own iteration coord
       checkpoints/<run_id>/            resume state (opaque bytes)
+
+Version 2 adds self-describing metadata (CF attributes, coordinates, flat config
+attributes): :mod:`sgnlake.schema.conventions`, docs/lake-format.md.
 """
 
 from .errors import (

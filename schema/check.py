@@ -36,10 +36,12 @@ from .names import (
     GENERATION_PREFIX,
     INTERRUPTED,
     ITERATION,
+    LEGACY_CLAIM_ATTR,
     RESULT_ATTR,
     RESULTS_GROUP,
     RUN_ARRAYS,
     RUN_ATTR,
+    RUN_COORDS,
     RUNNING,
     RUNS_GROUP,
     TENSOR_ARRAYS,
@@ -120,7 +122,7 @@ def _check_run(
         meta = read_run_meta(group)
     except SgnlakeError as e:
         if RUN_ATTR not in group.attrs:
-            claim = group.attrs.get(CLAIM_ATTR)
+            claim = group.attrs.get(CLAIM_ATTR, group.attrs.get(LEGACY_CLAIM_ATTR))
             who = (
                 f" by pid {claim.get('pid')} on {claim.get('host')} since {claim.get('time')}"
                 if isinstance(claim, Mapping)
@@ -200,7 +202,7 @@ def _check_run(
 
     known = {t.name for t in meta.tensors}
     for child, _node in _children(group, report, run=name):
-        if child in RUN_ARRAYS:
+        if child in RUN_ARRAYS or child in RUN_COORDS:
             continue
         if child not in known:
             report.add(WARNING, f"run {name!r}: node {child!r} is not in the tensor table", run=name)

@@ -10,6 +10,7 @@ from .lake import open_lake_group, read_run_meta, run_damage, scan_runs
 from .meta import RunMeta
 from .names import run_path
 from .run_table import run_row as table_row
+from .run_table import sort_runs
 from .store import stored_bytes
 
 #: Bytes per value of the computed (uncompressed) SGN, grad and weight: float32.
@@ -43,7 +44,7 @@ def list_runs(
     Returns
     -------
     list of dict
-        One row per run (sorted by id): ``run_id``, ``model``, ``dataset``,
+        One row per run (sorted by config, then id; damaged runs last): ``run_id``, ``model``, ``dataset``,
         ``batch_size``, ``committed``, ``planned``, ``status``, ``stored_bytes``
         (all keys under ``runs/<run_id>/`` in the store), ``uncompressed_bytes``
         (float32 SGN + grad + weight of the committed snapshots), ``ratio``
@@ -59,6 +60,7 @@ def list_runs(
     root = open_lake_group(os.fspath(location), mode="r", storage_options=storage_options)
     rows = []
     ok, damaged = scan_runs(root)
+    metas = {}
     for rid in ok:
         group = root[run_path(rid)]
         meta = read_run_meta(group)
@@ -66,9 +68,12 @@ def list_runs(
         if damage is not None:
             damaged[rid] = damage
             continue
+        metas[rid] = meta
         rows.append(run_row(meta, stored_bytes(root.store, run_path(rid))))
     rows += [damaged_row(rid, msg) for rid, msg in damaged.items()]
-    return sorted(rows, key=lambda r: r["run_id"])
+    # the one order of runs: by config, then naturally by id; damaged runs last
+    order = {rid: i for i, rid in enumerate(sort_runs({**metas, **dict.fromkeys(damaged)}))}
+    return sorted(rows, key=lambda r: order[r["run_id"]])
 
 
 def damaged_row(run_id: str, damage: str) -> dict[str, Any]:

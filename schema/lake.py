@@ -234,11 +234,21 @@ def lake_meta(root: zarr.Group) -> LakeMeta:
 
 
 def run_ids(root: zarr.Group) -> list[str]:
-    """Sorted ids of the readable runs in a lake (groups under ``runs/`` with run attrs).
+    """Ids of the readable runs in a lake (groups under ``runs/`` with run attrs), sorted by config.
 
-    A run whose ``zarr.json`` cannot be read is left out (see :func:`scan_runs`).
+    The order is :func:`~sgnlake.schema.run_table.run_sort_key` (config, then the id
+    naturally: ``b50`` before ``b100``). A run whose ``zarr.json`` cannot be read is
+    left out (see :func:`scan_runs`).
     """
-    return scan_runs(root)[0]
+    from .run_table import sort_runs
+
+    metas: dict[str, RunMeta | None] = {}
+    for name in scan_runs(root)[0]:
+        try:
+            metas[name] = RunMeta.from_dict(root[run_path(name)].attrs[RUN_ATTR])
+        except Exception:  # damaged: sorted last by id
+            metas[name] = None
+    return sort_runs(metas)
 
 
 def _child_names(root: zarr.Group, path: str) -> list[str]:

@@ -111,7 +111,9 @@ _NODE_DOC = {
     "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
     "fill_value": 0,
     "codecs": [{"name": "bytes"}],
-    "attributes": {"sgnlake_leases": "lease records of sgnlake writers (see sgnlake.schema.lease)"},
+    # a named dimension keeps plain xarray.open_datatree(lake) working (it needs dimension_names)
+    "dimension_names": ["lease"],
+    "attributes": {"_sgnlake_leases": "lease records of sgnlake writers (see sgnlake.schema.lease)"},
 }
 
 

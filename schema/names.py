@@ -7,8 +7,13 @@ import re
 from .errors import ConfigError
 
 SCHEMA_NAME = "sgnlake.lake"
-#: Version of the lake layout. Readers refuse lakes with a newer major version.
-SCHEMA_VERSION = 1
+#: Version of the lake layout. Readers refuse lakes with a newer version.
+#: 1: the layout; 2: self-describing conventions (:mod:`sgnlake.schema.conventions`:
+#: CF attributes, ``minibatch`` / ``param`` coordinates, flat config attributes,
+#: internal attributes prefixed ``_sgnlake``). Version-1 lakes stay readable.
+SCHEMA_VERSION = 2
+#: Prefix of the software's internal bookkeeping attributes (not part of the documented view).
+INTERNAL_PREFIX = "_sgnlake"
 
 #: Root group attribute holding :class:`~sgnlake.schema.meta.LakeMeta`.
 LAKE_ATTR = "sgnlake"
@@ -25,8 +30,11 @@ GENERATION_ATTR = "sgnlake_generation"
 GENERATION_PREFIX = "gen-"
 #: Run group attribute naming the collector that created the group (``token``, ``host``,
 #: ``pid``, ``time``); written atomically with the group before anything else of the run,
-#: so that of two collectors creating one run id only one proceeds.
-CLAIM_ATTR = "sgnlake_claim"
+#: so that of two collectors creating one run id only one proceeds. Internal: dropped
+#: when the run attributes are written.
+CLAIM_ATTR = f"{INTERNAL_PREFIX}_claim"
+#: The claim attribute's name in schema version 1.
+LEGACY_CLAIM_ATTR = "sgnlake_claim"
 
 RUNS_GROUP = "runs"
 #: Derived results (alpha, tests), outside the run tree so that their own
@@ -47,6 +55,10 @@ ITERATION_ARRAY = ITERATION
 LOSS = "loss"
 ACCURACY = "accuracy"
 RUN_ARRAYS = (ITERATION_ARRAY, LOSS, ACCURACY)
+#: Index coordinates (schema version >= 2): ``minibatch`` in each run group,
+#: ``param`` in each tensor group of a run.
+RUN_COORDS = (MINIBATCH,)
+TENSOR_COORDS = (PARAM,)
 
 # Tensor-level arrays
 SGN = "sgn"  # (iteration, minibatch, param)

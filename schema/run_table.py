@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
+from collections.abc import Mapping
 from typing import Any
 
 from .meta import RunConfig, RunMeta, StorageSpec
@@ -144,3 +146,39 @@ def run_row(meta: RunMeta, *, nested: bool = False) -> dict[str, Any]:
     config = {k: v for k, v in values.items() if nested or k in columns}
     extra = {k: v for k, v in values.items() if k not in config}
     return {**config, **_state_values(meta), **extra}
+
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(text: str) -> tuple[Any, ...]:
+    """Sort key of a string with its digit runs compared as numbers (``b50 < b100 < b200``)."""
+    return tuple(int(p) if p.isdigit() else p.lower() for p in _DIGITS.split(str(text)) if p != "")
+
+
+def _value_key(value: Any) -> tuple[Any, ...]:
+    if value is None:
+        return (2,)
+    if isinstance(value, bool | int | float):
+        return (0, float(value), "")
+    return (1, 0.0, natural_key(value))
+
+
+def run_sort_key(meta: RunMeta | None, run_id: str | None = None) -> tuple[Any, ...]:
+    """The one order of runs (``ls``, the report, the API): by config, then naturally by id.
+
+    Runs compare by :data:`CONFIG_COLUMNS` in order (model, depth, width, ...,
+    batch size, lr, seed, ...), numbers as numbers, then by :func:`natural_key` of
+    the run id. A run whose metadata cannot be read (``meta`` None) sorts after
+    the others, by its id.
+    """
+    rid = run_id if run_id is not None else (meta.run_id if meta is not None else "")
+    if meta is None:
+        return (1, (), natural_key(rid))
+    row = run_row(meta)
+    return (0, tuple(_value_key(row.get(k)) for k in CONFIG_COLUMNS), natural_key(rid))
+
+
+def sort_runs(metas: Mapping[str, RunMeta | None]) -> list[str]:
+    """Run ids of ``{run_id: meta}`` in :func:`run_sort_key` order."""
+    return sorted(metas, key=lambda r: run_sort_key(metas[r], r))

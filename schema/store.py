@@ -340,3 +340,12 @@ def delete_prefix(store: Store, prefix: str) -> None:
     """Delete every object under directory ``prefix`` (nothing if there is none)."""
     s = storage(store)
     run_sync(s.delete_dir(prefix.strip("/")))
+
+
+def delete_key(store: Store, key: str) -> None:
+    """Delete the one object ``key`` (nothing if it is absent)."""
+    s = storage(store)
+    try:
+        run_sync(s.delete(key))
+    except FileNotFoundError:
+        pass

@@ -11,9 +11,18 @@ import numpy as np
 import zarr
 
 from .errors import SgnlakeError, ValidationError
-from .lake import open_lake_group, read_run_meta, run_ids
+from .lake import lake_meta, open_lake_group, read_run_meta, run_ids
 from .meta import RunMeta
-from .names import ITERATION, RUN_ARRAYS, RUN_ATTR, RUNS_GROUP, TENSOR_ARRAYS, run_path
+from .names import (
+    ITERATION,
+    MINIBATCH,
+    PARAM,
+    RUN_ARRAYS,
+    RUN_ATTR,
+    RUNS_GROUP,
+    TENSOR_ARRAYS,
+    run_path,
+)
 
 
 @dataclass
@@ -23,6 +32,9 @@ class ValidationReport:
     location: str
     runs: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    #: Where a lake of schema version >= 2 lacks its self-describing metadata
+    #: (:func:`convention_gaps`); readers do not need it, so these are not problems.
+    conventions: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -88,6 +100,43 @@ def validate_run(group: zarr.Group, meta: RunMeta) -> list[str]:
     return problems
 
 
+def convention_gaps(group: zarr.Group, meta: RunMeta) -> list[str]:
+    """Where a run lacks the schema-2 conventions (:mod:`sgnlake.schema.conventions`).
+
+    Checks the ``minibatch`` and ``param`` index coordinates and the ``long_name`` /
+    ``units`` attributes of every array of the run.
+    """
+    rid = meta.run_id
+    gaps: list[str] = []
+
+    def coord(g: zarr.Group, name: str, size: int, where: str) -> None:
+        if name not in g or not isinstance(g[name], zarr.Array):
+            gaps.append(f"run {rid!r}: {where} has no {name!r} coordinate")
+        elif _dims(g[name]) != (name,) or g[name].shape != (size,):
+            gaps.append(f"run {rid!r}: {where}/{name} is not a ({name}={size},) coordinate")
+
+    def attrs(arr: zarr.Array, where: str) -> None:
+        missing = [k for k in ("long_name", "units") if k not in arr.attrs]
+        if missing:
+            gaps.append(f"run {rid!r}: {where} has no {' / '.join(missing)} attribute")
+
+    coord(group, MINIBATCH, meta.n_minibatches, "run group")
+    for name in RUN_ARRAYS:
+        if name in group:
+            attrs(group[name], name)
+    for t in meta.tensors:
+        if t.name not in group:
+            continue
+        tg = group[t.name]
+        coord(tg, PARAM, t.n_stored, t.name)
+        for aname in TENSOR_ARRAYS:
+            if aname in tg:
+                attrs(tg[aname], f"{t.name}/{aname}")
+                if list(tg[aname].attrs.get("tensor_shape", [])) != list(t.shape):
+                    gaps.append(f"run {rid!r}: {t.name}/{aname} has no tensor_shape {list(t.shape)}")
+    return gaps
+
+
 def validate_lake(
     location: str | os.PathLike[str],
     *,
@@ -112,6 +161,7 @@ def validate_lake(
     loc = os.fspath(location)
     root = open_lake_group(loc, mode="r", storage_options=storage_options)
     report = ValidationReport(location=loc)
+    conventions = lake_meta(root).version >= 2
     if RUNS_GROUP not in root:
         report.problems.append(f"missing group {RUNS_GROUP!r}")
         return report
@@ -133,6 +183,8 @@ def validate_lake(
             report.problems.append(f"run {name!r}: attrs name run {meta.run_id!r}")
         try:
             report.problems.extend(validate_run(g, meta))
+            if conventions:
+                report.conventions.extend(convention_gaps(g, meta))
         except Exception as e:  # e.g. an array's zarr.json is not valid JSON
             first = str(e).splitlines()[0] if str(e) else ""
             report.problems.append(f"run {name!r}: metadata cannot be read ({type(e).__name__}: {first})")

@@ -173,6 +173,15 @@ CASES: tuple[Case, ...] = (
     C("copy-same", ("copy", "{LAKE}", "{LAKE}"), "same", "source and destination are the same lake"),
     C("copy-jobs-0", ("copy", "{LAKE}", "{OUT}", "--jobs", "0"), "--jobs", "--jobs 0"),
     C("copy-empty", ("copy", "{EMPTY}", "{OUT}"), "copied 0 run(s)", "empty source lake (not an error: DST is created)", code=0, writes=True),
+    # ------------------------------------------------------------------ rm, export
+    C("rm-missing", ("rm", "{MISSING}", "r1", "--yes"), "no lake at", "path with nothing there"),
+    C("rm-run", ("rm", "{LAKE}", "nope", "--yes"), "no run 'nope'", "run id not in the lake"),
+    C("rm-bad-run-id", ("rm", "{LAKE}", "../x", "--yes"), "invalid run id", "run id that cannot name a run"),
+    C("rm-no-yes", ("rm", "{LAKE}", "r1"), "--yes", "no --yes and stdin is not a terminal"),
+    C("rm-newer", ("rm", "{NEWER}", "r1", "--yes"), "newer", "lake of a newer schema version"),
+    C("export-suffix", ("export", "{LAKE}", "{OUT}"), "cannot tell the export format", "output without .csv/.parquet/.nc/.zarr"),
+    C("export-missing", ("export", "{MISSING}", "{OUT}.csv"), "no lake at", "path with nothing there"),
+    C("export-run", ("export", "{LAKE}", "{OUT}.nc", "--runs", "nope"), "nope", "run id not in the lake"),
 )  # fmt: skip
 
 

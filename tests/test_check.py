@@ -19,6 +19,7 @@ from lake_fixtures import RunSpec, chunk_coords, chunk_key, chunk_path, write_la
 
 from sgnlake.schema.check import check_lake
 from sgnlake.schema.meta import ResultMeta
+from sgnlake.schema.names import SCHEMA_VERSION
 
 
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -58,7 +59,7 @@ def lake(clean_lake: Path, tmp_path: Path) -> Path:
 def test_clean_lake_reads_every_committed_chunk(lake: Path, capsys) -> None:
     rep = check_lake(lake)
     assert rep.ok, [f.line() for f in rep.findings]
-    assert (rep.schema, rep.version) == ("sgnlake.lake", 1)
+    assert (rep.schema, rep.version) == ("sgnlake.lake", SCHEMA_VERSION)
     # r1 is fully committed: every chunk file on disk is read exactly once.
     r1 = {r.run_id: r for r in rep.runs}["r1"]
     assert r1.chunks_checked == len(chunk_files(lake / "runs" / "r1"))

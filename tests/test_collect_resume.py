@@ -67,6 +67,8 @@ def test_resume_truncates_an_uncommitted_tail(tmp_path, tiny_config, reference, 
     root = zarr.open_group(str(lake), mode="r+")
     for name in run_arrays(lake, "t"):
         z = root[f"runs/t/{name}"]
+        if z.metadata.dimension_names[0] != "iteration":
+            continue  # index coordinates (minibatch, param) do not grow with snapshots
         z.resize((7, *z.shape[1:]))  # two snapshots of garbage beyond the commit marker
         z[5:] = np.full((2, *z.shape[1:]), 99, dtype=z.dtype)
     # and a stray chunk written through a view at index 7

@@ -250,7 +250,7 @@ def test_cli_param_sample_and_store(tmp_path, capsys):
     assert code == 2 and "--param-sample" in err and len(err.strip().splitlines()) == 1
     code, err = _cli(capsys, [*args, "--store", "everything", "--run-id", "bad"])
     assert code == 2 and "--store" in err
-    assert "bad" not in open_lake(lake).run_ids()
+    assert "bad" not in open_lake(lake).run_ids
 
 
 def test_alpha_map_draws_only_sampled_entries():

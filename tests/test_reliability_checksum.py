@@ -42,7 +42,8 @@ def _codecs(path: Path) -> list[str]:
 
 def test_every_collected_array_ends_with_crc32c(collected: Path) -> None:
     arrays = [p.parent for p in (collected / "runs").rglob("zarr.json") if '"array"' in p.read_text()]
-    assert len(arrays) == 3 + 3 * 2  # iteration, loss, accuracy + sgn/grad/weight of 2 tensors
+    # iteration, loss, accuracy, minibatch + param, sgn, grad, weight of 2 tensors
+    assert len(arrays) == 4 + 4 * 2
     for a in arrays:
         assert _codecs(a)[-1] == "crc32c", a
 

@@ -276,7 +276,7 @@ def test_sigkill_then_resume(point: str, killed: tuple[dict[str, Killed], dict[s
     if spec.get("note"):
         assert any(spec["note"] in f.message for f in chk.findings), [f.line() for f in chk.findings]
     lk = open_lake(lake)
-    if RUN not in lk.run_ids():
+    if RUN not in lk.run_ids:
         assert 0 in allowed  # killed before the run attributes were written: not a run
     else:
         meta = lk.meta(RUN)

@@ -139,7 +139,8 @@ def test_report_writes_every_figure_and_links_it(built):
 def test_report_key_numbers_match_bruteforce(built, lake_path):
     rep, _ = built
     kn = rep.key_numbers.set_index("run")
-    assert list(kn.index) == ["cnn-b100", "cnn-b50", "cnn-d3", "cnn-empty"]
+    # runs in config order (depth, batch size, seed), as in ls and the API
+    assert list(kn.index) == ["cnn-b50", "cnn-empty", "cnn-b100", "cnn-d3"]
     n_params = sum(math.prod(s) for _, s, *_ in CONV_TENSORS)
     for run, m in (("cnn-b50", M), ("cnn-b100", M // 2)):
         med_last, dead_last = _oracle_median(lake_path, run, m, len(ITS) - 1)

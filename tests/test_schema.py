@@ -25,6 +25,7 @@ from sgnlake.schema import (
     validate_lake,
 )
 from sgnlake.schema.codecs import array_kwargs
+from sgnlake.schema.names import SCHEMA_VERSION
 from sgnlake.schema.store import parse_storage_options
 
 
@@ -147,7 +148,7 @@ def test_open_lake_group(tmp_path):
     with pytest.raises(NotALakeError, match="no lake at"):
         open_lake_group(lake)
     root = open_lake_group(lake, mode="a")
-    assert LakeMeta.from_dict(root.attrs["sgnlake"]).version == 1 and "runs" in root
+    assert LakeMeta.from_dict(root.attrs["sgnlake"]).version == SCHEMA_VERSION and "runs" in root
     assert run_ids(open_lake_group(lake)) == [] and validate_lake(lake).ok
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "a.txt").write_text("x")
@@ -158,7 +159,7 @@ def test_open_lake_group(tmp_path):
     zarr.open_group(str(tmp_path / "plain"), mode="w").create_group("x")
     with pytest.raises(NotALakeError, match="no 'sgnlake' attribute"):
         open_lake_group(tmp_path / "plain")
-    newer = dict(root.attrs["sgnlake"], version=2)
+    newer = dict(root.attrs["sgnlake"], version=SCHEMA_VERSION + 1)
     root.attrs["sgnlake"] = newer
     with pytest.raises(SchemaVersionError, match="upgrade sgnlake"):
         open_lake_group(lake)
