@@ -175,7 +175,16 @@ def _process_gone(owner: Mapping[str, Any]) -> bool:
         return True
     except (PermissionError, OverflowError):
         return False
-    return False
+    return _is_zombie(pid)  # killed but not yet reaped by its parent: it holds nothing any more
+
+
+def _is_zombie(pid: int) -> bool:
+    """Whether ``pid`` has exited and waits only to be reaped (Linux ``/proc``; False elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _generations(store: Store, prefix: str) -> list[int]:
