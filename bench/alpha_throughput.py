@@ -74,10 +74,36 @@ def chunk_files(location: str, run: str) -> list[tuple[str, Any]]:
             codec = numcodecs.Zstd(level=kinds["ZstdCodec"].level, checksum=kinds["ZstdCodec"].checksum)
         elif "BloscCodec" in kinds:
             codec = numcodecs.Blosc()  # blosc frames describe themselves: any instance decodes them
+        if "Crc32cCodec" in kinds:  # chunks end with a 4-byte crc32c: verified, as a reader does
+            codec = _Crc32cThen(codec)
         grid = [math.ceil(s / c) for s, c in zip(arr.shape, md.chunks, strict=True)]
         for coords in np.ndindex(*grid):
             out.append((os.path.join(location, arr.path, md.encode_chunk_key(coords)), codec))
     return out
+
+
+def _crc32c(data: Any) -> int:
+    try:
+        import google_crc32c
+
+        return int(google_crc32c.value(bytes(data)))
+    except ImportError:  # numcodecs' CRC32C codec computes the same checksum
+        import numcodecs
+
+        return int.from_bytes(bytes(numcodecs.CRC32C().encode(bytes(data)))[-4:], "little")
+
+
+class _Crc32cThen:
+    """Verify and strip zarr's trailing crc32c (little-endian CRC-32C of the preceding bytes), then decode."""
+
+    def __init__(self, codec: Any) -> None:
+        self.codec = codec
+
+    def decode(self, data: bytes) -> Any:
+        body, tail = data[:-4], data[-4:]
+        if _crc32c(body) != int.from_bytes(tail, "little"):
+            raise ValueError("crc32c checksum mismatch")
+        return self.codec.decode(body) if self.codec is not None else body
 
 
 def direct_read_seconds(files: list[tuple[str, Any]], threads: int) -> float:

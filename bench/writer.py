@@ -145,8 +145,12 @@ def child(args: Any) -> None:
     stored, raw = writer.bytes_stored, writer.bytes_raw
 
     # the limit: same chunks, numcodecs in a pool of `cores` threads, one plain file each
-    (codec,) = compressors(spec)
-    nc = numcodecs.Zstd(level=spec.level) if type(codec).__name__ == "ZstdCodec" else None
+    from sgnlake.collect.writer import _crc32c
+
+    chain = compressors(spec)  # the compressor, then the crc32c checksum
+    names = [type(c).__name__ for c in chain]
+    nc = numcodecs.Zstd(level=spec.level) if "ZstdCodec" in names else None
+    crc = "Crc32cCodec" in names
     pc = spec.param_chunk
     chunks = [a[:, s : s + pc] for a in sgn.values() for s in range(0, a.shape[1], pc)]
     chunks += [a[s : s + pc] for d in (grad, weight) for a in d.values() for s in range(0, a.size, pc)]
@@ -155,7 +159,9 @@ def child(args: Any) -> None:
     def put(job: tuple[int, int, np.ndarray]) -> int:
         i, j, a = job
         data = np.ascontiguousarray(a)
-        enc = nc.encode(data) if nc is not None else data.tobytes()
+        enc = bytes(nc.encode(data)) if nc is not None else data.tobytes()
+        if crc:  # the same 4-byte little-endian crc32c zarr appends
+            enc += _crc32c(enc).to_bytes(4, "little")
         with open(folder / f"{i}.{j}", "wb") as f:
             f.write(enc)
         return len(enc)

@@ -36,7 +36,7 @@ from typing import Any, Protocol
 import numcodecs
 import numpy as np
 import zarr
-from zarr.codecs import BytesCodec, ZstdCodec
+from zarr.codecs import BytesCodec, Crc32cCodec, ZstdCodec
 from zarr.core.array import AsyncArray
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.chunk_grids import RegularChunkGrid
@@ -200,28 +200,79 @@ def _chunk_parts(
         yield (slice(index, index + 1), *sel), value[sel][None]
 
 
-def _direct_codec(arr: zarr.Array) -> numcodecs.abc.Codec | None:
-    """A numcodecs codec that encodes a chunk of ``arr`` to exactly the bytes zarr stores, or None.
+class _NewArrays:
+    """A group whose ``create_array`` uses :data:`CHUNK_KEY_ENCODING` unless told otherwise.
+
+    Wraps the run groups handed to shared helpers (coordinates, sampled indices) so that every
+    array a new run creates gets the same chunk keys as the SGN arrays.
+    """
+
+    def __init__(self, group: zarr.Group) -> None:
+        self._group = group
+
+    def create_array(self, *args: Any, **kwargs: Any) -> zarr.Array:
+        kwargs.setdefault("chunk_key_encoding", dict(CHUNK_KEY_ENCODING))
+        return self._group.create_array(*args, **kwargs)
+
+    def __getitem__(self, key: str) -> Any:
+        item = self._group[key]
+        return _NewArrays(item) if isinstance(item, zarr.Group) else item
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._group, name)
+
+
+class _DirectCodec:
+    """numcodecs' ``Zstd``, then (optionally) zarr's trailing 4-byte little-endian CRC-32C."""
+
+    def __init__(self, zstd: numcodecs.abc.Codec, crc32c: bool) -> None:
+        self.zstd = zstd
+        self.crc32c = crc32c
+
+    def encode(self, buf: Any) -> bytes:
+        data = bytes(self.zstd.encode(buf))
+        if self.crc32c:
+            data += _crc32c(data).to_bytes(4, "little")
+        return data
+
+
+def _crc32c(data: bytes) -> int:
+    """CRC-32C of ``data`` (as zarr's ``Crc32cCodec`` computes it)."""
+    try:
+        import google_crc32c
+
+        return int(google_crc32c.value(data))
+    except ImportError:  # pragma: no cover - numcodecs' codec appends the same 4 bytes
+        return int.from_bytes(bytes(numcodecs.CRC32C().encode(data))[-4:], "little")
+
+
+def _direct_codec(arr: zarr.Array) -> _DirectCodec | None:
+    """A codec that encodes a chunk of ``arr`` to exactly the bytes zarr stores, or None.
 
     Only for the lossless default pipeline (``bytes`` in this machine's byte order, then
-    ``zstd``) on a regular chunk grid: zarr's ``ZstdCodec`` is numcodecs' ``Zstd`` with the
-    same level and checksum over the raw chunk bytes. Anything else (blosc, BitRound,
-    float16, sharding) goes through zarr.
+    ``zstd``, optionally then ``crc32c``) on a regular chunk grid: zarr's ``ZstdCodec`` is
+    numcodecs' ``Zstd`` with the same level and checksum over the raw chunk bytes, and zarr's
+    ``Crc32cCodec`` appends the little-endian CRC-32C of the compressed bytes. Anything else
+    (blosc, BitRound, float16, sharding) goes through zarr.
     """
     md = arr.metadata
     if not isinstance(md, ArrayV3Metadata) or not isinstance(md.chunk_grid, RegularChunkGrid):
         return None
-    if len(md.codecs) != 2:
+    codecs = list(md.codecs)
+    crc = bool(codecs) and isinstance(codecs[-1], Crc32cCodec)
+    if crc:
+        codecs = codecs[:-1]
+    if len(codecs) != 2:
         return None
-    raw, zstd = md.codecs
+    raw, zstd = codecs
     if not isinstance(raw, BytesCodec) or not isinstance(zstd, ZstdCodec):
         return None
     if raw.endian is not None and raw.endian.value != sys.byteorder:
         return None
-    return numcodecs.Zstd(level=zstd.level, checksum=zstd.checksum)
+    return _DirectCodec(numcodecs.Zstd(level=zstd.level, checksum=zstd.checksum), crc)
 
 
-def _encode_chunk(codec: numcodecs.abc.Codec, part: np.ndarray, shape: tuple[int, ...], fill: Any) -> bytes:
+def _encode_chunk(codec: _DirectCodec, part: np.ndarray, shape: tuple[int, ...], fill: Any) -> bytes:
     """``part`` (one chunk, smaller at the array's far edges) encoded as zarr stores it.
 
     An edge chunk is padded to the full chunk ``shape`` with the fill value, as zarr does.
@@ -230,7 +281,7 @@ def _encode_chunk(codec: numcodecs.abc.Codec, part: np.ndarray, shape: tuple[int
         full = np.full(shape, fill, dtype=part.dtype)
         full[tuple(slice(0, n) for n in part.shape)] = part
         part = full
-    return bytes(codec.encode(np.ascontiguousarray(part)))
+    return codec.encode(np.ascontiguousarray(part))
 
 
 def _one_line(e: BaseException) -> str:
@@ -355,12 +406,12 @@ class RunWriter:
                 chunk_key_encoding=keys,
                 compressors=ck,
             )
-        write_coordinates(g, MINIBATCH, m)
+        write_coordinates(_NewArrays(g), MINIBATCH, m)
         for t in meta.tensors:
             tg = g.create_group(t.name, attributes={TENSOR_ATTR: t.to_dict(), **tensor_group_attrs(t)})
             pc = max(1, min(spec.param_chunk, t.n_stored))
             if param_index is None:  # a sampled tensor's param coordinate holds its sample (write_indices)
-                write_coordinates(tg, PARAM, t.numel, pc)
+                write_coordinates(_NewArrays(tg), PARAM, t.numel, pc)
             tg.create_array(
                 SGN,
                 shape=(0, m, t.n_stored),
@@ -381,7 +432,7 @@ class RunWriter:
         if param_index is not None:
             from sgnlake.collect.sampling import write_indices
 
-            write_indices(g, param_index)
+            write_indices(_NewArrays(g), param_index)
         root.require_group(checkpoint_path(rid))
         # the run attributes replace the claim (internal; its work is done once the run exists)
         g.attrs.put({RUN_ATTR: meta.to_dict(), **run_config_attrs(meta)})
@@ -486,7 +537,7 @@ class RunWriter:
         vals = self._values(snap)
         views = []
         jobs: list[tuple[AsyncArray, tuple[slice, ...], np.ndarray]] = []
-        direct: list[tuple[Any, tuple[numcodecs.abc.Codec, np.ndarray, tuple[int, ...], Any]]] = []
+        direct: list[tuple[Any, tuple[_DirectCodec, np.ndarray, tuple[int, ...], Any]]] = []
         for name, arr in self._arrays.items():
             aa = arr._async_array
             value = vals[name]
