@@ -13,6 +13,7 @@ older sgnlake) is recomputed. Estimators with a fused kernel (Mohammadi) are com
 
 from __future__ import annotations
 
+import os
 import contextlib
 import sys
 import time
@@ -333,9 +334,23 @@ def run_graph(obj: Any, progress: bool, label: str = "") -> None:
         from .progress import labelled_progress
 
         with labelled_progress(label):
-            dask.compute(obj)
+            _compute_local(obj)
     else:
+        _compute_local(obj)
+
+
+def _compute_local(obj: Any) -> None:
+    """``dask.compute`` in this process. With the default threaded scheduler the tasks run on a pool
+    of our own that is drained before returning or raising: when one task fails, the tasks already
+    running finish their writes first, so a caller that removes an unpublished generation on failure
+    removes all of it (dask's shared pool would let them write after the cleanup)."""
+    if dask.config.get("scheduler", None) not in (None, "threads", "threading"):
         dask.compute(obj)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=dask.config.get("num_workers", None) or os.cpu_count() or 1) as pool:
+        dask.compute(obj, scheduler="threads", pool=pool)
 
 
 def _compute_run(

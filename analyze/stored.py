@@ -125,7 +125,11 @@ def stored_meta(lake: Lake, run: str, key: str) -> tuple[zarr.Group, ResultMeta]
     names = {t.name for t in lake.meta(run).tensors}
     if not all(n in g and isinstance(g[n], zarr.Group) and NONFINITE in g[n] for n in names):
         return None  # a tensor is missing, or the result predates the non-finite counts
-    if not all(e in g[n] for n in names for e in _extra_names(meta.estimator)):
+    # Device results (``source == "device"``, collect/device_alpha.py ResultSink) now store the
+    # extras too; ones written before that cannot be recomputed here (they come from every
+    # parameter's SGN, which the lake does not hold), so a missing extra there is not staleness:
+    # readers find no extra arrays rather than values recomputed from the SGN sample.
+    if meta.source != "device" and not all(e in g[n] for n in names for e in _extra_names(meta.estimator)):
         return None  # the result predates the estimator's extra outputs (inv_alpha, sparse)
     if any(g[n][NONFINITE].shape[0] < meta.n_iterations for n in names):
         return None  # arrays shorter than the published count: damaged, recompute

@@ -111,8 +111,33 @@ def device_results(grads: Mapping[str, torch.Tensor]) -> dict[str, dict[str, np.
     out = {}
     for name, g in grads.items():
         a, n = mohammadi_torch(g, settings.get("k1", "paper"))
-        out[name] = {ALPHA: a.cpu().numpy(), NONFINITE: n.cpu().numpy()}
+        out[name] = {ALPHA: a.cpu().numpy(), NONFINITE: n.cpu().numpy(), **_host_extras(g, settings)}
     return out
+
+
+def _extras() -> list[tuple[str, str, Any]]:
+    """(name, dtype, fill) of the estimator's declared extra outputs, as analyze stores them."""
+    from sgnlake.analyze.estimators import ESTIMATORS
+
+    spec = ESTIMATORS.get(ESTIMATOR)
+    out = []
+    for e in spec.extras if spec else []:
+        dt = np.dtype(e.dtype)
+        out.append((e.name, dt.str, np.nan if np.issubdtype(dt, np.floating) else -1))
+    return out
+
+
+def _host_extras(g: torch.Tensor, settings: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The extra outputs (inv_alpha, n_distinct, max_share, sparse) with the analyze kernels, in
+    NumPy on the host, from the same ``(M, numel)`` SGN: device results then hold every output a
+    lake-computed result holds (without them they would count as stale, or leave sparse
+    parameters in summaries)."""
+    from sgnlake.analyze import kernels
+
+    x = g.detach().to("cpu", torch.float64).numpy().T
+    k1, k2 = kernels.choose_k1(x.shape[-1], settings.get("k1", "paper"))
+    _, _, ext = kernels.mohammadi_outputs(x, k1, k2)
+    return {name: np.asarray(ext[name]).astype(dt) for name, dt, _ in _extras()}
 
 
 class ResultSink:
@@ -148,7 +173,7 @@ class ResultSink:
                 t.name, attributes={TENSOR_ATTR: dataclasses.replace(t, stored=None).to_dict()}
             )
             rc = max(1, result_chunk(pc, t.numel))
-            for name, dtype, fill in ((ALPHA, "float64", np.nan), (NONFINITE, "int32", -1)):
+            for name, dtype, fill in ((ALPHA, "float64", np.nan), (NONFINITE, "int32", -1), *_extras()):
                 tg.create_array(
                     name, shape=(0, t.numel), chunks=(1, rc), dtype=dtype, fill_value=fill,
                     dimension_names=[ITERATION, PARAM],
@@ -176,7 +201,7 @@ class ResultSink:
         kg = self.group
         out = [kg[ITERATION]]
         for t in self.meta.tensors:
-            out += [kg[t.name][ALPHA], kg[t.name][NONFINITE]]
+            out += [kg[t.name][n] for n in (ALPHA, NONFINITE, *(e[0] for e in _extras()))]
         return out
 
     def write(self, k: int, iteration: int, results: Mapping[str, Mapping[str, np.ndarray]]) -> None:
@@ -184,7 +209,7 @@ class ResultSink:
         kg = self.group
         vals: list[tuple[zarr.Array, Any]] = [(kg[ITERATION], np.int64(iteration))]
         for t in self.meta.tensors:
-            for name in (ALPHA, NONFINITE):
+            for name in (ALPHA, NONFINITE, *(e[0] for e in _extras())):
                 vals.append((kg[t.name][name], results[t.name][name]))
 
         async def go() -> None:

@@ -180,7 +180,7 @@ def test_grown_run_gets_only_new_snapshots(lake_path):
 def test_crashed_computation_is_never_taken_as_finished(lake_path, monkeypatch):
     lake = open_lake(lake_path)
 
-    def crash(obj, progress):
+    def crash(obj, progress, label=""):
         raise RuntimeError("killed")
 
     monkeypatch.setattr(results_mod, "run_graph", crash)

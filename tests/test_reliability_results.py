@@ -278,7 +278,7 @@ def test_check_is_clean_on_a_fresh_lake_with_dead_parameters(lake):
 def test_check_tells_an_unfinished_result_from_damage(lake, monkeypatch):
     from sgnlake.analyze import results as results_mod
 
-    def crash(obj, progress):
+    def crash(obj, progress, label=""):
         raise RuntimeError("killed")
 
     monkeypatch.setattr(results_mod, "run_graph", crash)
