@@ -13,8 +13,8 @@ older sgnlake) is recomputed. Estimators with a fused kernel (Mohammadi) are com
 
 from __future__ import annotations
 
-import os
 import contextlib
+import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
