@@ -56,7 +56,7 @@ def main(lake_path: str = "sgnlake-demo/lake", out_dir: str = ".") -> None:
     out.mkdir(parents=True, exist_ok=True)
     lake = open_lake(lake_path)
     lake.compute_alpha(progress=False)  # a no-op when alpha is already stored
-    run = lake.run_ids()[0]
+    run = lake.run_ids[0]
 
     # 1. median alpha per layer over iterations, one run
     table = layer_alpha_over_iterations(lake, run)
