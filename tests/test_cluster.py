@@ -14,11 +14,9 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +33,8 @@ try:
     from .lake_fixtures import RunSpec, write_lake
 except ImportError:
     from lake_fixtures import RunSpec, write_lake
+
+from process_fixtures import stop_all, wait_for
 
 CLI = [sys.executable, "-m", "sgnlake.cli"]
 
@@ -124,30 +124,6 @@ class Cluster:
     audit_dir: Path
 
 
-def _wait(pred, timeout: float, what: str, procs: list[subprocess.Popen]) -> None:
-    end = time.monotonic() + timeout
-    while not pred():
-        for p in procs:
-            if p.poll() is not None:
-                raise RuntimeError(f"{what}: process {p.args} exited with {p.returncode}")
-        if time.monotonic() > end:
-            raise TimeoutError(f"{what} within {timeout} s")
-        time.sleep(0.05)
-
-
-def _stop(procs: list[subprocess.Popen]) -> None:
-    """Stop processes this fixture started (SIGTERM all, then wait; SIGKILL after 10 s)."""
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """A scheduler on 127.0.0.1 (random port) and two torch-blocked workers with one thread each."""
@@ -167,7 +143,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     )  # fmt: skip
     workers: list[subprocess.Popen] = []
     try:
-        _wait(
+        wait_for(
             lambda: sched_file.exists() and sched_file.stat().st_size > 0, 30, "scheduler start", [scheduler]
         )
         address = json.loads(sched_file.read_text())["address"]
@@ -180,8 +156,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             client.wait_for_workers(2, timeout=30)
         yield Cluster(address=address, audit_dir=base)
     finally:
-        _stop(workers)  # workers first: a worker whose scheduler is gone keeps trying to reconnect
-        _stop([scheduler])
+        stop_all(workers)  # workers first: a worker whose scheduler is gone keeps trying to reconnect
+        stop_all([scheduler])
         log.close()
 
 

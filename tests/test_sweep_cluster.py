@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +27,8 @@ from sgnlake.schema.lake import open_lake_group
 
 pytest.importorskip("distributed")
 
+from process_fixtures import stop_all, wait_for
+
 SPEC = """
 name = "tiny-cluster"
 [base]
@@ -43,30 +43,6 @@ seed = [0, 1, 2]
 batch_size = [20, 40]
 """
 IDS = [f"fcn-d2-w8-n200-b{b}-s{s}" for s in (0, 1, 2) for b in (20, 40)]
-
-
-def _wait(pred, timeout: float, what: str, procs: list[subprocess.Popen]) -> None:
-    end = time.monotonic() + timeout
-    while not pred():
-        for p in procs:
-            if p.poll() is not None:
-                raise RuntimeError(f"{what}: process {p.args} exited with {p.returncode}")
-        if time.monotonic() > end:
-            raise TimeoutError(f"{what} within {timeout} s")
-        time.sleep(0.05)
-
-
-def _stop(procs: list[subprocess.Popen]) -> None:
-    """Stop processes this fixture started (SIGTERM, then SIGKILL after 3 s)."""
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +61,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )  # fmt: skip
     workers: list[subprocess.Popen] = []
     try:
-        _wait(
+        wait_for(
             lambda: sched_file.exists() and sched_file.stat().st_size > 0, 30, "scheduler start", [scheduler]
         )
         address = json.loads(sched_file.read_text())["address"]
@@ -99,8 +75,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             client.wait_for_workers(2, timeout=30)
         yield address
     finally:
-        _stop(workers)
-        _stop([scheduler])
+        stop_all(workers, grace=3)
+        stop_all([scheduler], grace=3)
         log.close()
 
 
@@ -211,7 +187,7 @@ def test_a_run_whose_worker_dies_is_resumed_on_another(tmp_path, cluster, capsys
             except Exception:  # noqa: BLE001 - not there yet
                 return 0
 
-        _wait(lambda: committed() >= 2, 120, "first snapshots", [])
+        wait_for(lambda: committed() >= 2, 120, "first snapshots", [])
         with Client(cluster, timeout=30) as client:
             busy = [w for w, tasks in client.processing().items() if tasks]
         victim = next(p for p in extra if p.pid in {pids[w] for w in busy})
@@ -226,4 +202,4 @@ def test_a_run_whose_worker_dies_is_resumed_on_another(tmp_path, cluster, capsys
         for k in want:
             np.testing.assert_array_equal(got[k], want[k], err_msg=k)
     finally:
-        _stop(extra)
+        stop_all(extra, grace=3)
