@@ -35,7 +35,14 @@ import torch
 from torch import nn
 
 from sgnlake.schema.errors import ConfigError, LakeError, RunExistsError, SgnlakeError
-from sgnlake.schema.lake import now, open_lake_group, probe_lake, read_run_meta, software_versions
+from sgnlake.schema.lake import (
+    connection_error,
+    now,
+    open_lake_group,
+    probe_lake,
+    read_run_meta,
+    software_versions,
+)
 from sgnlake.schema.lease import Lease, lease_ttl
 from sgnlake.schema.meta import RunConfig, RunMeta, StorageSpec, TensorInfo
 from sgnlake.schema.names import COMPLETE, FAILED, INTERRUPTED, RUN_ATTR, RUNNING, run_path
@@ -445,11 +452,7 @@ class Probe:
             raise
         except Exception as e:  # the storage failed while the run was created (outage, read-only)
             lease.release()
-            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            raise LakeError(
-                f"opening run {cfg.run_id!r} failed ({type(e).__name__}: {first}): nothing was committed; "
-                "fix the storage and run the same command again"
-            ) from None
+            raise _opening_failed(cfg.run_id, e, creating=existing is None) from None
         except BaseException:
             lease.release()
             raise
@@ -612,6 +615,26 @@ class Probe:
         self._closed = True
         self.writer.close()
         self._release_lease()
+
+
+def _opening_failed(run_id: str, e: BaseException, *, creating: bool) -> LakeError:
+    """The one-line error of a storage failure while run ``run_id`` was created or reopened.
+
+    An unreachable store (an outage) is said so; in every case the committed
+    snapshots are untouched and the same command, run again, creates or resumes
+    the run (a half-created run is replaced, see :func:`sgnlake.collect.runner.collect`).
+    """
+    down = connection_error(e)
+    cause = down if down is not None else e
+    text = str(cause).strip()
+    first = f"{type(cause).__name__}: {text.splitlines()[0]}" if text else type(cause).__name__
+    what = "creating" if creating else "resuming"
+    why = f"the store could not be reached ({first})" if down is not None else first
+    kept = "no snapshot was committed" if creating else "its committed snapshots are kept"
+    return LakeError(
+        f"{what} run {run_id!r} failed: {why}; {kept}; once the storage works again, run the same "
+        "command again"
+    )
 
 
 def stored_run_meta(

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from sgnlake.schema.errors import ConfigError, DivergedError, LakeError, RunExistsError
+from sgnlake.schema.lake import connection_error
 from sgnlake.schema.meta import RunConfig, RunMeta
 from sgnlake.schema.names import COMPLETE, FAILED, INTERRUPTED
 
@@ -30,6 +31,7 @@ from .config import (
     resolve_config,
     resolve_device,
     resume_config,
+    resume_differences,
 )
 from .config import default_threads as cpu_threads
 from .data import Dataset, load_dataset
@@ -142,7 +144,9 @@ def collect(
     resume : bool
         Continue run ``config.run_id`` from its last committed snapshot (start
         it if it does not exist). The stored config is used; ``config`` may
-        differ only in ``device``, ``memory_budget_mb`` and ``data_dir``.
+        differ only in ``device``, ``memory_budget_mb`` and ``data_dir``. A run
+        of the same config that was created but has no committed snapshot (its
+        creation failed) is continued without it.
     progress : bool
         Show a progress bar on stderr.
     storage_options : mapping, optional
@@ -195,6 +199,8 @@ def collect(
         raise ConfigError(f"--threads must be >= 1, got {threads}")
     # ---------------------------------------------------------------- validate, write nothing
     existing = stored_run_meta(loc, config.run_id, storage_options=storage_options)
+    if existing is not None and not resume and _unfinished_creation(existing, config):
+        resume = True  # the same command again after its creation failed (e.g. a storage outage)
     if existing is not None and not resume:
         raise RunExistsError(
             f"run {config.run_id!r} already exists in {loc}: pass --resume to continue it, or pick another --run-id"
@@ -223,6 +229,17 @@ def collect(
             )  # fmt: skip
     finally:
         torch.set_num_threads(old_threads)
+
+
+def _unfinished_creation(stored: RunMeta, config: RunConfig) -> bool:
+    """Whether ``stored`` is ``config``'s run, created but left without a committed snapshot.
+
+    That is what a ``collect`` that failed while creating the run leaves (the store
+    went away after the run's attributes were written): running the same command
+    again continues it instead of refusing with "already exists". Its lease still
+    keeps a live collector of the run exclusive.
+    """
+    return stored.committed == 0 and stored.status != COMPLETE and not resume_differences(stored.config, config)
 
 
 def _collect(
@@ -336,6 +353,11 @@ def _loop(
             raise
         except BaseException as e:
             probe.abort(FAILED, f"{type(e).__name__}: {e}".replace("\n", " "), drain=False)
+            if isinstance(e, LakeError) and connection_error(e) is not None:  # an outage: say how to go on
+                raise LakeError(
+                    f"{e}: the store could not be reached; the committed snapshots are kept: once the "
+                    f"storage works again, continue with --resume --run-id {cfg.run_id}"
+                ) from e
             raise
         postfix()
         timing = {**probe.timing(), "snapshots_this_call": k - k0}

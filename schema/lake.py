@@ -187,6 +187,22 @@ def _connection_types() -> tuple[type[BaseException], ...]:
     return tuple(types)
 
 
+def connection_error(e: BaseException) -> BaseException | None:
+    """The error in ``e``'s chain (``e``, its cause or context, ...) saying the store could not be reached.
+
+    A connection error of Python, botocore or aiohttp (refused, reset, timed out,
+    endpoint unreachable); None when ``e`` is something else.
+    """
+    chain: BaseException | None = e
+    for _ in range(8):
+        if chain is None:
+            return None
+        if isinstance(chain, _connection_types()):
+            return chain
+        chain = chain.__cause__ or chain.__context__
+    return None
+
+
 def storage_error(e: BaseException, loc: str) -> None:
     """Raise a one-line :class:`LakeError` when ``e`` (or its cause) is an unreachable store or a bad option.
 
@@ -194,14 +210,12 @@ def storage_error(e: BaseException, loc: str) -> None:
     ``TypeError`` from an object store's client ("unknown storage option"). Returns
     for any other error.
     """
-    chain, seen = e, 0
-    while chain is not None and seen < 8:
-        if isinstance(chain, _connection_types()):
-            raise LakeError(
-                f"cannot connect to {loc} ({_first_line(chain)}): check the endpoint "
-                "(--storage-option client_kwargs.endpoint_url=...) and the network"
-            ) from None
-        chain, seen = chain.__cause__ or chain.__context__, seen + 1
+    down = connection_error(e)
+    if down is not None:
+        raise LakeError(
+            f"cannot connect to {loc} ({_first_line(down)}): check the endpoint "
+            "(--storage-option client_kwargs.endpoint_url=...) and the network"
+        ) from None
     if isinstance(e, OSError) and e.errno in (errno.EROFS, errno.EACCES):
         raise LakeReadOnlyError(
             f"cannot write to {loc} ({_first_line(e)}): the location is read-only; use a writable one"

@@ -19,7 +19,11 @@ generation N is provably not live:
   this assumes clocks of the hosts agree to well within ``ttl``).
 
 Otherwise :class:`LeaseHeldError` names the live owner. Two newcomers racing
-for a stale generation both try to create N + 1; one wins. A holder whose
+for a stale generation both try to create N + 1; one wins, and the others,
+looking again, find N + 1 live and name its owner. Older generations are
+deleted by the winner; a newcomer that stalled so long that the number it
+creates was already taken and deleted finds a higher generation when it lists
+again after creating, and withdraws. A holder whose
 generation was superseded (it stalled for longer than ``ttl``) learns it at its
 next heartbeat or :meth:`Lease.check` and must stop writing
 (:class:`LeaseLostError`).
@@ -358,6 +362,13 @@ class Lease:
                     )
             record = {"owner": owner, "heartbeat": time.time(), "ttl": float(ttl), "generation": n + 1}
             if _create_exclusive(store, _gen_key(prefix, n + 1), json.dumps(record).encode()):
+                if _generations(store, prefix)[-1] != n + 1:
+                    # Created a number that was taken and already dropped as history (this process
+                    # stalled between listing and creating while others took n + 1 and n + 2):
+                    # the higher generation rules; withdraw this record and look again.
+                    with contextlib.suppress(Exception):
+                        run_sync(store.delete(_gen_key(prefix, n + 1)))
+                    continue
                 with _HELD_LOCK:
                     _HELD.add(owner["token"])
                 lease = cls(store, key, n + 1, record, ttl)

@@ -3,8 +3,10 @@
 moto's standalone server (``moto.server.ThreadedMotoServer``, as in s3fs's own
 test suite) serves the S3 HTTP protocol from a thread of the test process; the
 subclass below wraps its WSGI app to log every request (method, bucket, key), so
-tests can check which objects a command wrote. Credentials are dummies; nothing
-leaves the machine.
+tests can check which objects a command wrote, and serialises exclusive creates
+(``PUT`` with ``If-None-Match: *``): S3 makes them atomic, moto's threaded server
+checks and then writes, so two racing creators could both succeed there.
+Credentials are dummies; nothing leaves the machine.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class LoggingMotoServer(moto_server.ThreadedMotoServer):
         super().__init__(ip_address=ip_address, port=port, verbose=False)
         self.requests: list[Request] = []
         self._lock = threading.Lock()
+        self._exclusive = threading.Lock()
 
     def _server_entry(self) -> None:
         from moto.moto_server.werkzeug_app import (
@@ -67,6 +70,9 @@ class LoggingMotoServer(moto_server.ThreadedMotoServer):
                 self.requests.append(
                     Request(environ["REQUEST_METHOD"], bucket, key, environ.get("QUERY_STRING", ""))
                 )
+            if environ["REQUEST_METHOD"] == "PUT" and environ.get("HTTP_IF_NONE_MATCH") == "*":
+                with self._exclusive:  # an exclusive create is atomic on S3; moto checks, then writes
+                    return inner(environ, start_response)
             return inner(environ, start_response)
 
         self._server = make_server(self._ip_address, self._port, app, True, request_handler=QuietHandler)
