@@ -239,7 +239,9 @@ def _unfinished_creation(stored: RunMeta, config: RunConfig) -> bool:
     again continues it instead of refusing with "already exists". Its lease still
     keeps a live collector of the run exclusive.
     """
-    return stored.committed == 0 and stored.status != COMPLETE and not resume_differences(stored.config, config)
+    return (
+        stored.committed == 0 and stored.status != COMPLETE and not resume_differences(stored.config, config)
+    )
 
 
 def _collect(

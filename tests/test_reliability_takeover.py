@@ -133,8 +133,15 @@ def _contest(lake: str, tmp: Path, storage_options: dict[str, Any] | None, stale
         barrier, stop = tmp / "barrier", tmp / "stop"
         contenders = [
             _child(
-                {"role": "contender", "lake": lake, "key": KEY, "ready": str(tmp / f"ready{i}"),
-                 "barrier": str(barrier), "stop": str(stop), "storage_options": so},
+                {
+                    "role": "contender",
+                    "lake": lake,
+                    "key": KEY,
+                    "ready": str(tmp / f"ready{i}"),
+                    "barrier": str(barrier),
+                    "stop": str(stop),
+                    "storage_options": so,
+                },
                 ttl=TTL,
             )  # fmt: skip
             for i in range(N_CONTENDERS)
@@ -236,12 +243,25 @@ def test_two_resumers_of_a_killed_run_one_proceeds(tmp_path: Path, reference) ->
     argv = ["collect", str(lake), "--run-id", RUN, "--resume", "--no-progress", "--threads", "1"]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", COLLECT_CHILD, json.dumps({
-                "argv": argv, "ready": str(tmp_path / f"ready{i}"), "barrier": str(barrier),
-                "flag": str(tmp_path / f"paused{i}"), "release": str(release),
-                "pattern": chunk_pattern(f"runs/{RUN}/fc1.weight/sgn", committed),
-            })],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            [
+                sys.executable,
+                "-c",
+                COLLECT_CHILD,
+                json.dumps(
+                    {
+                        "argv": argv,
+                        "ready": str(tmp_path / f"ready{i}"),
+                        "barrier": str(barrier),
+                        "flag": str(tmp_path / f"paused{i}"),
+                        "release": str(release),
+                        "pattern": chunk_pattern(f"runs/{RUN}/fc1.weight/sgn", committed),
+                    }
+                ),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
         )  # fmt: skip
         for i in range(2)
     ]

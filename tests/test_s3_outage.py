@@ -92,7 +92,11 @@ def test_outage_while_creating_a_run(cut: str, s3: S3, bucket: str, uninterrupte
     proxy.cut_after(trigger)
     mark = s3.mark()
     try:
-        argv = [*_collect_argv(url, proxy.endpoint), "--storage-option", "config_kwargs.retries.max_attempts=1"]
+        argv = [
+            *_collect_argv(url, proxy.endpoint),
+            "--storage-option",
+            "config_kwargs.retries.max_attempts=1",
+        ]
         r = subprocess.run(
             [sys.executable, "-m", "sgnlake.cli", *argv], capture_output=True, text=True, timeout=300
         )
