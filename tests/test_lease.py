@@ -85,3 +85,40 @@ def test_heartbeat_thread_refreshes(tmp_path) -> None:
         Lease.acquire(store, "k", ttl=0.4, heartbeat=False)
     a.release()
     assert json.loads(read_bytes(store, f".leases/k/g{a.generation:09d}.json"))["released"]
+
+
+def test_stalled_newcomer_withdraws_a_recreated_dropped_generation(tmp_path, monkeypatch) -> None:
+    """A newcomer read g1 as stale, then stalled while others took g2 and g3 (deleting g1, g2).
+
+    Its exclusive create of g2 then succeeds (g2 was dropped as history); it must see g3 when it
+    lists again, withdraw its g2 and name g3's owner, not hold the lease beside g3's holder.
+    """
+    import sgnlake.schema.lease as lease_mod
+
+    store = open_store(tmp_path / "lake")
+    first = Lease.acquire(store, "k", ttl=30, heartbeat=False)  # g1
+    first.release()
+    released_g1 = json.loads(read_bytes(store, ".leases/k/g000000001.json"))
+    second = Lease.acquire(store, "k", ttl=30, heartbeat=False)  # g2, deletes g1
+    third_holder = second.owner
+    second.release()
+    live = Lease.acquire(store, "k", ttl=30, heartbeat=False)  # g3, deletes g2: live
+    assert live.generation == 3 and live.owner["token"] != third_holder["token"]
+    calls = {"gens": 0}
+    real_generations, real_read = lease_mod._generations, lease_mod._read
+
+    def stale_view(st, prefix):  # the newcomer's first listing was taken before g2 and g3 existed
+        calls["gens"] += 1
+        return [1] if calls["gens"] == 1 else real_generations(st, prefix)
+
+    def read(st, key):
+        return released_g1 if key.endswith("g000000001.json") else real_read(st, key)
+
+    monkeypatch.setattr(lease_mod, "_generations", stale_view)
+    monkeypatch.setattr(lease_mod, "_read", read)
+    with pytest.raises(LeaseHeldError) as e:
+        Lease.acquire(store, "k", ttl=30, heartbeat=False)
+    assert e.value.owner["token"] == live.owner["token"]
+    keys = sorted(k.rsplit("/", 1)[-1] for k in list_keys(store, ".leases/k") if k.endswith(".json"))
+    assert keys == ["g000000003.json"]  # the re-created g2 was withdrawn
+    live.release()
