@@ -25,8 +25,10 @@ deleted by the winner; a newcomer that stalled so long that the number it
 creates was already taken and deleted finds a higher generation when it lists
 again after creating, and withdraws. A holder whose
 generation was superseded (it stalled for longer than ``ttl``) learns it at its
-next heartbeat or :meth:`Lease.check` and must stop writing
-(:class:`LeaseLostError`).
+next heartbeat or :meth:`Lease.check` (called before each commit; it beats
+synchronously when the heartbeat is late) and must stop writing
+(:class:`LeaseLostError`). Object stores offer no fencing: a stall between that
+check and the commit's writes is not detectable.
 """
 
 from __future__ import annotations
@@ -407,7 +409,8 @@ class Lease:
             Another process took the lease over (a newer generation exists).
         """
         with self._lock:
-            self.check()
+            if self.lost is not None:
+                raise self.lost
             if self.released:
                 return
             if read_bytes(self.store, _gen_key(_prefix(self.key), self.generation + 1)) is not None:
@@ -420,9 +423,22 @@ class Lease:
             write_bytes(self.store, self._key, json.dumps(self.record).encode())
 
     def check(self) -> None:
-        """Raise :class:`LeaseLostError` if the lease was found taken over."""
+        """Raise :class:`LeaseLostError` if the lease was taken over; call it before each commit.
+
+        When the last heartbeat is older than ``ttl / 2`` (the heartbeat thread is late: this
+        process stalled, or was stopped), it first beats synchronously, which looks for a
+        newer generation: a holder taken over during a stall learns it here, not a beat later.
+        Other storage errors of that beat are left to the commit's own writes.
+        """
         if self.lost is not None:
             raise self.lost
+        if not self.released and time.time() - self.record["heartbeat"] > self.ttl / 2:
+            try:
+                self.heartbeat()
+            except LeaseLostError:
+                raise
+            except Exception:  # noqa: BLE001, S110 - transient: the commit's writes will tell
+                pass
 
     def release(self) -> None:
         """Stop the heartbeat and mark the lease released (idempotent; never raises on storage errors)."""

@@ -122,3 +122,19 @@ def test_stalled_newcomer_withdraws_a_recreated_dropped_generation(tmp_path, mon
     keys = sorted(k.rsplit("/", 1)[-1] for k in list_keys(store, ".leases/k") if k.endswith(".json"))
     assert keys == ["g000000003.json"]  # the re-created g2 was withdrawn
     live.release()
+
+
+def test_check_after_a_stall_finds_the_takeover(tmp_path) -> None:
+    """A holder whose heartbeat is late checks the store before its next commit, not a beat later."""
+    store = open_store(tmp_path / "lake")
+    a = Lease.acquire(store, "k", ttl=0.5, heartbeat=False)
+    a.check()  # fresh: nothing to learn
+    time.sleep(0.7)  # a stall longer than the timeout (no heartbeat meanwhile)
+    b = Lease.acquire(store, "k", ttl=0.5, heartbeat=False)  # stale: taken over
+    with pytest.raises(LeaseLostError, match="taken over"):
+        a.check()
+    a.release()  # a lost lease is not written back
+    keys = [k.rsplit("/", 1)[-1] for k in list_keys(store, ".leases/k") if k.endswith(".json")]
+    assert keys == [f"g{b.generation:09d}.json"] and b.generation == a.generation + 1
+    assert json.loads(read_bytes(store, f".leases/k/{keys[0]}"))["owner"]["token"] == b.owner["token"]
+    b.release()
