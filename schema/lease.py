@@ -233,9 +233,10 @@ def stale_reason(record: Mapping[str, Any], ttl: float, now: float | None = None
 
 
 def current_owner(
-    where: Any, key: str, *, ttl: float = DEFAULT_TTL, storage_options: Mapping[str, Any] | None = None
+    where: Any, key: str, *, ttl: float | None = None, storage_options: Mapping[str, Any] | None = None
 ) -> dict[str, Any] | None:
-    """The owner of the live lease on ``key`` (None when there is no live holder)."""
+    """The owner of the live lease on ``key`` (None when there is no live holder; ``ttl``: :func:`lease_ttl`)."""
+    ttl = lease_ttl() if ttl is None else ttl
     store = _store(where, storage_options)
     prefix = _prefix(key)
     gens = _generations(store, prefix)
@@ -278,7 +279,7 @@ class Lease:
         where: Any,
         key: str,
         owner_info: Mapping[str, Any] | None = None,
-        ttl: float = DEFAULT_TTL,
+        ttl: float | None = None,
         *,
         heartbeat: bool = True,
         storage_options: Mapping[str, Any] | None = None,
@@ -294,8 +295,10 @@ class Lease:
             What is leased, e.g. ``runs/<run_id>`` or ``results/<run_id>/<key>``.
         owner_info : mapping, optional
             Extra JSON-able entries recorded with the owner (e.g. the command).
-        ttl : float
-            Seconds without a heartbeat after which the lease counts as stale.
+        ttl : float, optional
+            Seconds without a heartbeat after which the lease counts as stale (default
+            :func:`lease_ttl`: ``$SGNLAKE_LEASE_TTL`` or :data:`DEFAULT_TTL`). A record
+            stays live for the larger of its own and the newcomer's timeout.
         heartbeat : bool
             Start the background thread refreshing the heartbeat every ``ttl / 4`` s.
         storage_options : mapping, optional
@@ -308,6 +311,7 @@ class Lease:
         LeaseHeldError
             A live process holds the lease.
         """
+        ttl = lease_ttl() if ttl is None else ttl
         store = _store(where, storage_options)
         try:
             return cls._acquire(store, key, owner_info, ttl, heartbeat, what)
