@@ -368,7 +368,7 @@ class Lease:
                     )
             record = {"owner": owner, "heartbeat": time.time(), "ttl": float(ttl), "generation": n + 1}
             if _create_exclusive(store, _gen_key(prefix, n + 1), json.dumps(record).encode()):
-                if _generations(store, prefix)[-1] != n + 1:
+                if max(_generations(store, prefix), default=n + 1) != n + 1:
                     # Created a number that was taken and already dropped as history (this process
                     # stalled between listing and creating while others took n + 1 and n + 2):
                     # the higher generation rules; withdraw this record and look again.
@@ -417,7 +417,10 @@ class Lease:
                 raise self.lost
             if self.released:
                 return
-            if read_bytes(self.store, _gen_key(_prefix(self.key), self.generation + 1)) is not None:
+            # superseded when a later generation exists, or when this record was dropped as history
+            # (a later one was created and, after being released in turn, dropped by the next)
+            gens = _generations(self.store, _prefix(self.key))
+            if not gens or gens[-1] != self.generation:
                 self.lost = LeaseLostError(
                     f"the lease on {self.key} was taken over by another process (this one stalled for "
                     f"more than {self.ttl:.0f} s): stop writing"

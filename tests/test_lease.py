@@ -138,3 +138,21 @@ def test_check_after_a_stall_finds_the_takeover(tmp_path) -> None:
     assert keys == [f"g{b.generation:09d}.json"] and b.generation == a.generation + 1
     assert json.loads(read_bytes(store, f".leases/k/{keys[0]}"))["owner"]["token"] == b.owner["token"]
     b.release()
+
+
+def test_holder_dropped_as_history_learns_it_lost(tmp_path) -> None:
+    """A holder stalled while two others took the lease in turn (its record and the next one deleted).
+
+    Its next heartbeat must not find "no generation after mine" and write its record back.
+    """
+    store = open_store(tmp_path / "lake")
+    a = Lease.acquire(store, "k", ttl=0.5, heartbeat=False)
+    time.sleep(0.7)  # stalled beyond the timeout
+    b = Lease.acquire(store, "k", ttl=0.5, heartbeat=False)  # g2, deletes g1
+    b.release()
+    c = Lease.acquire(store, "k", ttl=0.5, heartbeat=False)  # g3, deletes g2
+    with pytest.raises(LeaseLostError):
+        a.heartbeat()
+    keys = [k.rsplit("/", 1)[-1] for k in list_keys(store, ".leases/k") if k.endswith(".json")]
+    assert keys == [f"g{c.generation:09d}.json"]  # a's record was not written back
+    c.release()
