@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
+import zarr
 from torch import nn
 
 from sgnlake.schema.errors import ConfigError, LakeError, RunExistsError, SgnlakeError
@@ -414,6 +415,7 @@ class Probe:
         )
         try:
             if existing is None:
+                _drop_failed_creation(root, cfg.run_id)
                 meta = RunMeta(
                     config=cfg,
                     tensors=tensors,
@@ -615,6 +617,18 @@ class Probe:
         self._closed = True
         self.writer.close()
         self._release_lease()
+
+
+def _drop_failed_creation(root: zarr.Group, run_id: str) -> None:
+    """Delete the group of a run whose creation failed (no run attributes), under the run's lease.
+
+    Every creator holds the run's lease while it creates the group, and the caller
+    holds it now: a group without run attributes is left by a creation that crashed
+    or lost its store, on any host, and the same command run again replaces it.
+    """
+    path = run_path(run_id)
+    if path in root and RUN_ATTR not in root[path].attrs:
+        del root[path]
 
 
 def _opening_failed(run_id: str, e: BaseException, *, creating: bool) -> LakeError:

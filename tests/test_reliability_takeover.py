@@ -289,3 +289,34 @@ def test_two_resumers_of_a_killed_run_one_proceeds(tmp_path: Path, reference) ->
     (key,) = [k for k in list_keys(store, f".leases/runs/{RUN}") if k.endswith(".json")]
     rec = json.loads(read_bytes(store, key))
     assert rec["released"] is True and rec["owner"]["pid"] == winner.pid and rec["generation"] == 2
+
+
+# ----------------------------------------------------------------------------- half-created run of another host
+
+
+def test_collect_replaces_a_failed_creation_left_by_another_host(tmp_path: Path) -> None:
+    """A run group without run attributes, claimed by a collector on another host whose store went away.
+
+    Its creator held the run's lease while creating; with that lease stale (released, here),
+    the same ``collect`` on this host replaces the group and finishes the run.
+    """
+    from test_reliability_kill import CONFIG
+
+    from sgnlake.collect import collect
+    from sgnlake.schema import open_lake_group
+    from sgnlake.schema.lease import Lease
+    from sgnlake.schema.names import CLAIM_ATTR
+
+    lake = tmp_path / "lake"
+    open_lake_group(str(lake), mode="a")  # an empty lake
+    claim = {"token": "t", "host": "elsewhere", "pid": 1, "time": "2026-01-01T00:00:00+00:00"}
+    (lake / "runs" / RUN).mkdir()
+    (lake / "runs" / RUN / "zarr.json").write_text(
+        json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {CLAIM_ATTR: claim}})
+    )
+    (lake / "runs" / RUN / "iteration").mkdir()  # part of an array, as a cut creation leaves
+    (lake / "runs" / RUN / "iteration" / "zarr.json").write_text("{}")
+    Lease.acquire(lake, f"runs/{RUN}", heartbeat=False).release()  # its lease: released (or stale)
+    done = collect(lake, CONFIG, progress=False, threads=1)
+    assert done.status == "complete" and done.committed == N_SNAPSHOTS
+    assert_lake_clean(lake)
