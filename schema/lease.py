@@ -27,7 +27,8 @@ again after creating, and withdraws. A holder whose
 generation was superseded (it stalled for longer than ``ttl``) learns it at its
 next heartbeat or :meth:`Lease.check` (called before each commit; it beats
 synchronously when the heartbeat is late) and must stop writing
-(:class:`LeaseLostError`). Object stores offer no fencing: a stall between that
+(:class:`LeaseLostError`); a heartbeat looks for newer generations before and
+after writing, and withdraws its record when a takeover landed in between. Object stores offer no fencing: a stall between that
 check and the commit's writes is not detectable.
 """
 
@@ -421,13 +422,22 @@ class Lease:
             # (a later one was created and, after being released in turn, dropped by the next)
             gens = _generations(self.store, _prefix(self.key))
             if not gens or gens[-1] != self.generation:
-                self.lost = LeaseLostError(
-                    f"the lease on {self.key} was taken over by another process (this one stalled for "
-                    f"more than {self.ttl:.0f} s): stop writing"
-                )
-                raise self.lost
+                raise self._lose()
             self.record = {**self.record, "heartbeat": time.time()}
             write_bytes(self.store, self._key, json.dumps(self.record).encode())
+            # taken over between the look and the write (this process stalled in between): the
+            # write may have re-created a record the newcomer dropped; withdraw it
+            if max(_generations(self.store, _prefix(self.key)), default=self.generation) != self.generation:
+                with contextlib.suppress(Exception):
+                    run_sync(self.store.delete(self._key))
+                raise self._lose()
+
+    def _lose(self) -> LeaseLostError:
+        self.lost = LeaseLostError(
+            f"the lease on {self.key} was taken over by another process (this one stalled for "
+            f"more than {self.ttl:.0f} s): stop writing"
+        )
+        return self.lost
 
     def check(self) -> None:
         """Raise :class:`LeaseLostError` if the lease was taken over; call it before each commit.

@@ -156,3 +156,31 @@ def test_holder_dropped_as_history_learns_it_lost(tmp_path) -> None:
     keys = [k.rsplit("/", 1)[-1] for k in list_keys(store, ".leases/k") if k.endswith(".json")]
     assert keys == [f"g{c.generation:09d}.json"]  # a's record was not written back
     c.release()
+
+
+def test_takeover_between_heartbeat_look_and_write_is_withdrawn(tmp_path, monkeypatch) -> None:
+    """The holder stalls after looking for newer generations and before writing its heartbeat.
+
+    Meanwhile a newcomer takes over and drops the holder's record; the late write re-creates it.
+    The holder must find the newer generation after writing, withdraw its record and stop.
+    """
+    import sgnlake.schema.lease as lease_mod
+
+    store = open_store(tmp_path / "lake")
+    a = Lease.acquire(store, "k", ttl=0.5, heartbeat=False)
+    time.sleep(0.7)  # stale by its heartbeat
+    took: list[Lease] = []
+    real_write = lease_mod.write_bytes
+
+    def write(st, key, data):
+        if key.endswith(f"g{a.generation:09d}.json") and not took:  # the takeover lands right here
+            took.append(Lease.acquire(store, "k", ttl=0.5, heartbeat=False))
+        return real_write(st, key, data)
+
+    monkeypatch.setattr(lease_mod, "write_bytes", write)
+    with pytest.raises(LeaseLostError):
+        a.heartbeat()
+    (b,) = took
+    keys = [k.rsplit("/", 1)[-1] for k in list_keys(store, ".leases/k") if k.endswith(".json")]
+    assert keys == [f"g{b.generation:09d}.json"]
+    b.release()
