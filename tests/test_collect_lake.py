@@ -180,6 +180,33 @@ def test_divergence_marks_failed_and_keeps_earlier_snapshots(tmp_path, tiny_conf
     assert z.shape[0] == meta.committed and np.isfinite(z[0]).all()
 
 
+def test_non_finite_snapshot_gradient_found_by_the_writer_fails_the_run(tmp_path, tiny_config, monkeypatch):
+    """The writer thread centres and checks each snapshot: a non-finite gradient in snapshot 2 stops the run
+    with the snapshot's own message (not a later training loss), snapshots 0 and 1 committed, 2 not."""
+    import sgnlake.collect.snapshot as snapshot_mod
+
+    calls = []
+    real = snapshot_mod.loop_gradients
+
+    def poisoned(*args, **kwargs):
+        res = real(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 3:
+            res.grads["fc2.weight"][0, 0] = float("inf")
+        return res
+
+    monkeypatch.setattr(snapshot_mod, "loop_gradients", poisoned)
+    lake = tmp_path / "lake"
+    msg = "non-finite gradient of fc2.weight at iteration 20: lower --lr"
+    with pytest.raises(DivergedError) as e:
+        collect(lake, tiny_config("g", engine="loop"), progress=False, threads=1)
+    assert str(e.value) == msg
+    meta = read_run_meta(zarr.open_group(str(lake), path="runs/g", mode="r"))
+    assert (meta.status, meta.reason, meta.committed) == ("failed", msg, 2)
+    z = zarr.open_array(str(lake), path="runs/g/fc2.weight/sgn", mode="r")
+    assert z.shape[0] == 2 and np.isfinite(z[:]).all()
+
+
 def test_ctrl_c_marks_interrupted(tmp_path, tiny_config, monkeypatch):
     from sgnlake.collect import runner
 
