@@ -55,6 +55,7 @@ from sgnlake.schema.meta import RunMeta
 from sgnlake.schema.names import (
     ACCURACY,
     CLAIM_ATTR,
+    FAILED,
     GRAD,
     ITERATION,
     LOSS,
@@ -821,6 +822,9 @@ class RunWriter:
                         self.commit(snap)
                     except BaseException as e:  # noqa: BLE001 - handed to the main thread
                         self._error, self._error_index = e, snap.index
+                        if isinstance(e, DivergedError):  # found here, not by the caller: the run stops
+                            with contextlib.suppress(Exception):
+                                self.set_status(FAILED, str(e))
             finally:
                 if snap is not None:
                     release_snapshot(snap)  # its buffers first: the slot means they are free
@@ -832,7 +836,8 @@ class RunWriter:
 
         A :class:`~sgnlake.schema.errors.DivergedError` (a snapshot whose deferred centring
         found a non-finite gradient, see :meth:`sgnlake.collect.snapshot.Snapshot.wait`) is
-        raised as such, with its own message: that snapshot was not committed.
+        raised as such, with its own message: that snapshot was not committed, and the writer
+        thread has already recorded status ``failed`` with that message.
         """
         if isinstance(self._error, DivergedError):
             raise DivergedError(str(self._error))
