@@ -347,8 +347,7 @@ def compute_snapshot(
     pending = None
     try:
         if defer:  # the weights now (the next training step changes them), the centring when waited for
-            for n in names:
-                bufs.weight[n].copy_(params[n].detach().reshape(-1))
+            pool.stage(bufs, None, None, {n: params[n].detach() for n in names})  # CPU: copied at once
             pending = _Centring({n: res.grads[n] for n in names}, iteration)
         else:
             means = {n: centre(res.grads[n], out=bufs.sgn[n] if direct else None) for n in names}

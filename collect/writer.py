@@ -730,8 +730,11 @@ class RunWriter:
                 if name != keep:
                     del cg[name]
             return
-        with os.scandir(os.path.join(local, checkpoint_path(self.meta.run_id))) as entries:
-            old = [e.path for e in entries if e.name != keep and e.is_dir(follow_symlinks=False)]
+        try:
+            with os.scandir(os.path.join(local, checkpoint_path(self.meta.run_id))) as entries:
+                old = [e.path for e in entries if e.name != keep and e.is_dir(follow_symlinks=False)]
+        except FileNotFoundError:  # no checkpoint written yet
+            return
         for path in old:
             shutil.rmtree(path)
 
