@@ -209,10 +209,10 @@ COLLECT_CHILD = r"""
 import json, os, re, sys, time
 spec = json.loads(sys.argv[1])
 import zarr.storage
+import sgnlake.collect.writer as W
 pattern = re.compile(spec["pattern"])
-real_set = zarr.storage.LocalStore.set
 hits = [0]
-async def set_(self, key, value):
+def reached(key):
     if pattern.search(key):
         hits[0] += 1
         if hits[0] == 1:  # the winner: hold the lease here until the test lets it go on
@@ -220,8 +220,16 @@ async def set_(self, key, value):
             deadline = time.time() + 120
             while not os.path.exists(spec["release"]) and time.time() < deadline:
                 time.sleep(0.02)
+real_set = zarr.storage.LocalStore.set
+async def set_(self, key, value):
+    reached(key)
     await real_set(self, key, value)
 zarr.storage.LocalStore.set = set_
+real_write = W._write_file  # the writer's plain local-file chunk writes: the key ends the path
+def write(path, parts):
+    reached(path.replace(os.sep, "/"))
+    return real_write(path, parts)
+W._write_file = write
 from sgnlake.cli.app import main
 open(spec["ready"], "w").close()
 while not os.path.exists(spec["barrier"]):
