@@ -145,7 +145,9 @@ def test_alpha_stats_all_nan_group_gives_nan_not_error():
 
 
 def test_paper_mean_interval_is_the_normal_interval_when_the_check_passes():
-    x = np.array([[1.0, 2.0, 3.0, 4.0, 5.0] * 4, [1.0] * 19 + [50.0], [np.nan, 1.0, 2.0, np.inf] + [1.0] * 16])
+    x = np.array(
+        [[1.0, 2.0, 3.0, 4.0, 5.0] * 4, [1.0] * 19 + [50.0], [np.nan, 1.0, 2.0, np.inf] + [1.0] * 16]
+    )
     lo, hi = A.paper_mean_interval(x)
     row = x[0]
     half = 1.959963984540054 * np.std(row, ddof=1) / np.sqrt(row.size)  # scipy-free oracle

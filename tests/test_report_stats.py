@@ -75,3 +75,36 @@ def test_plot_alpha_over_iterations_prints_m_and_draws_the_interval():
     assert "M = 33 (< 100" in text and "\ndegenerate (left out): last 3" in text
     labels = ax.get_legend_handles_labels()[1]
     assert "95% interval of the median" in labels
+
+
+def test_report_histograms_leave_degenerate_parameters_out_unless_asked(tmp_path):
+    """Planted degenerate fc1 weights: the run data carries their flags and the captions say which."""
+    import zarr
+    from lake_fixtures import RunSpec, write_lake
+
+    from sgnlake.analyze import open_lake
+    from sgnlake.analyze.report import build_report, load_runs
+
+    path = write_lake(str(tmp_path / "lake"), [RunSpec("a", n_minibatches=40)])
+    sgn = zarr.open_group(path, mode="r+")["runs/a/fc1.weight/sgn"]
+    x = np.asarray(sgn[:])
+    x[:, :, :6] = -0.05  # constant but for one big sample
+    x[:, 3, :6] = 7.0
+    sgn[:] = x
+    lake = open_lake(path)
+    data, _ = load_runs(
+        lake, ["a"], estimator="mohammadi", settings={}, requested=None, store=False, force=False,
+        notes=[], log=lambda m: None,
+    )  # fmt: skip
+    d = data["a"]
+    want = lake.result("a")["sparse"].sel(iteration=d.chosen).values
+    np.testing.assert_array_equal(d.sparse.values, want)
+    fc1 = (d.alpha["tensor"].values == "fc1.weight") & (d.alpha["index"].values < 6)
+    assert (d.sparse.values[:, fc1] == 1).all()
+    for keep, word in ((False, "counted in the notes and left out"), (True, "kept in the statistics")):
+        rep = build_report(
+            path, tmp_path / f"r{keep}", figures=["alpha-hist", "alpha-hist-layers"], store=False,
+            include_sparse=keep, log=lambda m: None,
+        )  # fmt: skip
+        caps = {f.path.split("/")[-1]: f.caption for f in rep.figures}
+        assert word in caps["fig10_alpha_hist.png"] and word in caps["fig16_alpha_hist_layers.png"]

@@ -22,6 +22,8 @@ import xarray as xr
 from sgnlake.schema.errors import LakeError
 
 from ..lake import CONFIG_COLUMNS
+from ..stored import ALPHA
+from ..summary import SPARSE
 from .estimator import _settings_text, pooled_alpha
 from .options import pick_iterations
 
@@ -46,6 +48,7 @@ class _RunData:
     snapshots: xr.Dataset
     tensors: pd.DataFrame
     chosen: list[int]
+    sparse: xr.DataArray | None = None  # (iteration, param) degenerate flags at the chosen snapshots
 
 
 # ----------------------------------------------------------------------------- runs
@@ -107,8 +110,7 @@ def load_runs(
             )
         its = lake.iterations(r)
         chosen = pick_iterations(its, requested)
-        a = lake.alpha(r, estimator, **settings).sel(iteration=chosen)
-        a = a.load() if hasattr(a, "load") else a
+        a, sp = _chosen_alpha(lake, r, estimator, settings, chosen)
         out[r] = _RunData(
             run=r,
             meta=lake.meta(r),
@@ -119,8 +121,23 @@ def load_runs(
             snapshots=lake.snapshots(r),
             tensors=lake.tensors(r),
             chosen=chosen,
+            sparse=sp,
         )
     return out, stored_note
+
+
+def _chosen_alpha(
+    lake: Any, run: str, estimator: str, settings: Mapping[str, Any], chosen: list[int]
+) -> tuple[xr.DataArray, xr.DataArray | None]:
+    """Alpha and, when the estimator has it, the ``sparse`` flag at the chosen snapshots (one read)."""
+    res = lake.result(run, estimator, **settings)
+    if ALPHA not in res:
+        lake.alpha(run, estimator, **settings)  # raises the one-line error
+    keep = [v for v in (ALPHA, SPARSE) if v in res]
+    sub = res[keep].sel(iteration=chosen).load()  # one graph: SGN read once if not stored
+    a = sub[ALPHA]
+    a.attrs = dict(res.attrs)
+    return a, (sub[SPARSE] if SPARSE in sub else None)
 
 
 def stored_alpha_note(rep: Any) -> str:

@@ -152,11 +152,11 @@ class FigureBuilder:
         common = f"Estimator {est}; M = {m} SGN samples (minibatches of b = {b}) per parameter and snapshot."
         if m < 100:
             common += " Warning: M < 100, single estimates are noisy."
-        sparse_txt = (
-            "Degenerate parameters (fewer distinct non-zero SGN values than half the samples, e.g. input "
-            "pixels that are zero in most minibatches; their estimate is pulled to α = 1) are "
-            + ("kept in the statistics." if self.include_sparse else "counted in the note and left out.")
-        )
+        sparse_txt = plots.degenerate_caption(self.include_sparse)
+        sp = {} if d.sparse is None else {"include_sparse": self.include_sparse}
+
+        def sparse_at(t: int) -> np.ndarray | None:
+            return None if d.sparse is None else d.sparse.sel(iteration=t).values
 
         def fig1() -> None:
             fig, ax = plots.new_figure()
@@ -195,14 +195,20 @@ class FigureBuilder:
             vals = [d.alpha.sel(iteration=t).values for t in d.chosen]
             edges = plots.histogram_edges(np.concatenate(vals))
             for ax, t, v in zip(axes[0], d.chosen, vals, strict=True):
-                plots.plot_alpha_histogram(ax, v, title=f"{d.run}, iteration {t}", bins=edges)
+                plots.plot_alpha_histogram(
+                    ax, v, title=f"{d.run}, iteration {t}", bins=edges, sparse=sparse_at(t), **sp
+                )
+            grey = (
+                " Kept degenerate parameters are stacked in grey: they make the spike at α ≈ 1."
+                if self.include_sparse and d.sparse is not None
+                else ""
+            )
             self._save(
                 fig, f"{base}/fig10_alpha_hist.png",
                 f"Paper Figs 10-12. Distribution of the per-parameter α over all parameters of run {d.run} "
                 f"at iterations {', '.join(map(str, d.chosen))} (shared bins; dashed line: median; dotted: "
                 f"α = 2, the Gaussian). Dead parameters (no estimate) and values outside the bins are counted "
-                f"in the legends. Degenerate parameters (few distinct SGN values; counted in the run table) "
-                f"are drawn here with their estimate, which lies near α = 1: they make the spike at 1. {common}",
+                f"in the notes. {sparse_txt if d.sparse is not None else ''}{grey} {common}",
                 sec, "α distribution over parameters",
             )  # fmt: skip
 
@@ -213,12 +219,14 @@ class FigureBuilder:
             edges = plots.histogram_edges(np.concatenate(vals))
             for ax, t, v in zip(axes[0], d.chosen, vals, strict=True):
                 plots.plot_alpha_histograms_by_group(
-                    ax, v, d.alpha["module"].values, title=f"{d.run}, iteration {t}", bins=edges
-                )
+                    ax, v, d.alpha["module"].values, title=f"{d.run}, iteration {t}", bins=edges,
+                    sparse=sparse_at(t), **sp,
+                )  # fmt: skip
             self._save(
                 fig, f"{base}/fig16_alpha_hist_layers.png",
                 f"Paper Fig 16. Distribution of α per layer (density within each layer) at iterations "
-                f"{', '.join(map(str, d.chosen))}, run {d.run}. {common}",
+                f"{', '.join(map(str, d.chosen))}, run {d.run}. "
+                f"{sparse_txt if d.sparse is not None else ''} {common}",
                 sec, "α distribution per layer",
             )  # fmt: skip
 
