@@ -108,3 +108,31 @@ def test_report_histograms_leave_degenerate_parameters_out_unless_asked(tmp_path
         )  # fmt: skip
         caps = {f.path.split("/")[-1]: f.caption for f in rep.figures}
         assert word in caps["fig10_alpha_hist.png"] and word in caps["fig16_alpha_hist_layers.png"]
+
+
+def test_paper_mean_drawn_with_its_interval_where_given():
+    st = pd.DataFrame(
+        {
+            "iteration": [0, 100, 200],
+            "paper_mean": [2.4, 1.9, 7.5],
+            "paper_mean_lo": [2.2, 1.8, np.nan],  # t=200: interval withheld (1/alpha near 0)
+            "paper_mean_hi": [2.6, 2.0, np.nan],
+            "n_params": 10,
+            "n_nan": [0, 0, 0],
+            "n_gt2": [0, 0, 0],
+        }
+    )
+    fig, ax = plots.new_figure()
+    plots.plot_alpha_over_iterations(ax, st, center="paper_mean", secondary=None, band=False, m=100)
+    (bars,) = [c for c in ax.containers if hasattr(c, "has_yerr")]
+    segs = bars.lines[2][0].get_segments()
+    assert len(segs) == 2
+    np.testing.assert_allclose([s[:, 1] for s in segs], [[2.2, 2.6], [1.8, 2.0]])
+    assert "no 95% interval at 1 snapshot(s)" in ax.texts[0].get_text()
+    labels = ax.get_legend_handles_labels()[1]
+    assert plots.STAT_LABELS["paper_mean"] in labels and any("paper's mean" in x for x in labels[1:])
+    fig, ax = plots.new_figure()
+    table = st.assign(batch_size=50)
+    plots.plot_alpha_by_batch_size(ax, table, y="paper_mean")
+    (bars,) = [c for c in ax.containers if hasattr(c, "has_yerr")]
+    assert len(bars.lines[2][0].get_segments()) == 2
