@@ -49,6 +49,7 @@ class _RunData:
     tensors: pd.DataFrame
     chosen: list[int]
     sparse: xr.DataArray | None = None  # (iteration, param) degenerate flags at the chosen snapshots
+    other: Any = None  # summary row (model) at the last snapshot with the other include_sparse setting
 
 
 # ----------------------------------------------------------------------------- runs
@@ -111,19 +112,64 @@ def load_runs(
         its = lake.iterations(r)
         chosen = pick_iterations(its, requested)
         a, sp = _chosen_alpha(lake, r, estimator, settings, chosen)
+        stats = summ["model"][summ["model"]["run_id"] == r].reset_index(drop=True)
+        other = None
+        if sp is not None:
+            last = int(stats["iteration"].max())
+            other = lake.summary(
+                r, by="model", estimator=estimator, iterations=[last], include_sparse=not include_sparse,
+                **settings,
+            ).iloc[-1]  # fmt: skip
+            note = degenerate_note(r, stats.sort_values("iteration").iloc[-1], other, include_sparse)
+            if note:
+                notes.append(note)
         out[r] = _RunData(
             run=r,
             meta=lake.meta(r),
             alpha=a,
-            stats=summ["model"][summ["model"]["run_id"] == r].reset_index(drop=True),
+            stats=stats,
             by_module=summ["module"][summ["module"]["run_id"] == r].reset_index(drop=True),
             by_tensor=summ["tensor"][summ["tensor"]["run_id"] == r].reset_index(drop=True),
             snapshots=lake.snapshots(r),
             tensors=lake.tensors(r),
             chosen=chosen,
             sparse=sp,
+            other=other,
         )
     return out, stored_note
+
+
+def degenerate_note(run: str, last: Any, other: Any, include_sparse: bool) -> str:
+    """The run's note on degenerate parameters at its last snapshot: how many, why they make the
+    spike at alpha ~ 1, and the median with and without them ("" when there are none).
+
+    ``last`` and ``other`` are summary rows (by model) of the same snapshot with
+    ``include_sparse`` as given and the opposite.
+    """
+    n_sp = int(last.get("n_sparse", 0))
+    if n_sp == 0:
+        return ""
+    out_row, kept_row = (other, last) if include_sparse else (last, other)
+
+    def med(row: Any) -> str:
+        return (
+            f"{row['median']:.3f} [95% interval {row.get('median_lo', np.nan):.3f}, "
+            f"{row.get('median_hi', np.nan):.3f}]"
+        )
+
+    return (
+        f"run {run}: {n_sp} of {int(last['n_params'])} parameters are degenerate at iteration "
+        f"{int(last['iteration'])} (fewer distinct non-zero SGN values than half the M samples, e.g. input "
+        "pixels that are zero in most minibatches, or rarely active units). A sample that is one constant "
+        "but for a few values gives the Mohammadi estimate α ≈ 1 (log|K1·c| − log|c| = log K1), so these "
+        "parameters make the spike at α ≈ 1 in the α histograms and the dark rows/columns of the α maps, "
+        f"and pull medians down: median α without them {med(out_row)}, with them {med(kept_row)}. "
+        + (
+            "They are kept in this report's statistics (--include-sparse)."
+            if include_sparse
+            else "They are left out of this report's statistics and histograms (--include-sparse keeps them)."
+        )
+    )
 
 
 def _chosen_alpha(
@@ -380,8 +426,18 @@ def cross_run_tables(
 # ----------------------------------------------------------------------------- the run table
 
 
-def key_numbers(ids: list[str], data: dict[str, _RunData], runs_df: pd.DataFrame) -> pd.DataFrame:
-    """The run table of the page: one row per run of ``ids`` (config, status, first/last alpha, dead counts)."""
+#: Run-table column of the last median with the other ``include_sparse`` setting, by the report's setting.
+OTHER_MEDIAN = {False: "median α, degenerate kept (last)", True: "median α, degenerate left out (last)"}
+
+
+def key_numbers(
+    ids: list[str], data: dict[str, _RunData], runs_df: pd.DataFrame, include_sparse: bool = False
+) -> pd.DataFrame:
+    """The run table of the page: one row per run of ``ids`` (config, status, first/last alpha, dead counts).
+
+    Beside the last median (``include_sparse`` as the report's) the table gives the last median with
+    the other setting (:data:`OTHER_MEDIAN`), NaN for estimators without the ``sparse`` output.
+    """
     rows = []
     for r in ids:
         row = runs_df.loc[r]
@@ -419,6 +475,7 @@ def key_numbers(ids: list[str], data: dict[str, _RunData], runs_df: pd.DataFrame
                     "degenerate (sparse), last": f"{int(lastr.get('n_sparse', 0))}/{int(lastr['n_params'])}",
                     "median α 95% interval (last)": f"{lastr.get('median_lo', np.nan):.3g}–"
                     f"{lastr.get('median_hi', np.nan):.3g}",
+                    OTHER_MEDIAN[include_sparse]: np.nan if d.other is None else float(d.other["median"]),
                     "paper's mean α (last)": float(lastr.get("paper_mean", np.nan)),
                     "α > 2, last": int(lastr["n_gt2"]),
                     "non-finite SGN samples (all snapshots)": int(st["n_nonfinite_samples"].sum()),
