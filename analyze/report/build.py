@@ -167,7 +167,7 @@ def build_report(
     report.reused = builder.reused
     if builder.reused:
         log(f"report: {builder.reused} figure(s) unchanged since the last report in {out}, reused")
-    report.key_numbers = key_numbers(ids, data, runs_df, include_sparse)
+    report.key_numbers = key_numbers(ids, data, runs_df)
     if lake.corrupt_chunks:
         keys = sorted(set(lake.corrupt_chunks))
         more = f" (+{len(keys) - 1} more)" if len(keys) > 1 else ""

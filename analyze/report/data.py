@@ -426,17 +426,11 @@ def cross_run_tables(
 # ----------------------------------------------------------------------------- the run table
 
 
-#: Run-table column of the last median with the other ``include_sparse`` setting, by the report's setting.
-OTHER_MEDIAN = {False: "median α, degenerate kept (last)", True: "median α, degenerate left out (last)"}
-
-
-def key_numbers(
-    ids: list[str], data: dict[str, _RunData], runs_df: pd.DataFrame, include_sparse: bool = False
-) -> pd.DataFrame:
+def key_numbers(ids: list[str], data: dict[str, _RunData], runs_df: pd.DataFrame) -> pd.DataFrame:
     """The run table of the page: one row per run of ``ids`` (config, status, first/last alpha, dead counts).
 
-    Beside the last median (``include_sparse`` as the report's) the table gives the last median with
-    the other setting (:data:`OTHER_MEDIAN`), NaN for estimators without the ``sparse`` output.
+    The last median with the other ``include_sparse`` setting is in the run's note
+    (:func:`degenerate_note`), not here: the table must fit a 1280-px screen.
     """
     rows = []
     for r in ids:
@@ -475,7 +469,6 @@ def key_numbers(
                     "degenerate (sparse), last": f"{int(lastr.get('n_sparse', 0))}/{int(lastr['n_params'])}",
                     "median α 95% interval (last)": f"{lastr.get('median_lo', np.nan):.3g}–"
                     f"{lastr.get('median_hi', np.nan):.3g}",
-                    OTHER_MEDIAN[include_sparse]: np.nan if d.other is None else float(d.other["median"]),
                     "paper's mean α (last)": float(lastr.get("paper_mean", np.nan)),
                     "α > 2, last": int(lastr["n_gt2"]),
                     "non-finite SGN samples (all snapshots)": int(st["n_nonfinite_samples"].sum()),

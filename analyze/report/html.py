@@ -53,8 +53,6 @@ SHORT_HEADERS = {
     "α > 2, last": "α>2",
     "degenerate (sparse), last": "sparse",
     "median α 95% interval (last)": "α last 95%",
-    "median α, degenerate kept (last)": "α last +sparse",
-    "median α, degenerate left out (last)": "α last −sparse",
     "paper's mean α (last)": "mean α",
     "non-finite SGN samples (all snapshots)": "non-finite",
 }
