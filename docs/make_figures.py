@@ -148,7 +148,13 @@ def doc_figures(lakes: dict[str, Path], work: Path, dpi: int) -> None:
             title=f"Fig 1, {run} (b = 50, M = {m}): {what} over parameters",
         )  # fmt: skip
         ax.plot(kept["iteration"], kept[stat], ls="--", color="0.4", lw=1, label=f"{what}, degenerate kept")
-        ax.legend(loc="upper right", fontsize=8)
+        for i, seed in enumerate(("fcn-d3-w32-b50-s1", "fcn-d3-w32-b50-s2")):
+            other = lake.summary(seed, by="model").sort_values("iteration")
+            ax.plot(
+                other["iteration"], other[stat], color="tab:blue", lw=0.7, alpha=0.5,
+                label="seeds 1, 2 (same configuration)" if i == 0 else None,
+            )  # fmt: skip
+        ax.legend(loc="upper right" if stat == "median" else "best", fontsize=8)
     _save_doc(fig, work, "fig01_fcn_alpha_iterations.png", dpi)
 
     table = lake.summary(by="model")
@@ -157,18 +163,17 @@ def doc_figures(lakes: dict[str, Path], work: Path, dpi: int) -> None:
     for ax, stat, what in zip(axes, ("median", "paper_mean"), ("median α", "paper's mean α"), strict=True):
         plots.plot_alpha_by_batch_size(
             ax, table[table.seed == 0], y=stat,
-            title=f"Fig 2, FCN d3-w32: {what} per batch size (M = "
+            title=f"Fig 2, FCN d3-w32, degenerate parameters left out: {what} per batch size (M = "
             + "/".join(str(mm) for _, mm in bm) + " for b = " + "/".join(str(b) for b, _ in bm) + ")",
         )  # fmt: skip
         color = {ln.get_label(): ln.get_color() for ln in ax.get_lines()}
         for (b, _seed), sub in table[table.seed != 0].groupby(["batch_size", "seed"]):
             sub = sub.sort_values("iteration")
             ax.plot(sub["iteration"], sub[stat], color=color[f"batch size = {b}"], lw=0.7, alpha=0.6)
-        ax.text(
-            0.01, 0.02, "seed 0: points with 95% intervals; seeds 1, 2: thin lines; degenerate parameters left out",
-            transform=ax.transAxes, fontsize=8, va="bottom",
-        )  # fmt: skip
         ax.set_ylabel(f"{what} over parameters")
+        ax.legend(
+            fontsize=8, loc="best", title="seed 0 with 95% intervals; seeds 1, 2 thin", title_fontsize=8
+        )
     _save_doc(fig, work, "fig02_fcn_batch_size_seeds.png", dpi)
 
 
