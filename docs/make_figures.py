@@ -478,14 +478,24 @@ def _seed_table(s: pd.DataFrame, label: str, its: list) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _block_median(lake: object, run: str, it: int, m: int = 25) -> float:
-    """Mean over disjoint blocks of ``m`` minibatches of the median per-parameter alpha (all tensors)."""
-    from sgnlake.analyze.kernels import mohammadi
+def _block_median(lake: object, run: str, it: int, m: int = 25, kept: bool = False) -> float:
+    """Mean over disjoint blocks of ``m`` minibatches of the median per-parameter alpha (all tensors).
+
+    Degenerate parameters (:func:`sgnlake.analyze.kernels.sparse_mask` of each block's ``m``
+    samples) are left out unless ``kept``, like the summaries.
+    """
+    from sgnlake.analyze.kernels import mohammadi, sparse_mask
 
     x = [np.asarray(lake.sgn(run, t, iterations=it))[0] for t in lake.tensors(run).index]  # type: ignore[attr-defined]
     sgn = np.concatenate(x, axis=1)  # (M, all params)
     blocks = [sgn[k : k + m] for k in range(0, sgn.shape[0] - m + 1, m)]
-    return float(np.mean([np.nanmedian(mohammadi(b.T, k1="paper")) for b in blocks]))
+    meds = []
+    for b in blocks:
+        a = mohammadi(b.T, k1="paper")
+        if not kept:
+            a = np.where(sparse_mask(b.T), np.nan, a)
+        meds.append(np.nanmedian(a))
+    return float(np.mean(meds))
 
 
 def _m_matched_grid(lake_path: Path, it: int, m: int = 25) -> str:
@@ -494,37 +504,49 @@ def _m_matched_grid(lake_path: Path, it: int, m: int = 25) -> str:
 
     lake = open_lake(str(lake_path))
     runs = lake.runs
-    runs = runs.assign(mm=[_block_median(lake, r, it, m) for r in runs.index])
-    piv = runs.pivot_table(index=["depth", "width"], columns="batch_size", values="mm")
-    rows = "; ".join(f"d{d}w{w}: " + "/".join(f"{v:.3f}" for v in r) for (d, w), r in piv.iterrows())
-    mono = int(((piv[50] < piv[100]) & (piv[100] < piv[200])).sum())
-    return (
-        f"### F2 control, {lake_path.name} at t={it}, blocks of M={m}: b=50/100/200\n\n{rows}\n\n"
-        f"b=50 < b=200 in {int((piv[50] < piv[200]).sum())} of {len(piv)}; "
-        f"b=50 < b=100 < b=200 in {mono} of {len(piv)}\n"
+    runs = runs.assign(
+        mm=[_block_median(lake, r, it, m) for r in runs.index],
+        mk=[_block_median(lake, r, it, m, kept=True) for r in runs.index],
     )
+    out = [f"### F2 control, {lake_path.name} at t={it}, blocks of M={m}: b=50/100/200\n"]
+    for col, what in (("mm", "degenerate left out"), ("mk", "degenerate kept")):
+        piv = runs.pivot_table(index=["depth", "width"], columns="batch_size", values=col)
+        rows = "; ".join(f"d{d}w{w}: " + "/".join(f"{v:.3f}" for v in r) for (d, w), r in piv.iterrows())
+        mono = int(((piv[50] < piv[100]) & (piv[100] < piv[200])).sum())
+        out.append(
+            f"{what}: {rows}\n\nb=50 < b=200 in {int((piv[50] < piv[200]).sum())} of {len(piv)}; "
+            f"b=50 < b=100 < b=200 in {mono} of {len(piv)}\n"
+        )
+    return "\n".join(out)
 
 
 def _m_matched(lake_path: Path, its: list[int], m: int = 25) -> str:
     """Median alpha with every run's M cut to ``m``: the mean over disjoint blocks of ``m`` minibatches.
 
     Removes the estimator's M-dependent bias from the batch-size comparison
-    (b=50 has M=100 samples per parameter, b=200 only 25).
+    (b=50 has M=100 samples per parameter, b=200 only 25). Degenerate parameters left out
+    (kept: in brackets).
     """
     from sgnlake.analyze import open_lake
 
     lake = open_lake(str(lake_path))
     runs = lake.runs
     lines = [
-        f"### F2 control, {lake_path.name}: median alpha from blocks of M={m} minibatches, mean +- sd over seeds\n"
+        f"### F2 control, {lake_path.name}: median alpha from blocks of M={m} minibatches, mean +- sd over seeds "
+        "(degenerate kept)\n"
     ]
     lines.append("| iteration | " + " | ".join(f"b={b}" for b in sorted(runs.batch_size.unique())) + " |")
     lines.append("|---|" + "---|" * runs.batch_size.nunique())
     for it in its:
         vals: dict[int, list[float]] = {}
+        kept: dict[int, list[float]] = {}
         for run, row in runs.iterrows():
             vals.setdefault(int(row.batch_size), []).append(_block_median(lake, run, it, m))
-        cells = [f"{np.mean(v):.3f} +- {np.std(v, ddof=1):.3f}" for _, v in sorted(vals.items())]
+            kept.setdefault(int(row.batch_size), []).append(_block_median(lake, run, it, m, kept=True))
+        cells = [
+            f"{np.mean(v):.3f} +- {np.std(v, ddof=1):.3f} ({np.mean(kept[b]):.3f})"
+            for b, v in sorted(vals.items())
+        ]
         lines.append(f"| {it} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -540,12 +562,18 @@ def _pooled(lake_path: Path, run: str) -> str:
 
     lake = open_lake(str(lake_path))
     last = int(lake.iterations(run)[-1])
+    med = lake.summary(run, by="tensor", iterations=[last]).set_index("group")[
+        "median"
+    ]  # degenerate left out
     parts = []
     for t in lake.tensors(run).index:
         x = np.asarray(lake.sgn(run, t, iterations=last))[0]  # (minibatch, param)
-        a = np.asarray(lake.alpha(run, tensor=t).sel(iteration=last))
-        parts.append(f"{t} {np.nanmedian(a):.2f} vs {pooled(x, 'paper'):.2f}")
-    return f"{run} at t={last}, per-parameter median vs pooled alpha: " + "; ".join(parts) + "\n"
+        parts.append(f"{t} {med[t]:.2f} vs {pooled(x, 'paper'):.2f}")
+    return (
+        f"{run} at t={last}, per-parameter median (degenerate left out) vs pooled alpha: "
+        + "; ".join(parts)
+        + "\n"
+    )
 
 
 def _spike_share(lake_path: Path, run: str) -> str:
