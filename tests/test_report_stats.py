@@ -145,3 +145,12 @@ def test_paper_mean_drawn_with_its_interval_where_given():
     plots.plot_alpha_by_batch_size(ax, table, y="paper_mean")
     (bars,) = [c for c in ax.containers if hasattr(c, "has_yerr")]
     assert len(bars.lines[2][0].get_segments()) == 2
+
+
+def test_m_text_for_cross_run_titles():
+    from sgnlake.analyze.report.figures import _m_text
+
+    runs = pd.DataFrame({"batch_size": [200, 50, 100, 50], "n_minibatches": [25, 100, 50, 100]})
+    assert _m_text(runs) == "M = 100/50/25 for b = 50/100/200"
+    assert _m_text(runs[runs.batch_size == 50]) == "M = 100"
+    assert _m_text(runs[["batch_size"]]) == "M unknown"

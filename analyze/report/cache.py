@@ -22,7 +22,7 @@ import pandas as pd
 from .result import FigureEntry
 
 #: Bump when what a figure draws or says changes without its inputs changing.
-FIGURES_VERSION = 2
+FIGURES_VERSION = 3
 SIDECAR = ".json"
 
 

@@ -363,7 +363,8 @@ class FigureBuilder:
                 plots.plot_alpha_lines(
                     ax, table, hue="batch_size", x=xcol, y="median", hue_label="batch size",
                     xlabel="epoch (SGD steps / M)" if xcol == "epoch" else None,
-                    title=f"median α over {'epochs' if xcol == 'epoch' else 'iterations'} per batch size: {label}",
+                    title=f"median α over {'epochs' if xcol == 'epoch' else 'iterations'} per batch size: {label}"
+                    f" ({_m_text(sub)})",
                 )  # fmt: skip
                 sizes = sorted(sub["batch_size"].unique())
                 self._save(
@@ -374,7 +375,8 @@ class FigureBuilder:
                     f"({', '.join(map(str, sizes))}), for runs of {label} ({len(sub)} runs; runs with the same "
                     f"batch size, e.g. seeds, are averaged with ± one standard deviation; a single run carries "
                     f"the 95% interval of its median). Estimator {est}; "
-                    f"M differs with the batch size (M = floor(n / b)). --compare-at {self.compare_at}.",
+                    f"M differs with the batch size (M = floor(n / b)): {_m_text(sub)}. "
+                    f"{plots.degenerate_caption(self.include_sparse)} --compare-at {self.compare_at}.",
                     sec, f"α per batch size: {label}",
                 )  # fmt: skip
 
@@ -422,14 +424,15 @@ class FigureBuilder:
                     other = "width" if x == "depth" else "depth"
                     plots.plot_alpha_vs_config(
                         ax, sub, x=x, hue=other, y="median",
-                        title=f"median α against {x}, lines per {other}: {label}",
+                        title=f"median α against {x}, lines per {other}: {label} ({_m_text(sub)})",
                     )  # fmt: skip
                 self._save(
                     fig, f"fig06_depth_width_{k + 1}.png",
                     f"Paper Figs 6-7. Median per-parameter α ({at_txt}) against "
                     + " and ".join(f"{a} (lines per {'width' if a == 'depth' else 'depth'})" for a in panels)
-                    + f", runs of {label} ({len(sub)} runs; seeds averaged, ± one standard deviation). "
-                    f"Estimator {est}.",
+                    + f", runs of {label} ({len(sub)} runs; {_m_text(sub)}; seeds averaged, ± one standard "
+                    f"deviation; a single run carries the 95% interval of its median). Estimator {est}. "
+                    f"{plots.degenerate_caption(self.include_sparse)}",
                     sec, f"α against depth/width: {label}",
                 )  # fmt: skip
 
@@ -443,3 +446,20 @@ class FigureBuilder:
                 f"{what}: only the {MAX_CONTEXT_FIGURES} largest groups are drawn; not drawn: {rest} "
                 "(select them with --runs)"
             )
+
+
+def _m_text(runs: pd.DataFrame) -> str:
+    """``M = 100`` for runs of one M, else ``M = 100/50/25 for b = 50/100/200``."""
+    if "n_minibatches" not in runs.columns:
+        return "M unknown"
+    pairs = sorted(
+        {
+            (int(b), int(m))
+            for b, m in zip(runs["batch_size"], runs["n_minibatches"], strict=True)
+            if pd.notna(m) and pd.notna(b)
+        }
+    )
+    ms = sorted({m for _, m in pairs}, reverse=True)
+    if len(ms) == 1:
+        return f"M = {ms[0]}"
+    return f"M = {'/'.join(str(m) for _, m in pairs)} for b = {'/'.join(str(b) for b, _ in pairs)}"
