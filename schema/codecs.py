@@ -66,6 +66,27 @@ def array_kwargs(spec: StorageSpec) -> dict[str, Any]:
     }
 
 
+def plain_chain(codecs: Sequence[Any], dtype: Any) -> tuple[Any, bool] | None:
+    """``(zstd, crc)`` for the plain lossless codec chains sgnlake writes, or None for any other.
+
+    Recognised: Zarr's ``bytes`` codec (little-endian, or a one-byte dtype), then optionally
+    ``zstd`` (returned: the ``ZstdCodec``, None when absent), then optionally ``crc32c`` last
+    (``crc`` True). Blosc, BitRound, float16 storage, sharding and big-endian
+    chains give None.
+    """
+    chain = list(codecs)
+    crc = bool(chain) and isinstance(chain[-1], zc.Crc32cCodec)
+    if crc:
+        chain.pop()
+    zstd = chain.pop() if chain and isinstance(chain[-1], zc.ZstdCodec) else None
+    if len(chain) != 1 or not isinstance(chain[0], zc.BytesCodec):
+        return None
+    endian = getattr(chain[0].endian, "value", chain[0].endian)
+    if np.dtype(dtype).itemsize > 1 and endian != "little":
+        return None
+    return zstd, crc
+
+
 def chunk_decoder(
     codecs: Sequence[Any], dtype: Any, chunk_shape: Sequence[int]
 ) -> Callable[[bytes], np.ndarray] | None:
@@ -92,23 +113,17 @@ def chunk_decoder(
         ``decode(data) -> numpy.ndarray`` of ``chunk_shape`` (a read-only view of the
         decoded bytes), or None for a chain it does not handle.
     """
-    chain = list(codecs)
-    crc = bool(chain) and isinstance(chain[-1], zc.Crc32cCodec)
-    if crc:
-        chain.pop()
+    plain = plain_chain(codecs, dtype)
+    if plain is None:
+        return None
     zstd: Any = None
-    if chain and isinstance(chain[-1], zc.ZstdCodec):
-        chain.pop()
+    if plain[0] is not None:
         import numcodecs
 
         zstd = numcodecs.Zstd()  # decoding needs no level; frame checksums are verified when present
-    if len(chain) != 1 or not isinstance(chain[0], zc.BytesCodec):
-        return None
+    crc = plain[1]
     dt = np.dtype(dtype)
-    endian = getattr(chain[0].endian, "value", chain[0].endian)
     if dt.itemsize > 1:
-        if endian != "little":
-            return None
         dt = dt.newbyteorder("<")
     shape = tuple(int(c) for c in chunk_shape)
     if crc:

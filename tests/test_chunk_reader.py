@@ -1,4 +1,4 @@
-"""Plain-file chunk reads (``ChunkReader.read_direct``, ``schema.codecs.chunk_decoder``) against plain Zarr.
+"""Plain-file chunk reads (``ChunkReader.read_direct``) and result-chunk writes (``fused.write_chunk``) against Zarr.
 
 Oracle: ``zarr.Array.__getitem__`` on the same array. Every codec chain sgnlake writes is
 covered: the ones the direct path decodes give Zarr's values bit for bit, the others
@@ -7,6 +7,8 @@ path step aside so that Zarr's read names it as before.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,3 +91,38 @@ def test_damaged_or_missing_chunk_steps_aside(tmp_path):
     assert reader.read_direct((slice(0, 1), slice(0, 20), slice(0, 50))) is not None  # others unaffected
     chunk_path(folder, 2, 0, 0).unlink()
     assert reader.read_direct((slice(2, 3), slice(0, 20), slice(0, 16))) is None  # missing: Zarr's fill
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int32, np.int8])
+def test_result_chunks_written_directly_are_zarrs_bytes(tmp_path, dtype):
+    """``fused.write_chunk`` stores exactly the chunk files Zarr stores (edge chunks padded alike)."""
+    import os
+
+    from sgnlake.analyze.fused import write_chunk
+    from sgnlake.schema.codecs import default_compressors
+
+    rng = np.random.default_rng(1)
+    g = zarr.open_group(str(tmp_path / "g"), mode="w")
+    fill = np.nan if np.dtype(dtype).kind == "f" else -1
+    kw = {"shape": (2, 100), "chunks": (1, 32), "dtype": dtype, "fill_value": fill}
+    a = g.create_array("zarr", compressors=default_compressors(), **kw)
+    b = g.create_array("direct", compressors=default_compressors(), **kw)
+    for it in range(2):
+        for lo in range(0, 100, 32):
+            v = (rng.standard_cauchy(min(lo + 32, 100) - lo) * 10).astype(dtype)
+            a[it : it + 1, lo : lo + len(v)] = v[None]
+            write_chunk(b, it, lo, lo + len(v), v)
+    np.testing.assert_array_equal(b[:], a[:])
+    files = {}
+    for name in ("zarr", "direct"):
+        root = tmp_path / "g" / name
+        files[name] = {
+            os.path.relpath(os.path.join(d, f), root): (Path(d) / f).read_bytes()
+            for d, _, fs in os.walk(root)
+            for f in fs
+            if f != "zarr.json"
+        }
+    assert len(files["zarr"]) == 8 and files["direct"] == files["zarr"]
+    ro = zarr.open_array(str(tmp_path / "g" / "direct"), mode="r")  # read-only store: through Zarr, refused
+    with pytest.raises(ValueError):
+        write_chunk(ro, 0, 0, 32, np.zeros(32, dtype))
