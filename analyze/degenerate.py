@@ -131,22 +131,32 @@ def _sparse_block(
     # n_distinct: sort each parameter's bit patterns, count the values equal to their left neighbour
     ints = keys.view(np.int32 if keys.dtype.itemsize == 4 else np.int64)
     sentinel = np.iinfo(ints.dtype).min  # the bits of -0.0
-    left_out = known.n_valid is None or not bool((np.asarray(known.n_valid) == n).all())
+    n_valid = known.n_valid
+    left_out = n_valid is None or not bool((np.asarray(n_valid) == n).all())
     if left_out:
         mask = keys == 0
         if not all_finite:
             mask |= ~np.isfinite(keys)
         np.copyto(ints, sentinel, where=mask)
+        if n_valid is None:
+            n_valid = n - np.add.reduce(mask, axis=-1, dtype=np.intp)
     ints.sort(axis=-1)
-    nd = np.full(b, n, dtype=np.int32)
+    # distinct values = valid samples - valid samples equal to their left neighbour (the run of
+    # left-out samples at the row start is skipped: it holds no value and may be long, e.g. a dead unit)
+    nd = np.asarray(n_valid if left_out else np.full(b, n), dtype=np.int32).copy()
     if n > 1:
         line = ints.reshape(-1)
-        same = np.flatnonzero(line[1:] == line[:-1])  # pairs in one row, and across row ends
-        same = same[(same + 1) % n != 0]
-        if same.size:
-            nd -= np.bincount(same // n, minlength=b).astype(np.int32)
-    if left_out and n:
-        nd -= (ints[:, 0] == sentinel).astype(np.int32)  # the run of left-out samples is no value
+        tie = np.zeros(b * n, dtype=bool)  # tie[i]: sample i equals sample i + 1 of the same row
+        np.equal(line[1:], line[:-1], out=tie[:-1])
+        if left_out:
+            tie[:-1] &= line[1:] != sentinel
+        rows = tie.reshape(b, n)
+        rows[:, -1] = False  # the pair across a row end
+        n_ties = int(np.count_nonzero(tie))
+        if n_ties > b // 4:  # many ties (constant or sparse parameters): count them row by row
+            nd -= rows.view(np.uint8).sum(axis=1, dtype=np.int32)
+        elif n_ties:  # few: count where they are
+            nd -= np.bincount(np.flatnonzero(tie) // n, minlength=b).astype(np.int32)
     sparse = (nd < SPARSE_DISTINCT_FRACTION * np.asarray(n_finite)) & ~dead
     return nd, share, sparse
 
