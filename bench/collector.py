@@ -117,15 +117,16 @@ def snapshot(s: Setup, index: int) -> Any:
     )
 
 
-def engine_block(s: Setup, k: int) -> float:
-    """Wall seconds per snapshot of the gradient engine alone (same partitions, nothing centred or copied)."""
+def engine_block(s: Setup, k: int) -> tuple[float, float]:
+    """Wall and process-CPU seconds per snapshot of the gradient engine alone (same partitions, nothing
+    centred or copied)."""
     from sgnlake.collect import rng
     from sgnlake.collect.device import full_float32
     from sgnlake.collect.engines import loop_gradients, vmap_gradients
     from sgnlake.collect.snapshot import partition
 
     n = int(s.x.shape[0])
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for i in range(k):
         batches = partition(n, s.batch_size, seed=s.seed, iteration=i, kind="permute")
         with rng.preserved_rng(), full_float32():
@@ -133,14 +134,20 @@ def engine_block(s: Setup, k: int) -> float:
                 vmap_gradients(s.model, s.names, s.x, s.y, batches, s.chunk)
             else:
                 loop_gradients(s.model, s.names, s.x, s.y, batches)
-    return (time.perf_counter() - t0) / k
+    return (time.perf_counter() - t0) / k, (time.process_time() - c0) / k
 
 
 def bare_block(s: Setup, k: int) -> tuple[float, float]:
-    """Wall and process-CPU seconds per snapshot of ``compute_snapshot``, nothing stored."""
+    """Wall and process-CPU seconds per snapshot of ``compute_snapshot``, nothing stored.
+
+    ``wait()`` included: on the CPU the collector leaves the centring to the writer's
+    thread (``Snapshot.wait``); here it runs in this thread, right after the gradients.
+    """
     t0, c0 = time.perf_counter(), time.process_time()
     for i in range(k):
-        snapshot(s, i).release()
+        snap = snapshot(s, i)
+        snap.wait()
+        snap.release()
     return (time.perf_counter() - t0) / k, (time.process_time() - c0) / k
 
 
@@ -292,8 +299,11 @@ def main() -> None:
             *(f"lake {c} / engine" for c in codecs),
             f"goal <= {OVERHEAD_GOAL}",
             "writer busy (s/snap)",
+            "CPU engine (s/snap)",
             "CPU snapshot (s/snap)",
             "CPU lake (s/snap)",
+            "CPU centring (snapshot - engine)",
+            "CPU writer (lake - snapshot)",
         ]
     )
     paper_t = C.Table(
@@ -317,13 +327,17 @@ def main() -> None:
             for label in args.models.split(","):
                 for engine in ("loop", "vmap"):
                     s = make_setup(label, engine, args.n_train, 50)
-                    snapshot(s, 0).release()  # warm-up
+                    warm = snapshot(s, 0)  # warm-up
+                    warm.wait()
+                    warm.release()
                     times: dict[str, list[float]] = {"engine": [], "bare": [], "paper": [], **{c: [] for c in codecs}}
-                    cpus: dict[str, list[float]] = {"bare": [], "lake": []}
+                    cpus: dict[str, list[float]] = {"engine": [], "bare": [], "lake": []}
                     busy: list[float] = []
                     worst = 0.0
                     for _ in range(args.repeat):
-                        times["engine"].append(engine_block(s, k))
+                        wall, cpu = engine_block(s, k)
+                        times["engine"].append(wall)
+                        cpus["engine"].append(cpu)
                         wall, cpu = bare_block(s, k)
                         times["bare"].append(wall)
                         cpus["bare"].append(cpu)
@@ -342,6 +356,7 @@ def main() -> None:
                                 worst = max(worst, float(np.max(np.abs(stored - paper_sgn))) / scale)
                             C.cleanup(args, loc)
                     med = {key: statistics.median(v) for key, v in times.items()}
+                    cpu_med = {key: statistics.median(v) for key, v in cpus.items()}
                     ratios = [med[c] / med["engine"] for c in codecs]
                     main_t.add(
                         label,
@@ -354,8 +369,9 @@ def main() -> None:
                         *ratios,
                         "yes" if ratios[0] <= OVERHEAD_GOAL else "no",
                         statistics.median(busy),
-                        statistics.median(cpus["bare"]),
-                        statistics.median(cpus["lake"]),
+                        *(cpu_med[c] for c in ("engine", "bare", "lake")),
+                        cpu_med["bare"] - cpu_med["engine"],
+                        cpu_med["lake"] - cpu_med["bare"],
                     )
                     speed = med["paper"] / med[lossless]
                     row = {
@@ -365,8 +381,9 @@ def main() -> None:
                         "engine_s": med["engine"],
                         "bare_s": med["bare"],
                         "lake_s": med[lossless],
-                        "bare_cpu_s": statistics.median(cpus["bare"]),
-                        "lake_cpu_s": statistics.median(cpus["lake"]),
+                        "engine_cpu_s": cpu_med["engine"],
+                        "bare_cpu_s": cpu_med["bare"],
+                        "lake_cpu_s": cpu_med["lake"],
                         "snapshot_over_engine": med["bare"] / med["engine"],
                         "overhead_vs_engine": ratios[0],
                         "ratios": dict(zip(codecs, ratios, strict=True)),
@@ -405,8 +422,9 @@ def main() -> None:
             "compute + background `RunWriter` until committed (the block includes the final drain, so the "
             "last write is never hidden). `writer busy` = the writer thread's seconds per snapshot, which "
             "overlaps the next snapshot's gradients. `CPU` columns: process CPU seconds per snapshot (all "
-            "threads); their difference is the writer's CPU cost, which can only hide behind compute when a "
-            "core is free for it.",
+            "threads): `centring` = snapshot - engine (the float64 mean, SGN into the host buffers: in the "
+            "collector it runs in the writer's thread, `Snapshot.wait`), `writer` = lake - snapshot (encode, "
+            "files, metadata, checkpoint), which can only hide behind the gradients when a core is free for it.",
             main_t.markdown(),
             "Against the paper's method (Simsekli et al.'s `eval()`: one backward per minibatch, `torch.cat` "
             "of the flattened gradients in memory, float32 mean subtracted; nothing stored); the SGN of the "

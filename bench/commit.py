@@ -1,4 +1,4 @@
-"""Study 8: one ``RunWriter.commit`` of a real snapshot, by chunk-key layout (where a commit's time goes).
+"""Study 8: one ``RunWriter.commit`` of a real snapshot: where a commit's CPU goes, against the limit.
 
 One FCN 784-64-64-64-10 (and LeNet) snapshot at M = 100 (b = 50, the embedded
 digits) is computed once; then ``--snapshots`` copies of it (index 0, 1, ...)
@@ -7,14 +7,18 @@ included, lossless default) into a fresh run, once per variant, the variants
 interleaved ``--repeat`` times, medians of the per-commit wall and process-CPU
 seconds:
 
-* ``nested, zarr``: Zarr's default chunk keys ``c/<snapshot>/<m>/<p>`` (lakes written
-  before issue 11; every snapshot's chunks need new folders), chunks encoded and
-  written by Zarr's codec pipeline (the writer before issue 11);
-* ``flat, zarr``: ``c.<snapshot>.<m>.<p>`` in the array's folder (the collector's
-  layout since issue 11, :data:`sgnlake.schema.codecs.CHUNK_KEY_ENCODING`);
-* ``flat, direct``: the writer today: zstd chunks encoded with numcodecs in the
-  writer's threads and stored as they are (same bytes as Zarr's);
-* ``flat, none``: codec ``none`` (Zarr's path): the write path without compression.
+* ``zarr store``: every key through zarr's store (``LocalStore.set``: a thread hop, mkdir,
+  temp file + rename per key; ``AsyncArray.resize`` per array; zarr's checkpoint calls);
+  chunks encoded by the writer (numcodecs zstd + CRC-32C, joined into one buffer): the
+  writer before this pass, and still the path for non-local stores;
+* ``local files``: the writer today on a local disk: chunks encoded and written with
+  plain ``os.write`` in the writer's threads (no temp file: uncommitted chunks are
+  invisible), the grown ``zarr.json`` documents written atomically from cached documents;
+* ``local, none``: the same with codec ``none`` (no compression);
+* ``limit``: the same chunks encoded with numcodecs (same codec, same threads) and each
+  written to a new file with plain ``open``/``write``; nothing else.
+
+A second table splits today's commit into its stages (``RunWriter.stage_cpu``).
 
     .venv/bin/python bench/commit.py            # ~1 min
     .venv/bin/python bench/commit.py --smoke
@@ -31,26 +35,19 @@ from typing import Any
 import _common as C
 import collector as CL
 
-LAYOUTS = {
-    "nested": {"name": "default", "separator": "/"},
-    "flat": {"name": "default", "separator": "."},
-}
-
 
 @contextmanager
-def layout(enc: dict[str, str], direct: bool = True) -> Any:
-    """Create arrays with chunk-key encoding ``enc`` (and the direct zstd path or not) while inside."""
+def store_path(local: bool) -> Any:
+    """Write through plain local files (the writer today) or, with ``local`` False, zarr's store calls."""
     from sgnlake.collect import writer
-    from sgnlake.schema import codecs
 
-    saved = codecs.CHUNK_KEY_ENCODING, writer.CHUNK_KEY_ENCODING, writer._direct_codec
-    codecs.CHUNK_KEY_ENCODING = writer.CHUNK_KEY_ENCODING = enc
-    if not direct:
-        writer._direct_codec = lambda arr: None
+    saved = writer._local_root
+    if not local:
+        writer._local_root = lambda store: None
     try:
         yield
     finally:
-        codecs.CHUNK_KEY_ENCODING, writer.CHUNK_KEY_ENCODING, writer._direct_codec = saved
+        writer._local_root = saved
 
 
 class _Snap:
@@ -61,8 +58,10 @@ class _Snap:
         self.sgn, self.grad, self.weight, self.checkpoint = snap.sgn, snap.grad, snap.weight, ckpt
 
 
-def block(s: Any, snap: Any, ckpt: bytes, k: int, storage: Any, loc: Path, run_id: str) -> tuple[float, float]:
-    """Median wall and process-CPU seconds of ``k`` synchronous commits into a new run."""
+def block(
+    s: Any, snap: Any, ckpt: bytes, k: int, storage: Any, loc: Path, run_id: str
+) -> tuple[float, float, dict[str, float]]:
+    """Median wall and process-CPU seconds of ``k`` synchronous commits into a new run; CPU per stage."""
     from sgnlake.collect.writer import RunWriter
     from sgnlake.schema.lake import open_lake_group
 
@@ -75,6 +74,35 @@ def block(s: Any, snap: Any, ckpt: bytes, k: int, storage: Any, loc: Path, run_i
         walls.append(time.perf_counter() - t0)
         cpus.append(time.process_time() - c0)
     writer.close()
+    return statistics.median(walls), statistics.median(cpus), {n: v / k for n, v in writer.stage_cpu.items()}
+
+
+def limit_block(snap: Any, k: int, param_chunk: int, loc: Path) -> tuple[float, float]:
+    """Median wall and process-CPU seconds of encoding one snapshot's chunks and writing each to a new file."""
+    import numcodecs
+    import numpy as np
+
+    from sgnlake.collect.writer import _copier
+    from sgnlake.schema.meta import StorageSpec
+
+    codec = numcodecs.Zstd(level=StorageSpec().level)
+    arrays = [a for d in (snap.sgn, snap.grad, snap.weight) for a in d.values()]
+    parts = [a[..., c : c + param_chunk] for a in arrays for c in range(0, a.shape[-1], param_chunk)]
+    loc.mkdir(parents=True, exist_ok=True)
+    pool = _copier()  # the writer's threads
+
+    def one(args: tuple[int, int, Any]) -> None:
+        i, j, part = args
+        data = codec.encode(np.ascontiguousarray(part))
+        with open(loc / f"{i}.{j}", "wb") as f:
+            f.write(data)
+
+    walls, cpus = [], []
+    for i in range(k):
+        t0, c0 = time.perf_counter(), time.process_time()
+        list(pool.map(one, [(i, j, p) for j, p in enumerate(parts)]))
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
     return statistics.median(walls), statistics.median(cpus)
 
 
@@ -94,51 +122,68 @@ def main() -> None:
 
     torch.set_num_threads(1)
     variants = {
-        "nested, zarr": (LAYOUTS["nested"], StorageSpec(), False),
-        "flat, zarr": (LAYOUTS["flat"], StorageSpec(), False),
-        "flat, direct": (LAYOUTS["flat"], StorageSpec(), True),
-        "flat, none": (LAYOUTS["flat"], StorageSpec(codec="none"), False),
+        "zarr store": (False, StorageSpec()),
+        "local files": (True, StorageSpec()),
+        "local, none": (True, StorageSpec(codec="none")),
+        "limit": (None, StorageSpec()),
     }
     work = C.scratch(args, "commit")
     table = C.Table(
         ["model", "MB/snapshot", *(f"{v} wall (ms)" for v in variants), *(f"{v} CPU (ms)" for v in variants),
-         "flat / nested (CPU)", "direct / zarr (CPU)", "today / before (CPU)"]
+         "local / zarr store (CPU)", "local / limit (CPU)"]
     )
+    stage_names = ["wait", "chunks", "checkpoint", "metadata", "attributes", "old checkpoints", "statistics"]
+    stages_t = C.Table(["model", "variant", *(f"{n} (ms)" for n in stage_names), "sum (ms)"])
     metrics: dict[str, Any] = {}
     n = 0
     for label in args.models.split(","):
         s = CL.make_setup(label, "vmap", 500 if args.smoke else 5000, 50)
         snap = CL.snapshot(s, 0)
+        snap.wait()
         ckpt = checkpoint.capture(s.model, s.optimizer, step=0, snapshot=0)
         mb = sum(a.nbytes for d in (snap.sgn, snap.grad, snap.weight) for a in d.values()) / 1e6
         res: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
+        stages: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
         for r in range(args.repeat):
             order = list(variants) if r % 2 == 0 else list(reversed(variants))  # no fixed position
             for v in order:
-                enc, storage, direct = variants[v]
+                local, storage = variants[v]
                 n += 1
-                with layout(enc, direct):
-                    res[v].append(block(s, snap, ckpt, args.snapshots, storage, work / f"l{n}", "r"))
+                if local is None:
+                    res[v].append(limit_block(snap, args.snapshots, storage.param_chunk, work / f"l{n}"))
+                else:
+                    with store_path(local):
+                        wall, cpu, st = block(s, snap, ckpt, args.snapshots, storage, work / f"l{n}", "r")
+                    res[v].append((wall, cpu))
+                    stages[v].append(st)
                 C.cleanup(args, work / f"l{n}")
         wall = {v: statistics.median(w for w, _ in r) for v, r in res.items()}
         cpu = {v: statistics.median(c for _, c in r) for v, r in res.items()}
         ratios = {
-            "flat_over_nested": cpu["flat, zarr"] / cpu["nested, zarr"],
-            "direct_over_zarr": cpu["flat, direct"] / cpu["flat, zarr"],
-            "today_over_before": cpu["flat, direct"] / cpu["nested, zarr"],
+            "local_over_zarr_store": cpu["local files"] / cpu["zarr store"],
+            "local_over_limit": cpu["local files"] / cpu["limit"],
         }
         table.add(label, mb, *(1e3 * wall[v] for v in variants), *(1e3 * cpu[v] for v in variants), *ratios.values())
-        metrics[s.model_name] = {"mb": mb, "wall_s": wall, "cpu_s": cpu, **ratios}
+        stage_med = {}
+        for v in ("zarr store", "local files"):
+            med = {st: statistics.median(d.get(st, 0.0) for d in stages[v]) for st in stage_names}
+            stage_med[v] = med
+            stages_t.add(label, v, *(1e3 * med[st] for st in stage_names), 1e3 * sum(med.values()))
+        metrics[s.model_name] = {"mb": mb, "wall_s": wall, "cpu_s": cpu, "stage_cpu_s": stage_med, **ratios}
         snap.release()
     C.cleanup(args, work)
     C.write_report(
         args,
         "commit",
-        "Study 8: one RunWriter.commit by chunk-key layout",
+        "Study 8: one RunWriter.commit, zarr's store calls vs plain local files, against the limit",
         [
-            f"{args.snapshots} synchronous commits per block (checkpoint included, lossless default unless "
-            f"noted), {args.repeat} interleaved repeats (order reversed every other), medians; torch 1 thread.",
+            f"{args.snapshots} synchronous commits per block (checkpoint included, lossless default zstd "
+            f"{StorageSpec().level} unless noted), {args.repeat} interleaved repeats (order reversed every "
+            "other), medians; torch 1 thread; the writer's thread pool on every core of the process.",
             table.markdown(),
+            "Process CPU per commit stage (`RunWriter.stage_cpu`, medians of the blocks' means; `chunks` = "
+            "encode + write of every chunk, `metadata` = growing every array's `zarr.json`):",
+            stages_t.markdown(),
         ],
         metrics,
     )

@@ -301,7 +301,7 @@ def register(app: typer.Typer) -> None:
             _default("codec"), "--codec", help="Lossless compressor: zstd, blosc-zstd (with shuffle) or none."
         ),
         level: int | None = typer.Option(
-            None, "--level", help="Compression level. Default: zstd -1 (fast, lossless x1.2-1.5), blosc 1."
+            None, "--level", help="Compression level. Default: zstd -5 (fast, lossless x1.2-1.5), blosc 1."
         ),
         keepbits: int | None = typer.Option(
             None,

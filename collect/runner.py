@@ -270,6 +270,22 @@ def _collect(
             probe.writer.lease.release()
 
 
+def _first_divergence(writer: Any, e: DivergedError) -> DivergedError:
+    """The divergence to report: a snapshot's non-finite gradient found by the writer, else ``e``.
+
+    On the CPU a snapshot's centring and finiteness check run in the writer thread
+    (:meth:`sgnlake.collect.snapshot.Snapshot.wait`) while training goes on, so a later
+    training step may fail first; the snapshot's gradient was non-finite earlier.
+    """
+    try:
+        writer.drain()
+    except DivergedError as w:
+        return w
+    except BaseException:  # noqa: BLE001 - a write failure is recorded by the abort that follows
+        return e
+    return e
+
+
 def _loop(
     probe: Probe, train: _Training, plan: Plan, cfg: RunConfig, stop_after: int | None, progress: bool
 ) -> RunMeta:
@@ -325,8 +341,11 @@ def _loop(
                 bar.update(1)
             writer.drain()
         except DivergedError as e:
-            probe.abort(FAILED, str(e))
-            raise
+            first = _first_divergence(writer, e)
+            probe.abort(FAILED, str(first))
+            if first is e:
+                raise
+            raise first from None
         except KeyboardInterrupt as e:
             why = getattr(e, "reason", "interrupted by the user")  # SIGTERM: "terminated (SIGTERM)"
             probe.abort(

@@ -72,6 +72,8 @@ class Snapshot:
     results: dict[str, dict[str, np.ndarray]] | None = None
     _buffers: HostBuffers | None = field(default=None, repr=False)
     _pool: HostStaging | None = field(default=None, repr=False)
+    _pending: _Centring | None = field(default=None, repr=False)
+    _failed: DivergedError | None = field(default=None, repr=False)
 
     @property
     def nbytes(self) -> int:
@@ -79,16 +81,69 @@ class Snapshot:
         return sum(a.nbytes for d in (self.sgn, self.grad, self.weight) for a in d.values())
 
     def wait(self) -> None:
-        """Block until the arrays hold their values (the device-to-host copy is done)."""
+        """Block until the arrays hold their values (the device-to-host copy is done).
+
+        For a snapshot whose centring was deferred (see :func:`compute_snapshot`), the
+        SGN and full gradient are computed here, in the calling thread (the collector's
+        background writer), and their finiteness is checked.
+
+        Raises
+        ------
+        DivergedError
+            A gradient of a deferred snapshot is not finite (raised again by later calls).
+        """
+        if self._failed is not None:
+            raise self._failed
+        pending, self._pending = self._pending, None
+        if pending is not None and self._buffers is not None:
+            try:
+                pending.run(self._buffers)
+            except DivergedError as e:
+                self._failed = e
+                raise
         if self._buffers is not None:
             self._buffers.wait()
 
     def release(self) -> None:
         """Give the host buffers back to their pool (after the last read); idempotent."""
         bufs, pool = self._buffers, self._pool
-        self._pool = None
+        self._pool = self._pending = None
         if bufs is not None and pool is not None:
             pool.give_back(bufs)
+
+
+def _check_finite(means: Mapping[str, torch.Tensor], iteration: int) -> None:
+    """Raise :class:`DivergedError` naming the first tensor whose float64 mean gradient is not finite.
+
+    A non-finite gradient always gives a non-finite float64 mean (float32 sums cannot
+    overflow it): checking the ``(P,)`` means is enough, with one device sync for all tensors.
+    """
+    names = list(means)
+    finite = torch.stack([torch.isfinite(means[n]).all() for n in names]).tolist() if names else []
+    for n, ok in zip(names, finite, strict=True):
+        if not ok:
+            raise DivergedError(f"non-finite gradient of {n} at iteration {iteration}: lower --lr")
+
+
+@dataclass
+class _Centring:
+    """The centring of a snapshot's gradients into its host buffers, left to whoever waits for it.
+
+    ``grads`` are the engine's fresh ``(M, P)`` CPU tensors (owned by the snapshot:
+    nothing else writes them); :meth:`run` computes exactly what :func:`compute_snapshot`
+    computes in place (:func:`centre` into the SGN buffers, the float32 mean into the
+    gradient buffers) and then the same finiteness check.
+    """
+
+    grads: dict[str, torch.Tensor]
+    iteration: int
+
+    def run(self, bufs: HostBuffers) -> None:
+        means = {n: centre(g, out=bufs.sgn[n]) for n, g in self.grads.items()}
+        self.grads = {}
+        _check_finite(means, self.iteration)
+        for n, mu in means.items():
+            bufs.grad[n].copy_(mu)
 
 
 def n_minibatches(n: int, batch_size: int) -> tuple[int, int]:
@@ -197,6 +252,7 @@ def compute_snapshot(
     loss_fn: LossFn | None = None,
     select: Mapping[str, torch.Tensor] | None = None,
     device_alpha: bool = False,
+    defer_centring: bool | None = None,
 ) -> Snapshot:
     """Compute one snapshot at the model's current weights.
 
@@ -235,6 +291,13 @@ def compute_snapshot(
     device_alpha : bool
         Also compute the Mohammadi alpha of every parameter from the full SGN on
         the device (:mod:`sgnlake.collect.device_alpha`) into :attr:`Snapshot.results`.
+    defer_centring : bool, optional
+        Leave the centring (SGN, full gradient) and the gradients' finiteness check to
+        :meth:`Snapshot.wait`, which the collector's background writer calls in its own
+        thread: the caller gets the snapshot right after the gradients. Only on the CPU,
+        with a ``staging`` pool, the whole SGN kept and no ``device_alpha`` (otherwise
+        ignored). Default: exactly then. The values are bit-identical either way; a
+        non-finite gradient then raises :class:`DivergedError` from :meth:`Snapshot.wait`.
 
     Returns
     -------
@@ -243,7 +306,8 @@ def compute_snapshot(
     Raises
     ------
     DivergedError
-        A loss or gradient is not finite.
+        A loss or gradient is not finite (a gradient: from :meth:`Snapshot.wait` when the
+        centring is deferred).
 
     Notes
     -----
@@ -277,20 +341,21 @@ def compute_snapshot(
     # on the CPU the SGN is centred straight into the host buffers (no second pass to copy it),
     # unless only a sample of it is kept or it is reduced on the device first
     direct = not pool.overlapped and select is None and not device_alpha
+    defer = direct and not own if defer_centring is None else bool(defer_centring) and direct
     grad, weight = {}, {}
     results = None
+    pending = None
     try:
-        means = {n: centre(res.grads[n], out=bufs.sgn[n] if direct else None) for n in names}
-        # a non-finite gradient always gives a non-finite float64 mean (float32 sums cannot overflow
-        # it): checking the (P,) means is enough, with one device sync for all tensors
-        finite = torch.stack([torch.isfinite(means[n]).all() for n in names]).tolist() if names else []
-        for n, ok in zip(names, finite, strict=True):
-            if not ok:
-                raise DivergedError(f"non-finite gradient of {n} at iteration {iteration}: lower --lr")
-        for n in names:
-            grad[n] = means[n].to(torch.float32)
-            # a copy: the next training step changes the weights while the copy to the host may still run
-            weight[n] = params[n].detach().reshape(-1).to(torch.float32, copy=True)
+        if defer:  # the weights now (the next training step changes them), the centring when waited for
+            pool.stage(bufs, None, None, {n: params[n].detach() for n in names})  # CPU: copied at once
+            pending = _Centring({n: res.grads[n] for n in names}, iteration)
+        else:
+            means = {n: centre(res.grads[n], out=bufs.sgn[n] if direct else None) for n in names}
+            _check_finite(means, iteration)
+            for n in names:
+                grad[n] = means[n].to(torch.float32)
+                # a copy: the next training step changes the weights while the copy to the host may still run
+                weight[n] = params[n].detach().reshape(-1).to(torch.float32, copy=True)
         sgn = res.grads
         if device_alpha:
             from .device_alpha import device_results
@@ -300,7 +365,8 @@ def compute_snapshot(
             sgn = {n: sgn[n][:, select[n]] for n in names}
             grad = {n: grad[n][select[n]] for n in names}
             weight = {n: weight[n][select[n]] for n in names}
-        pool.stage(bufs, None if direct else sgn, grad, weight)
+        if pending is None:
+            pool.stage(bufs, None if direct else sgn, grad, weight)
     except BaseException:
         pool.give_back(bufs)
         raise
@@ -316,6 +382,7 @@ def compute_snapshot(
         results=results,
         _buffers=bufs,
         _pool=None if own else pool,
+        _pending=pending,
     )
     if own:
         snap.wait()

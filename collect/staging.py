@@ -159,7 +159,7 @@ class HostStaging:
         self,
         bufs: HostBuffers,
         sgn: Mapping[str, torch.Tensor] | None,
-        grad: Mapping[str, torch.Tensor],
+        grad: Mapping[str, torch.Tensor] | None,
         weight: Mapping[str, torch.Tensor],
     ) -> None:
         """Copy device tensors into ``bufs`` (on CUDA: queued after the current stream's work).
@@ -169,11 +169,13 @@ class HostStaging:
         marked as used by the side stream (``record_stream``), so the caching
         allocator does not hand their memory out before the copies are done.
         ``sgn`` None: the SGN buffers are already filled (see
-        :func:`sgnlake.collect.snapshot.centre` with ``out``).
+        :func:`sgnlake.collect.snapshot.centre` with ``out``); ``sgn`` and ``grad``
+        None: they are filled later (the centring deferred to
+        :meth:`sgnlake.collect.snapshot.Snapshot.wait`, CPU only).
         """
         pairs = (
             ([] if sgn is None else [(bufs.sgn[n], sgn[n]) for n in bufs.sgn])
-            + [(bufs.grad[n], grad[n]) for n in bufs.grad]
+            + ([] if grad is None else [(bufs.grad[n], grad[n]) for n in bufs.grad])
             + [(bufs.weight[n], weight[n]) for n in bufs.weight]
         )
         if self._stream is None:

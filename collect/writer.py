@@ -18,18 +18,21 @@ A crash at any point leaves at most one uncommitted snapshot, which
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import copy
 import dataclasses
 import hashlib
 import json
 import math
 import os
 import queue
+import shutil
 import socket
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -42,15 +45,17 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.chunk_grids import RegularChunkGrid
 from zarr.core.metadata.v3 import ArrayV3Metadata
 from zarr.core.sync import sync
+from zarr.storage import LocalStore
 
 from sgnlake.schema.codecs import CHUNK_KEY_ENCODING, array_kwargs, default_compressors
 from sgnlake.schema.conventions import run_config_attrs, tensor_group_attrs, variable_attrs, write_coordinates
-from sgnlake.schema.errors import LakeError, RunExistsError, ValidationError
+from sgnlake.schema.errors import DivergedError, LakeError, RunExistsError, ValidationError
 from sgnlake.schema.lake import now, read_run_meta
 from sgnlake.schema.meta import RunMeta
 from sgnlake.schema.names import (
     ACCURACY,
     CLAIM_ATTR,
+    FAILED,
     GRAD,
     ITERATION,
     LOSS,
@@ -229,11 +234,16 @@ class _DirectCodec:
         self.zstd = zstd
         self.crc32c = crc32c
 
+    def encode_parts(self, buf: Any) -> list[bytes]:
+        """The stored chunk as its pieces: the compressed bytes and the 4 checksum bytes (no copy joins them)."""
+        data = self.zstd.encode(buf)
+        if not self.crc32c:
+            return [data]
+        return [data, _crc32c(data).to_bytes(4, "little")]
+
     def encode(self, buf: Any) -> bytes:
-        data = bytes(self.zstd.encode(buf))
-        if self.crc32c:
-            data += _crc32c(data).to_bytes(4, "little")
-        return data
+        """The stored chunk as one ``bytes`` object."""
+        return b"".join(self.encode_parts(buf))
 
 
 def _crc32c(data: bytes) -> int:
@@ -272,8 +282,8 @@ def _direct_codec(arr: zarr.Array) -> _DirectCodec | None:
     return _DirectCodec(numcodecs.Zstd(level=zstd.level, checksum=zstd.checksum), crc)
 
 
-def _encode_chunk(codec: _DirectCodec, part: np.ndarray, shape: tuple[int, ...], fill: Any) -> bytes:
-    """``part`` (one chunk, smaller at the array's far edges) encoded as zarr stores it.
+def _encode_chunk(codec: _DirectCodec, part: np.ndarray, shape: tuple[int, ...], fill: Any) -> list[bytes]:
+    """``part`` (one chunk, smaller at the array's far edges) encoded as zarr stores it (see ``encode_parts``).
 
     An edge chunk is padded to the full chunk ``shape`` with the fill value, as zarr does.
     """
@@ -281,7 +291,61 @@ def _encode_chunk(codec: _DirectCodec, part: np.ndarray, shape: tuple[int, ...],
         full = np.full(shape, fill, dtype=part.dtype)
         full[tuple(slice(0, n) for n in part.shape)] = part
         part = full
-    return codec.encode(np.ascontiguousarray(part))
+    return codec.encode_parts(np.ascontiguousarray(part))
+
+
+def _local_root(store: Any) -> str | None:
+    """The folder of a writable local-disk store (written with plain file calls), else None."""
+    if isinstance(store, LocalStore) and not store.read_only:
+        return os.fspath(store.root)
+    return None
+
+
+def _write_file(path: str, parts: Sequence[Any]) -> int:
+    """Write ``parts`` (buffers) one after the other into the file ``path`` (created or truncated); return bytes.
+
+    Not atomic: only for keys no reader trusts yet (the chunks and checkpoint of a snapshot
+    that is not committed; :meth:`RunWriter.truncate` deletes them after a crash). Missing
+    parent folders (nested chunk keys of older lakes) are created.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    total = 0
+    try:
+        for part in parts:
+            view = memoryview(part).cast("B")
+            while view:
+                n = os.write(fd, view)
+                total += n
+                view = view[n:]
+    finally:
+        os.close(fd)
+    return total
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+    """Replace the file ``path`` by ``data`` atomically (temporary file + rename, as zarr's ``LocalStore``)."""
+    tmp = f"{path}.{uuid.uuid4().hex}.partial"
+    try:
+        _write_file(tmp, [data])
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _store_chunk(item: tuple[Any, tuple[Any, ...]]) -> int | list[bytes]:
+    """Encode one chunk (:func:`_encode_chunk`); write it when its target is a local file path.
+
+    Returns the bytes written to that file, or the encoded pieces for a zarr store path.
+    """
+    target, job = item
+    parts = _encode_chunk(*job)
+    return _write_file(target, parts) if isinstance(target, str) else parts
 
 
 def _one_line(e: BaseException) -> str:
@@ -336,6 +400,11 @@ class RunWriter:
         self.bytes_stored = 0
         self.bytes_raw = 0
         self.write_seconds: list[float] = []
+        #: process CPU seconds (all threads) per commit stage, summed over commits; only the writer's
+        #: own cost when the process does nothing else (synchronous commits, ``bench/commit.py``)
+        self.stage_cpu: dict[str, float] = {}
+        #: per array path: (metadata object last written, its zarr.json document) (see :meth:`_grow_local`)
+        self._docs: dict[str, tuple[Any, dict[str, Any]]] = {}
         #: (group document, array document, chunk key) of this writer's first checkpoint: later ones
         #: are written directly from them (see :meth:`_write_checkpoint_direct`)
         self._checkpoint_docs: tuple[bytes, dict[str, Any], str] | None = None
@@ -526,8 +595,17 @@ class RunWriter:
         return vals
 
     def commit(self, snap: SnapshotLike) -> None:
-        """Write and commit snapshot ``snap`` (synchronously, in the calling thread)."""
+        """Write and commit snapshot ``snap`` (synchronously, in the calling thread).
+
+        On a local disk (zarr's ``LocalStore``) the lossless default's chunks are encoded
+        and written with plain file calls in the writer's threads (numcodecs, CRC-32C and
+        ``os.write`` release the GIL), and the arrays' grown ``zarr.json`` documents are
+        written atomically from cached documents; other stores and codecs go through zarr.
+        The bytes stored are the same either way, and so is the commit protocol (see the
+        module docstring).
+        """
         t0 = time.perf_counter()
+        c0 = time.process_time()
         k = snap.index
         if self.lease is not None:  # never write once another collector took the run over
             self.lease.check()
@@ -535,68 +613,136 @@ class RunWriter:
             raise LakeError(f"snapshot {k} submitted but {self.meta.committed} are committed")
         _wait(snap)
         vals = self._values(snap)
+        stage = self._stage_timer(c0)
+        stage("wait")
+        local = _local_root(self.root.store)
         views = []
         jobs: list[tuple[AsyncArray, tuple[slice, ...], np.ndarray]] = []
         direct: list[tuple[Any, tuple[_DirectCodec, np.ndarray, tuple[int, ...], Any]]] = []
+        via_zarr: list[zarr.Array] = []
         for name, arr in self._arrays.items():
             aa = arr._async_array
-            value = vals[name]
+            value = np.asarray(vals[name])
             codec = self._direct.get(name)
-            if codec is not None and np.ndim(value) > 0 and np.asarray(value).dtype == arr.dtype:
-                # encoded in the copy threads and stored as is: the bytes zarr would write (the
+            if codec is not None and value.dtype == arr.dtype:
+                # encoded in the writer's threads and stored as is: the bytes zarr would write (the
                 # uncommitted chunks stay invisible: the stored shape still says k snapshots)
                 md, chunks = aa.metadata, aa.metadata.chunks
                 for sel, part in _chunk_parts(k, value, chunks[1:]):
-                    coords = tuple(s.start // c for s, c in zip(sel, chunks, strict=True))
-                    direct.append((aa.store_path / md.encode_chunk_key(coords), (codec, part, chunks, arr.fill_value)))
+                    key = md.encode_chunk_key(tuple(s.start // c for s, c in zip(sel, chunks, strict=True)))
+                    target = aa.store_path / key if local is None else os.path.join(local, aa.store_path.path, key)
+                    direct.append((target, (codec, part, chunks, arr.fill_value)))
                 continue
+            via_zarr.append(arr)
             view = AsyncArray(
                 metadata=aa.metadata.update_shape((k + 1, *aa.metadata.shape[1:])),
                 store_path=aa.store_path,
                 # SGN chunks are never all-NaN: skip zarr's scan for empty (fill-value) chunks
                 config=dataclasses.replace(aa.config, write_empty_chunks=True),
             )
-            if np.ndim(value) == 0:
+            if value.ndim == 0:
                 views.append(view.setitem(k, value))
             else:
                 jobs.extend((view, sel, part) for sel, part in _chunk_parts(k, value, aa.metadata.chunks[1:]))
         # chunk-shaped C-contiguous values take zarr's no-copy path; the strided ones are copied in
         # parallel here (numpy releases the GIL) instead of one by one in zarr's event loop thread;
-        # directly stored chunks are encoded in the same threads (numcodecs releases the GIL)
+        # directly stored chunks are encoded (and on a local disk written) in the same threads
         pool = _copier()
-        encoded = pool.map(lambda job: _encode_chunk(*job), [d[1] for d in direct])
+        stored = list(pool.map(_store_chunk, direct))
         parts = list(pool.map(np.ascontiguousarray, [j[2] for j in jobs]))
         views.extend(view.setitem(sel, part) for (view, sel, _), part in zip(jobs, parts, strict=True))
         proto = default_buffer_prototype()
-        views.extend(sp.set(proto.buffer.from_bytes(b)) for (sp, _), b in zip(direct, encoded, strict=True))
-        sync(_gather(*views))
-        del parts, jobs, direct
+        views.extend(
+            t.set(proto.buffer.from_bytes(b"".join(r)))
+            for (t, _), r in zip(direct, stored, strict=True)
+            if not isinstance(r, int)
+        )
+        if views:
+            sync(_gather(*views))
+        del parts, jobs
+        stage("chunks")
         results = getattr(snap, "results", None)
         if self.result_sink is not None and results is not None:
             self.result_sink.write(k, snap.iteration, results)
         if snap.checkpoint is not None:
             self._write_checkpoint(k, snap.iteration, snap.checkpoint)
-        sync(_gather(*(a._async_array.resize((k + 1, *a.shape[1:])) for a in self._arrays.values())))
+        stage("checkpoint")
+        if local is None:
+            sync(_gather(*(a._async_array.resize((k + 1, *a.shape[1:])) for a in self._arrays.values())))
+        else:
+            list(pool.map(lambda a: self._grow_local(local, a, k + 1), self._arrays.values()))
+        stage("metadata")
         with self._lock:
             # keep status and reason: a failure recorded while this commit was in flight must stay
             self.meta = self.meta.replace(committed=k + 1, updated=now())
             self.group.update_attributes({RUN_ATTR: self.meta.to_dict()})
+        stage("attributes")
         if self.result_sink is not None and results is not None:
             self.result_sink.commit(k + 1)
         if k >= 1:
-            cg = self.root[checkpoint_path(self.meta.run_id)]
-            for name, _ in list(cg.groups()):
-                if name != checkpoint_name(k):
-                    del cg[name]
-        self.bytes_raw += sum(np.asarray(v).nbytes for n, v in vals.items() if "/" in n)
-        self.bytes_stored += self._stored_bytes(k)
+            self._delete_old_checkpoints(local, k)
+        stage("old checkpoints")
+        self.bytes_raw += sum(v.nbytes for n, v in vals.items() if "/" in n)
+        self.bytes_stored += sum(r if isinstance(r, int) else sum(len(b) for b in r) for r in stored)
+        if via_zarr:
+            self.bytes_stored += self._stored_bytes(k, via_zarr)
+        stage("statistics")
         self.write_seconds.append(time.perf_counter() - t0)
 
-    def _stored_bytes(self, k: int) -> int:
-        """Bytes stored for the chunks of snapshot ``k`` (a chunk equal to the fill value counts 0)."""
+    def _stage_timer(self, c0: float) -> Any:
+        """A function ``stage(name)`` adding the process CPU seconds since the last call to :attr:`stage_cpu`."""
+        last = [c0]
+
+        def stage(name: str) -> None:
+            t = time.process_time()
+            self.stage_cpu[name] = self.stage_cpu.get(name, 0.0) + t - last[0]
+            last[0] = t
+
+        return stage
+
+    def _grow_local(self, local: str, arr: zarr.Array, n: int) -> None:
+        """Store ``arr``'s ``zarr.json`` with ``n`` snapshots (atomically) and update its metadata in memory.
+
+        The document is zarr's own (same bytes as ``AsyncArray.resize`` writes: the array's
+        document encoded once, then only the length changes).
+        """
+        aa = arr._async_array
+        md = aa.metadata
+        cached = self._docs.get(arr.path)
+        if cached is None or cached[0] is not md:  # first commit, or changed behind this writer's back
+            doc = json.loads(md.to_buffer_dict(default_buffer_prototype())["zarr.json"].to_bytes())
+        else:
+            doc = cached[1]
+        doc["shape"] = [n, *doc["shape"][1:]]
+        data = json.dumps(doc, allow_nan=True, indent=zarr.config.get("json_indent")).encode()
+        _write_atomic(os.path.join(local, aa.store_path.path, "zarr.json"), data)
+        grown = copy.copy(md)  # the same metadata but its length (ArrayV3Metadata.update_shape re-validates all)
+        object.__setattr__(grown, "shape", (n, *md.shape[1:]))
+        object.__setattr__(aa, "metadata", grown)
+        self._docs[arr.path] = (grown, doc)
+
+    def _delete_old_checkpoints(self, local: str | None, k: int) -> None:
+        """Delete every checkpoint of the run but snapshot ``k``'s."""
+        keep = checkpoint_name(k)
+        if local is None:
+            cg = self.root[checkpoint_path(self.meta.run_id)]
+            for name, _ in list(cg.groups()):
+                if name != keep:
+                    del cg[name]
+            return
+        try:
+            with os.scandir(os.path.join(local, checkpoint_path(self.meta.run_id))) as entries:
+                old = [e.path for e in entries if e.name != keep and e.is_dir(follow_symlinks=False)]
+        except FileNotFoundError:  # no checkpoint written yet
+            return
+        for path in old:
+            shutil.rmtree(path)
+
+    def _stored_bytes(self, k: int, arrays: Sequence[zarr.Array]) -> int:
+        """Bytes stored for the chunks of snapshot ``k`` of ``arrays`` (a chunk equal to the fill value counts 0)."""
         from sgnlake.schema.store import stored_bytes
 
-        keys = [f"{a.path}/{key}" for a in self._arrays.values() for key in self._chunk_keys(a, k)]
+        keys = [f"{a.path}/{key}" for a in arrays for key in self._chunk_keys(a, k)]
         return stored_bytes(self.root.store, keys=keys)
 
     def _write_checkpoint(self, k: int, iteration: int, data: bytes) -> None:
@@ -647,14 +793,21 @@ class RunWriter:
         doc["shape"] = [len(data)]
         doc["chunk_grid"]["configuration"]["chunk_shape"] = [len(data)]
         doc["attributes"] = {CHECKPOINT_ATTR: info}
+        array_doc = json.dumps(doc).encode()
+        local = _local_root(self.root.store)
+        if local is not None:  # plain file calls: the documents atomically, the bytes (digest checked) not
+            folder = os.path.join(local, checkpoint_path(self.meta.run_id), checkpoint_name(k))
+            os.makedirs(os.path.join(folder, CHECKPOINT_ARRAY), exist_ok=True)
+            _write_atomic(os.path.join(folder, "zarr.json"), group_doc)
+            _write_atomic(os.path.join(folder, CHECKPOINT_ARRAY, "zarr.json"), array_doc)
+            _write_file(os.path.join(folder, CHECKPOINT_ARRAY, *chunk_key.split("/")), [data])
+            return
         base = self.root.store_path / checkpoint_path(self.meta.run_id) / checkpoint_name(k)
         proto = default_buffer_prototype()
         sync(
             _gather(
                 (base / "zarr.json").set(proto.buffer.from_bytes(group_doc)),
-                (base / CHECKPOINT_ARRAY / "zarr.json").set(
-                    proto.buffer.from_bytes(json.dumps(doc).encode())
-                ),
+                (base / CHECKPOINT_ARRAY / "zarr.json").set(proto.buffer.from_bytes(array_doc)),
                 (base / CHECKPOINT_ARRAY / chunk_key).set(proto.buffer.from_bytes(data)),
             )
         )
@@ -672,6 +825,9 @@ class RunWriter:
                         self.commit(snap)
                     except BaseException as e:  # noqa: BLE001 - handed to the main thread
                         self._error, self._error_index = e, snap.index
+                        if isinstance(e, DivergedError):  # found here, not by the caller: the run stops
+                            with contextlib.suppress(Exception):
+                                self.set_status(FAILED, str(e))
             finally:
                 if snap is not None:
                     release_snapshot(snap)  # its buffers first: the slot means they are free
@@ -679,7 +835,15 @@ class RunWriter:
                 self._queue.task_done()
 
     def check(self) -> None:
-        """Raise the writer thread's error, if any, as a one-line :class:`LakeError`."""
+        """Raise the writer thread's error, if any, as a one-line :class:`LakeError`.
+
+        A :class:`~sgnlake.schema.errors.DivergedError` (a snapshot whose deferred centring
+        found a non-finite gradient, see :meth:`sgnlake.collect.snapshot.Snapshot.wait`) is
+        raised as such, with its own message: that snapshot was not committed, and the writer
+        thread has already recorded status ``failed`` with that message.
+        """
+        if isinstance(self._error, DivergedError):
+            raise DivergedError(str(self._error))
         if self._error is not None:
             raise LakeError(
                 f"writing snapshot {self._error_index} of run {self.meta.run_id!r} failed: "

@@ -161,10 +161,11 @@ class TensorInfo:
 
 DTYPES = ("float32", "float16")
 CODECS = ("zstd", "blosc-zstd", "none")
-#: Compression level of each codec when none is given. zstd -1 (zstd's fast mode): on real LeNet/FCN
-#: SGN it compresses 2-3x faster per core than level 1 for x1.22-1.54 instead of x1.30-1.65
-#: (``bench/writer.py``), so the writer keeps up with a GPU; blosc's levels start at 0.
-DEFAULT_LEVELS = {"zstd": -1, "blosc-zstd": 1, "none": 1}
+#: Compression level of each codec when none is given. zstd -5 (zstd's fast mode): on real LeNet/FCN
+#: SGN (M = 100, after 30 SGD steps) it compresses x1.22 / x1.53 at 1,680 / 1,450 MB/s per core,
+#: against x1.23 / x1.56 at 1,040 / 870 MB/s for -1 and x1.31 / x1.67 at 555 / 540 MB/s for level 1
+#: (issue 11), so the writer keeps up with a GPU while staying above x1.15; blosc's levels start at 0.
+DEFAULT_LEVELS = {"zstd": -5, "blosc-zstd": 1, "none": 1}
 #: Valid levels per codec (inclusive).
 LEVEL_RANGES = {"zstd": (-131072, 22), "blosc-zstd": (0, 9), "none": (-131072, 22)}
 #: What a run stores per snapshot: the SGN (of all parameters, or a ``param_sample``), or the
@@ -202,9 +203,9 @@ class StorageSpec:
     codec : {"zstd", "blosc-zstd", "none"}
         Lossless compressor (``blosc-zstd`` adds a byte/bit shuffle).
     level : int, optional
-        Compression level; default :data:`DEFAULT_LEVELS` of the codec (zstd -1:
-        the fastest level that keeps lossless SGN above x1.15, measured in
-        ``bench/writer.py``, because writing must hide behind gradient computation).
+        Compression level; default :data:`DEFAULT_LEVELS` of the codec (zstd -5:
+        a fast level that keeps lossless SGN above x1.15 with a margin, measured
+        in issue 11, because writing must hide behind gradient computation).
     keepbits : int or None
         If set, BitRound the float32 mantissa to this many bits before
         compression (lossy; 1..23).

@@ -161,8 +161,9 @@ def test_writer_smoke(smoke_runs: dict) -> None:
 def test_commit_smoke(smoke_runs: dict) -> None:
     _md, m = _ok(smoke_runs, "commit")
     fcn = m["fcn"]
-    assert set(fcn["cpu_s"]) == {"nested, zarr", "flat, zarr", "flat, direct", "flat, none"}
+    assert set(fcn["cpu_s"]) == {"zarr store", "local files", "local, none", "limit"}
     assert all(v > 0 for v in fcn["cpu_s"].values()) and fcn["mb"] > 0
+    assert fcn["stage_cpu_s"]["local files"]["chunks"] > 0
 
 
 def test_checksum_smoke(smoke_runs: dict) -> None:

@@ -194,16 +194,16 @@ def test_staged_snapshots_equal_unstaged_and_reuse_their_buffers(lenet_data):
     b = compute_snapshot(model, x, y, index=1, iteration=10, staging=pool, **kw)
     assert pool.allocations == 2  # two in flight: two buffer sets
     assert not set(a._buffers.data_ptrs()) & set(b._buffers.data_ptrs())
-    b_before = {n: v.copy() for n, v in b.sgn.items()}
     ptrs_a = a._buffers.data_ptrs()
     for snap, ref in ((a, refs[0]), (b, refs[1])):
-        snap.wait()
+        snap.wait()  # on the CPU the centring runs here (deferred to the writer's thread)
         for kind in ("sgn", "grad", "weight"):
             got, want = getattr(snap, kind), getattr(ref, kind)
             assert got.keys() == want.keys()
             for n in want:
                 assert got[n].dtype == np.float32 and got[n].shape == want[n].shape
                 np.testing.assert_array_equal(got[n], want[n], err_msg=f"{kind} {n}")
+    b_before = {n: v.copy() for n, v in b.sgn.items()}
     a.release()
     a.release()  # idempotent: the buffers go back once
     c = compute_snapshot(model, x, y, index=2, iteration=20, staging=pool, **kw)

@@ -180,6 +180,64 @@ def test_divergence_marks_failed_and_keeps_earlier_snapshots(tmp_path, tiny_conf
     assert z.shape[0] == meta.committed and np.isfinite(z[0]).all()
 
 
+def test_non_finite_snapshot_gradient_found_by_the_writer_fails_the_run(tmp_path, tiny_config, monkeypatch):
+    """The writer thread centres and checks each snapshot: a non-finite gradient in snapshot 2 stops the run
+    with the snapshot's own message (not a later training loss), snapshots 0 and 1 committed, 2 not."""
+    import sgnlake.collect.snapshot as snapshot_mod
+
+    calls = []
+    real = snapshot_mod.loop_gradients
+
+    def poisoned(*args, **kwargs):
+        res = real(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 3:
+            res.grads["fc2.weight"][0, 0] = float("inf")
+        return res
+
+    monkeypatch.setattr(snapshot_mod, "loop_gradients", poisoned)
+    lake = tmp_path / "lake"
+    msg = "non-finite gradient of fc2.weight at iteration 20: lower --lr"
+    with pytest.raises(DivergedError) as e:
+        collect(lake, tiny_config("g", engine="loop"), progress=False, threads=1)
+    assert str(e.value) == msg
+    meta = read_run_meta(zarr.open_group(str(lake), path="runs/g", mode="r"))
+    assert (meta.status, meta.reason, meta.committed) == ("failed", msg, 2)
+    z = zarr.open_array(str(lake), path="runs/g/fc2.weight/sgn", mode="r")
+    assert z.shape[0] == 2 and np.isfinite(z[:]).all()
+
+
+def test_probe_whose_last_snapshot_diverges_ends_failed(tmp_path, monkeypatch):
+    """A Probe's last snapshot with a non-finite gradient (found by the writer thread, after the user's
+    loop ended) still leaves the run failed with the snapshot's message, earlier snapshots committed."""
+    import sgnlake.collect.snapshot as snapshot_mod
+    from sgnlake.collect.data import load_dataset
+    from sgnlake.collect.models import build_model
+    from sgnlake.collect.probe import Probe
+
+    x, y = load_dataset("mnist5k", n_train=100).tensors()
+    torch.manual_seed(0)
+    model = build_model("fcn", depth=2, width=8)
+    real = snapshot_mod.loop_gradients
+    calls = []
+
+    def poisoned(*args, **kwargs):
+        res = real(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:
+            res.grads["fc1.weight"][1, 2] = float("nan")
+        return res
+
+    monkeypatch.setattr(snapshot_mod, "loop_gradients", poisoned)
+    msg = "non-finite gradient of fc1.weight at iteration 5: lower --lr"
+    with pytest.raises(DivergedError, match=f"^{msg}$"):
+        with Probe(tmp_path, run_id="p", model=model, data=(x, y), batch_size=20, engine="loop") as p:
+            p.snapshot(0)
+            p.snapshot(5)
+    meta = read_run_meta(zarr.open_group(str(tmp_path), path="runs/p", mode="r"))
+    assert (meta.status, meta.committed) == ("failed", 1) and msg in meta.reason
+
+
 def test_ctrl_c_marks_interrupted(tmp_path, tiny_config, monkeypatch):
     from sgnlake.collect import runner
 

@@ -107,6 +107,46 @@ def test_one_non_finite_gradient_is_caught(data, bad, monkeypatch):
         compute_snapshot(model, x, y, index=0, iteration=1, batch_size=20, seed=0, engine="loop")
 
 
+@pytest.mark.parametrize("engine", ["loop", "vmap"])
+def test_deferred_centring_is_bit_identical_and_still_catches_divergence(data, engine, monkeypatch):
+    """With a CPU staging pool the centring runs in ``wait()`` (the writer's thread): same bits, same error."""
+    import sgnlake.collect.snapshot as snapshot_mod
+    from sgnlake.collect.staging import HostStaging
+
+    x, y = data
+    torch.manual_seed(0)
+    model = build_model("fcn", depth=3, width=8, bias=True)
+    kw = dict(index=0, iteration=1, batch_size=20, seed=0, engine=engine, chunk=3)
+    plain = compute_snapshot(model, x, y, **kw)  # no pool: centred before it returns
+    pool = HostStaging("cpu")
+    snap = compute_snapshot(model, x, y, staging=pool, **kw)
+    assert snap._pending is not None  # nothing centred yet: only the weights were copied
+    with torch.no_grad():  # the next training step changes the weights before the writer reads them
+        for p in model.parameters():
+            p.add_(1.0)
+    snap.wait()
+    for kind in ("sgn", "grad", "weight"):
+        for n, want in getattr(plain, kind).items():
+            np.testing.assert_array_equal(getattr(snap, kind)[n], want, err_msg=f"{kind} {n}")
+    snap.release()
+
+    real = getattr(snapshot_mod, f"{engine}_gradients")
+
+    def poisoned(*args, **kwargs):
+        res = real(*args, **kwargs)
+        res.grads["fc2.weight"][3, 5] = float("nan")
+        return res
+
+    monkeypatch.setattr(snapshot_mod, f"{engine}_gradients", poisoned)
+    bad = compute_snapshot(model, x, y, staging=pool, **kw)  # returns: the check is the writer's
+    for _ in range(2):  # raised by every wait (the writer, then whoever asks again)
+        with pytest.raises(DivergedError, match="^non-finite gradient of fc2.weight at iteration 1: lower --lr$"):
+            bad.wait()
+    bad.release()
+    with pytest.raises(DivergedError, match="non-finite gradient of fc2.weight"):  # not deferred: at once
+        compute_snapshot(model, x, y, staging=pool, defer_centring=False, **kw)
+
+
 def test_cpu_vmap_chunk_is_capped_where_larger_calls_run_slower():
     """On the CPU one vmap call holds at most 128 MiB of activations (measured optimum), in equal calls."""
     lenet = build_model("lenet")

@@ -1,7 +1,8 @@
 """SIGKILL a collection at chosen moments, then check the lake and resume it.
 
 Each kill point runs ``sgnlake.collect.collect`` in a child ``python -c`` process
-that wraps Zarr's ``LocalStore.set`` (or ``torch.autograd.grad``) from outside and
+that wraps Zarr's ``LocalStore.set`` and the writer's plain local-file writes
+(``_write_file``, ``_write_atomic``, by store key), or ``torch.autograd.grad``, from outside and
 SIGKILLs itself at one exact moment: during the gradients of a snapshot, in the
 middle of writing its chunks, while writing its checkpoint, while growing the
 arrays, just before and just after the commit marker, and while creating the
@@ -78,26 +79,47 @@ elif spec["kind"] == "grad":
         return real_grad(*a, **k)
     torch.autograd.grad = grad
 else:
+    import threading
+    import sgnlake.collect.writer as W
     pattern = re.compile(spec["pattern"])
     cond = spec.get("cond")
+    lock = threading.Lock()
+    lake_root = os.path.abspath(spec["lake"])
+
+    def which(key, payload):
+        # 0: not a counted write; else this write's number (writes run concurrently)
+        if not pattern.search(key):
+            return 0
+        if cond and not eval(cond, {"doc": json.loads(payload())}):
+            return 0
+        with lock:
+            hits[0] += 1
+            return hits[0]
+
     real_set = zarr.storage.LocalStore.set
     async def set_(self, key, value):
-        if pattern.search(key):
-            ok = True
-            if cond:
-                doc = json.loads(value.to_bytes())
-                ok = bool(eval(cond, {"doc": doc}))
-            if ok:
-                hits[0] += 1
-                mine = hits[0]  # writes run concurrently: remember which one this is
-                if mine == spec["nth"] and spec["when"] == "before":
-                    die()
-                await real_set(self, key, value)
-                if mine == spec["nth"] and spec["when"] == "after":
-                    die()
-                return
+        mine = which(key, value.to_bytes)
+        if mine == spec["nth"] and spec["when"] == "before":
+            die()
         await real_set(self, key, value)
+        if mine == spec["nth"] and spec["when"] == "after":
+            die()
     zarr.storage.LocalStore.set = set_
+
+    # the writer's plain local-file writes (chunks, grown zarr.json, checkpoints) by their store key
+    def wrap(real, payload):
+        def write(path, data):
+            key = os.path.relpath(os.path.abspath(path), lake_root).replace(os.sep, "/")
+            mine = which(key, lambda: payload(data))
+            if mine == spec["nth"] and spec["when"] == "before":
+                die()
+            out = real(path, data)
+            if mine == spec["nth"] and spec["when"] == "after":
+                die()
+            return out
+        return write
+    W._write_file = wrap(W._write_file, lambda parts: b"".join(bytes(p) for p in parts))
+    W._write_atomic = wrap(W._write_atomic, lambda data: data)
 collect(spec["lake"], RunConfig.from_dict(spec["config"]), progress=False, threads=1)
 print("NOT KILLED")
 """

@@ -50,8 +50,8 @@ if hook == "sigint-grad":  # Ctrl-C while the gradients of snapshot 2 are comput
     torch.autograd.grad = grad
 elif hook in ("sigint-write", "pause"):
     pattern = re.compile(spec["pattern"])
-    real_set = zarr.storage.LocalStore.set
-    async def set_(self, key, value):
+
+    def reached(key):
         if pattern.search(key):
             hits[0] += 1
             if hits[0] == spec["nth"]:
@@ -60,10 +60,21 @@ elif hook in ("sigint-write", "pause"):
                     deadline = time.time() + 120
                     while not os.path.exists(spec["release"]) and time.time() < deadline:
                         time.sleep(0.02)
-                else:  # Ctrl-C arrives while a chunk is being written (zarr's IO thread)
+                else:  # Ctrl-C arrives while a chunk is being written (an IO thread)
                     os.kill(os.getpid(), signal.SIGINT)
+
+    real_set = zarr.storage.LocalStore.set
+    async def set_(self, key, value):
+        reached(key)
         await real_set(self, key, value)
     zarr.storage.LocalStore.set = set_
+    # the writer's plain local-file chunk writes: the key is the end of the path
+    import sgnlake.collect.writer as W
+    real_write = W._write_file
+    def write(path, parts):
+        reached(path.replace(os.sep, "/"))
+        return real_write(path, parts)
+    W._write_file = write
 if hook == "wait":  # start only once another child has signalled (imports are done by now)
     deadline = time.time() + 120
     while not os.path.exists(spec["flag"]) and time.time() < deadline:

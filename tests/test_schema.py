@@ -196,10 +196,10 @@ def test_validate_lake_finds_contract_breaks(tmp_path):
 
 
 def test_default_level_follows_the_codec():
-    """zstd defaults to its fast level -1, blosc to 1; an explicit level is kept; out of range is refused."""
-    assert StorageSpec().level == -1 and StorageSpec(codec="blosc-zstd").level == 1
+    """zstd defaults to its fast level -5, blosc to 1; an explicit level is kept; out of range is refused."""
+    assert StorageSpec().level == -5 and StorageSpec(codec="blosc-zstd").level == 1
     assert StorageSpec(level=3).level == 3
-    assert StorageSpec.from_dict({"codec": "zstd"}).level == -1
+    assert StorageSpec.from_dict({"codec": "zstd"}).level == -5
     assert StorageSpec.from_dict(StorageSpec(level=1).to_dict()).level == 1  # stored lakes keep theirs
     with pytest.raises(ConfigError, match="out of range for blosc-zstd"):
         StorageSpec(codec="blosc-zstd", level=-1)
