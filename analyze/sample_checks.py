@@ -76,6 +76,8 @@ def _sum_log_abs(v: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Sum of log|v| over non-zero entries and their count, along the last axis."""
     a = np.abs(v)
     nz = a > 0
-    logs = np.zeros_like(a)
-    np.log(a, out=logs, where=nz)
-    return logs.sum(axis=-1), np.count_nonzero(nz, axis=-1).astype(np.float64)
+    # log(1) = +0.0 exactly: the left-out entries add the same +0.0 as a masked log would, and the
+    # unmasked log runs vectorised (2-3x faster than ``np.log(..., where=nz)``)
+    np.copyto(a, 1.0, where=~nz)
+    np.log(a, out=a)
+    return a.sum(axis=-1), np.count_nonzero(nz, axis=-1).astype(np.float64)
