@@ -138,7 +138,14 @@ def _mohammadi_rows(a: NDArray[Any], k1: int, k2: int) -> FloatArray:
         stats[:, 6] = -np.inf
     redo = ~(np.isfinite(slx) & np.isfinite(sly))
     if redo.any():
-        stats[redo] = _mohammadi_chunk_masked(_f64(a[redo]), k1, k2)
+        idx = np.flatnonzero(redo)
+        if a.ndim == 2 and a.strides[-1] != a.itemsize:
+            # the stored (M, P) layout seen as (P, M): gather the columns of its rows (sequential
+            # reads) instead of rows whose samples lie a whole stored row apart (cache-hostile)
+            sub = np.ascontiguousarray(a.T[:, idx].T, dtype=np.float64)
+        else:
+            sub = _f64(a[idx])
+        stats[idx] = _mohammadi_chunk_masked(sub, k1, k2)
     return stats
 
 
