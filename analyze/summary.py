@@ -53,6 +53,11 @@ width, per layer). One row per run x snapshot x group, with these columns:
     The paper's statistic: the mean of ``1/inv_alpha`` over the used parameters,
     negative alphas included (what the authors' ``alpha_estimator`` returns and
     averages). NaN for estimators without ``inv_alpha``.
+``paper_mean_lo``, ``paper_mean_hi``
+    95% normal interval of ``paper_mean`` over parameters, NaN where it cannot be
+    trusted: ``1/inv_alpha`` has no finite variance when estimates of 1/alpha come near 0,
+    detected by one parameter carrying more than 10% of the sum of squared deviations
+    (see :func:`sgnlake.analyze.aggregate.paper_mean_interval`).
 ``estimator``, ``key``
     Estimator name and result key (estimator + settings).
 config columns

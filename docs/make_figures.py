@@ -11,8 +11,11 @@ Steps, each skipped or reused when already done (rerunning is cheap):
    into ``WORK/fcn-seeds`` and ``WORK/lenet-seeds`` (run-to-run spread);
 2. ``sgnlake alpha`` on each lake (Mohammadi estimator, the paper's K1);
 3. the report figures (:func:`sgnlake.analyze.report.build_report`, what
-   ``sgnlake report`` runs) for the run subsets below, copied to ``docs/figures/``;
-4. the numbers behind the four findings (medians, mean 1/alpha, counts) and the
+   ``sgnlake report`` runs) for the run subsets below, copied to ``docs/figures/``, and
+   Figs 1 and 2 of reproduction.md drawn here (median and the paper's statistic, each
+   with its 95% interval; ``--only-doc-figures`` draws only these);
+4. the numbers behind the four findings (medians and the paper's mean with their 95%
+   intervals, degenerate parameters left out and kept, counts) and the
    estimator's spread at each M (``sgnlake validate-estimators``), printed and
    written to ``WORK/numbers.md``.
 """
@@ -101,8 +104,6 @@ def figures(lakes: dict[str, Path], work: Path, dpi: int) -> None:
     param = typical_param(seeds, "fcn-d3-w32-b50-s0", "fc2.weight")
     f = report(lakes["fcn-seeds"], work / "report-fcn-seeds", dpi, param=param, iterations=[50, 300, 600])
     run = "runs/fcn-d3-w32-b50-s0"
-    copy(f, f"{run}/fig01_alpha.png", "fig01_fcn_alpha_iterations.png")
-    copy(f, "fig02_batch_size_1.png", "fig02_fcn_batch_size_seeds.png")
     copy(f, f"{run}/fig03_sgn_gaussian.png", "fig03_05_fcn_sgn_gaussian.png")
     copy(f, f"{run}/fig08_sgn_stable.png", "fig08_09_fcn_sgn_stable.png")
     copy(f, f"{run}/pooled_vs_param.png", "pooled_vs_param_fcn.png")
@@ -125,6 +126,68 @@ def figures(lakes: dict[str, Path], work: Path, dpi: int) -> None:
     copy(f, "fig02_batch_size_1.png", "lenet_batch_size_seeds.png")
 
 
+def doc_figures(lakes: dict[str, Path], work: Path, dpi: int) -> None:
+    """Figs 1 and 2 of reproduction.md: the median and the paper's statistic, each with its 95% interval.
+
+    Degenerate parameters are left out (the summaries' default); the same statistic with them
+    kept is drawn dashed grey beside it.
+    """
+    from sgnlake.analyze import open_lake, plots
+
+    lake = open_lake(str(lakes["fcn-seeds"]))
+    run = "fcn-d3-w32-b50-s0"
+    out = lake.summary(run, by="model")
+    kept = lake.summary(run, by="model", include_sparse=True)
+    m = int(lake.meta(run).n_minibatches)
+    fig, axes = plots.new_figure(1, 2, size=(14.0, 4.8))
+    for ax, stat, what in zip(
+        axes, ("median", "paper_mean"), ("median α", "the paper's mean α"), strict=True
+    ):
+        plots.plot_alpha_over_iterations(
+            ax, out, center=stat, secondary=None, band=stat == "median", m=m,
+            title=f"Fig 1, {run} (b = 50, M = {m}): {what} over parameters",
+        )  # fmt: skip
+        ax.plot(kept["iteration"], kept[stat], ls="--", color="0.4", lw=1, label=f"{what}, degenerate kept")
+        for i, seed in enumerate(("fcn-d3-w32-b50-s1", "fcn-d3-w32-b50-s2")):
+            other = lake.summary(seed, by="model").sort_values("iteration")
+            ax.plot(
+                other["iteration"], other[stat], color="tab:blue", lw=0.7, alpha=0.5,
+                label="seeds 1, 2 (same configuration)" if i == 0 else None,
+            )  # fmt: skip
+        ax.legend(loc="upper right" if stat == "median" else "best", fontsize=8)
+    _save_doc(fig, work, "fig01_fcn_alpha_iterations.png", dpi)
+
+    table = lake.summary(by="model")
+    bm = _bm(table)
+    fig, axes = plots.new_figure(1, 2, size=(14.0, 4.8))
+    for ax, stat, what in zip(axes, ("median", "paper_mean"), ("median α", "paper's mean α"), strict=True):
+        plots.plot_alpha_by_batch_size(
+            ax, table[table.seed == 0], y=stat,
+            title=f"Fig 2, FCN d3-w32, degenerate parameters left out: {what} per batch size (M = "
+            + "/".join(str(mm) for _, mm in bm) + " for b = " + "/".join(str(b) for b, _ in bm) + ")",
+        )  # fmt: skip
+        color = {ln.get_label(): ln.get_color() for ln in ax.get_lines()}
+        for (b, _seed), sub in table[table.seed != 0].groupby(["batch_size", "seed"]):
+            sub = sub.sort_values("iteration")
+            ax.plot(sub["iteration"], sub[stat], color=color[f"batch size = {b}"], lw=0.7, alpha=0.6)
+        ax.set_ylabel(f"{what} over parameters")
+        ax.legend(
+            fontsize=8, loc="best", title="seed 0 with 95% intervals; seeds 1, 2 thin", title_fontsize=8
+        )
+    _save_doc(fig, work, "fig02_fcn_batch_size_seeds.png", dpi)
+
+
+def _save_doc(fig: object, work: Path, name: str, dpi: int) -> None:
+    from sgnlake.analyze import plots
+
+    path = work / name
+    plots.fit_titles(fig)
+    plots.save_figure(fig, path, dpi=dpi)
+    FIGURES.mkdir(exist_ok=True)
+    shrink(path, FIGURES / name)
+    print(f"  {name} ({(FIGURES / name).stat().st_size / 1e3:.0f} kB)")
+
+
 def _title_batch(index: Path, src: str) -> str:
     """The batch size in the caption of figure ``src`` of a report page."""
     import re
@@ -141,11 +204,154 @@ def _fmt(x: float) -> str:
     return "nan" if not np.isfinite(x) else f"{x:.3f}"
 
 
+def _ci(row: pd.Series, stat: str = "median") -> str:
+    """``1.575 [1.564, 1.586]``: a statistic with its 95% interval (``no interval`` where withheld)."""
+    lo, hi = row.get(f"{stat}_lo", np.nan), row.get(f"{stat}_hi", np.nan)
+    ci = f"[{_fmt(lo)}, {_fmt(hi)}]" if np.isfinite(lo) and np.isfinite(hi) else "(no interval)"
+    return f"{_fmt(row[stat])} {ci}"
+
+
+def _below(a: pd.Series, b: pd.Series, stat: str = "median") -> bool:
+    """``a``'s 95% interval lies entirely below ``b``'s."""
+    return bool(a[f"{stat}_hi"] < b[f"{stat}_lo"])
+
+
+def findings(lakes: dict[str, Path]) -> str:
+    """The four findings with 95% intervals (degenerate parameters left out; kept beside)."""
+    from sgnlake.analyze import open_lake
+
+    def summ(name: str, by: str = "model", kept: bool = False) -> pd.DataFrame:
+        return open_lake(str(lakes[name])).summary(by=by, include_sparse=kept)
+
+    out = ["## Findings with 95% intervals (degenerate parameters left out; 'kept' = with them)\n"]
+    # F1
+    out.append("### F1 alpha over iterations: first vs last snapshot\n")
+    out.append(
+        "| lake | runs | median: last interval below first | paper's mean: below / intervals at both ends |"
+    )
+    out.append("|---|---|---|---|")
+    for name in ("fcn-small", "fcn-seeds", "lenet-small", "lenet-seeds"):
+        s = summ(name).sort_values("iteration").groupby("run_id")
+        first, last = s.first(), s.last()
+        med = sum(_below(last.loc[r], first.loc[r]) for r in first.index)
+        both = [
+            r
+            for r in first.index
+            if np.isfinite(first.loc[r, "paper_mean_lo"]) and np.isfinite(last.loc[r, "paper_mean_lo"])
+        ]
+        pm = sum(_below(last.loc[r], first.loc[r], "paper_mean") for r in both)
+        out.append(f"| {name} | {len(first)} | {med} | {pm} / {len(both)} |")
+    out.append("")
+    for name in ("fcn-seeds", "lenet-seeds"):
+        s, k = summ(name), summ(name, kept=True)
+        out.append(
+            f"{name}, per run: first -> last snapshot, median [95%] (kept) ; paper's mean [95%] (kept)\n"
+        )
+        for r, g in s.groupby("run_id"):
+            g = g.sort_values("iteration")
+            kg = k[k.run_id == r].sort_values("iteration")
+            f, la, kf, kl = g.iloc[0], g.iloc[-1], kg.iloc[0], kg.iloc[-1]
+            out.append(
+                f"- {r} (M={int(f.n_minibatches)}), t={int(f.iteration)} -> {int(la.iteration)}: median {_ci(f)} -> {_ci(la)} "
+                f"(kept {_fmt(kf['median'])} -> {_fmt(kl['median'])}); paper's mean {_ci(f, 'paper_mean')} -> "
+                f"{_ci(la, 'paper_mean')} (kept {_fmt(kf['paper_mean'])} -> {_fmt(kl['paper_mean'])}); "
+                f"paper's mean has an interval at {int(g['paper_mean_lo'].notna().sum())} of {len(g)} snapshots"
+            )
+        out.append("")
+    # F2
+    for name, its in (("fcn-seeds", [100, 300, 600]), ("lenet-seeds", [70])):
+        s, k = summ(name), summ(name, kept=True)
+        out.append(
+            f"### F2 batch size, {name}: seed 0 median [95%] / paper's mean [95%]; mean +- sd over seeds; kept\n"
+        )
+        for it in its:
+            cells = []
+            for b, m in _bm(s):
+                sel = s[(s.iteration == it) & (s.batch_size == b)]
+                ksel = k[(k.iteration == it) & (k.batch_size == b)]
+                if sel.empty:
+                    continue
+                r0 = sel[sel.seed == 0].iloc[0]
+                cells.append(
+                    f"b={b} (M={m}): {_ci(r0)} / {_ci(r0, 'paper_mean')}; seeds {sel['median'].mean():.3f} +- "
+                    f"{sel['median'].std(ddof=1):.3f}; kept {ksel['median'].mean():.3f}"
+                )
+            out.append(f"- t={it}: " + " | ".join(cells))
+        out.append("")
+    s = summ("fcn-small")
+    last = s[s.iteration == s.iteration.max()].set_index(["depth", "width", "batch_size"])
+    pairs = [(d, w) for d, w, b in last.index if b == 50]
+    sig = {k: 0 for k in ("50<200", "200<50", "50<100", "100<50", "100<200", "200<100")}
+    for d, w in pairs:
+        for a, b in ((50, 200), (50, 100), (100, 200)):
+            sig[f"{a}<{b}"] += _below(last.loc[(d, w, a)], last.loc[(d, w, b)])
+            sig[f"{b}<{a}"] += _below(last.loc[(d, w, b)], last.loc[(d, w, a)])
+    out.append(
+        f"fcn-small at t={int(s.iteration.max())}, {len(pairs)} (depth, width): median intervals disjoint with "
+        + ", ".join(f"b{k} in {v}" for k, v in sig.items())
+        + "\n"
+    )
+    # F3
+    out.append("### F3 LeNet per layer, last snapshot: median [95%] (kept)\n")
+    s, k = summ("lenet-seeds", "module"), summ("lenet-seeds", "module", kept=True)
+    for r, g in s.groupby("run_id"):
+        t = g.iteration.max()
+        rows = g[g.iteration == t].set_index("group")
+        krows = k[(k.run_id == r) & (k.iteration == t)].set_index("group")
+        out.append(
+            f"- {r} t={t}: "
+            + "; ".join(f"{m} {_ci(rows.loc[m])} ({_fmt(krows.loc[m, 'median'])})" for m in rows.index)
+        )
+    s = summ("lenet-small", "module")
+    n = conv_above = conv_above_sig = 0
+    for (_, _), g in s.groupby(["run_id", "iteration"]):
+        rows = g.set_index("group")
+        n += 1
+        conv_above += rows.loc[["conv1", "conv2"], "median"].min() > rows.loc[["fc1", "fc2"], "median"].max()
+        conv_above_sig += (
+            rows.loc[["conv1", "conv2"], "median_lo"].min() > rows.loc[["fc1", "fc2"], "median_hi"].max()
+        )
+    out.append(
+        f"\nlenet-small, all {n} snapshots: both conv medians above both linear in {conv_above}; "
+        f"with disjoint intervals (lowest conv interval above highest linear) in {conv_above_sig}\n"
+    )
+    # F4
+    out.append("### F4 depth and width, fcn-small at the last snapshot: median [95%] (kept)\n")
+    s, k = summ("fcn-small"), summ("fcn-small", kept=True)
+    t = s.iteration.max()
+    lt = s[s.iteration == t].set_index(["batch_size", "depth", "width"])
+    kt = k[k.iteration == t].set_index(["batch_size", "depth", "width"])
+    for b in sorted(lt.index.get_level_values(0).unique()):
+        sub = lt.loc[b]
+        ds, ws = (
+            sorted(sub.index.get_level_values(0).unique()),
+            sorted(sub.index.get_level_values(1).unique()),
+        )
+        out.append(
+            f"- b={b}: "
+            + "; ".join(
+                f"d{d}w{w} {_ci(sub.loc[(d, w)])} ({_fmt(kt.loc[(b, d, w), 'median'])})"
+                for d in ds
+                for w in ws
+            )
+        )
+        deep_up = sum(_below(sub.loc[(ds[0], w)], sub.loc[(ds[-1], w)]) for w in ws)
+        deep_dn = sum(_below(sub.loc[(ds[-1], w)], sub.loc[(ds[0], w)]) for w in ws)
+        wide_up = sum(_below(sub.loc[(d, ws[0])], sub.loc[(d, ws[-1])]) for d in ds)
+        wide_dn = sum(_below(sub.loc[(d, ws[-1])], sub.loc[(d, ws[0])]) for d in ds)
+        out.append(
+            f"  deepest significantly above shallowest in {deep_up} of {len(ws)} widths, below in {deep_dn}; "
+            f"widest above narrowest in {wide_up} of {len(ds)} depths, below in {wide_dn}"
+        )
+    out.append("")
+    return "\n".join(out) + "\n"
+
+
 def numbers(lakes: dict[str, Path], work: Path) -> str:
     """Step 4: the tables behind the findings, as markdown."""
     from sgnlake.analyze import open_lake
 
-    out: list[str] = []
+    out: list[str] = [findings(lakes)]
     fcn = open_lake(str(lakes["fcn-small"])).summary(by="model")
     fcn_l = open_lake(str(lakes["fcn-small"])).summary(by="tensor")
     lenet = open_lake(str(lakes["lenet-small"])).summary(by="model")
@@ -272,14 +478,24 @@ def _seed_table(s: pd.DataFrame, label: str, its: list) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _block_median(lake: object, run: str, it: int, m: int = 25) -> float:
-    """Mean over disjoint blocks of ``m`` minibatches of the median per-parameter alpha (all tensors)."""
-    from sgnlake.analyze.kernels import mohammadi
+def _block_median(lake: object, run: str, it: int, m: int = 25, kept: bool = False) -> float:
+    """Mean over disjoint blocks of ``m`` minibatches of the median per-parameter alpha (all tensors).
+
+    Degenerate parameters (:func:`sgnlake.analyze.kernels.sparse_mask` of each block's ``m``
+    samples) are left out unless ``kept``, like the summaries.
+    """
+    from sgnlake.analyze.kernels import mohammadi, sparse_mask
 
     x = [np.asarray(lake.sgn(run, t, iterations=it))[0] for t in lake.tensors(run).index]  # type: ignore[attr-defined]
     sgn = np.concatenate(x, axis=1)  # (M, all params)
     blocks = [sgn[k : k + m] for k in range(0, sgn.shape[0] - m + 1, m)]
-    return float(np.mean([np.nanmedian(mohammadi(b.T, k1="paper")) for b in blocks]))
+    meds = []
+    for b in blocks:
+        a = mohammadi(b.T, k1="paper")
+        if not kept:
+            a = np.where(sparse_mask(b.T), np.nan, a)
+        meds.append(np.nanmedian(a))
+    return float(np.mean(meds))
 
 
 def _m_matched_grid(lake_path: Path, it: int, m: int = 25) -> str:
@@ -288,37 +504,49 @@ def _m_matched_grid(lake_path: Path, it: int, m: int = 25) -> str:
 
     lake = open_lake(str(lake_path))
     runs = lake.runs
-    runs = runs.assign(mm=[_block_median(lake, r, it, m) for r in runs.index])
-    piv = runs.pivot_table(index=["depth", "width"], columns="batch_size", values="mm")
-    rows = "; ".join(f"d{d}w{w}: " + "/".join(f"{v:.3f}" for v in r) for (d, w), r in piv.iterrows())
-    mono = int(((piv[50] < piv[100]) & (piv[100] < piv[200])).sum())
-    return (
-        f"### F2 control, {lake_path.name} at t={it}, blocks of M={m}: b=50/100/200\n\n{rows}\n\n"
-        f"b=50 < b=200 in {int((piv[50] < piv[200]).sum())} of {len(piv)}; "
-        f"b=50 < b=100 < b=200 in {mono} of {len(piv)}\n"
+    runs = runs.assign(
+        mm=[_block_median(lake, r, it, m) for r in runs.index],
+        mk=[_block_median(lake, r, it, m, kept=True) for r in runs.index],
     )
+    out = [f"### F2 control, {lake_path.name} at t={it}, blocks of M={m}: b=50/100/200\n"]
+    for col, what in (("mm", "degenerate left out"), ("mk", "degenerate kept")):
+        piv = runs.pivot_table(index=["depth", "width"], columns="batch_size", values=col)
+        rows = "; ".join(f"d{d}w{w}: " + "/".join(f"{v:.3f}" for v in r) for (d, w), r in piv.iterrows())
+        mono = int(((piv[50] < piv[100]) & (piv[100] < piv[200])).sum())
+        out.append(
+            f"{what}: {rows}\n\nb=50 < b=200 in {int((piv[50] < piv[200]).sum())} of {len(piv)}; "
+            f"b=50 < b=100 < b=200 in {mono} of {len(piv)}\n"
+        )
+    return "\n".join(out)
 
 
 def _m_matched(lake_path: Path, its: list[int], m: int = 25) -> str:
     """Median alpha with every run's M cut to ``m``: the mean over disjoint blocks of ``m`` minibatches.
 
     Removes the estimator's M-dependent bias from the batch-size comparison
-    (b=50 has M=100 samples per parameter, b=200 only 25).
+    (b=50 has M=100 samples per parameter, b=200 only 25). Degenerate parameters left out
+    (kept: in brackets).
     """
     from sgnlake.analyze import open_lake
 
     lake = open_lake(str(lake_path))
     runs = lake.runs
     lines = [
-        f"### F2 control, {lake_path.name}: median alpha from blocks of M={m} minibatches, mean +- sd over seeds\n"
+        f"### F2 control, {lake_path.name}: median alpha from blocks of M={m} minibatches, mean +- sd over seeds "
+        "(degenerate kept)\n"
     ]
     lines.append("| iteration | " + " | ".join(f"b={b}" for b in sorted(runs.batch_size.unique())) + " |")
     lines.append("|---|" + "---|" * runs.batch_size.nunique())
     for it in its:
         vals: dict[int, list[float]] = {}
+        kept: dict[int, list[float]] = {}
         for run, row in runs.iterrows():
             vals.setdefault(int(row.batch_size), []).append(_block_median(lake, run, it, m))
-        cells = [f"{np.mean(v):.3f} +- {np.std(v, ddof=1):.3f}" for _, v in sorted(vals.items())]
+            kept.setdefault(int(row.batch_size), []).append(_block_median(lake, run, it, m, kept=True))
+        cells = [
+            f"{np.mean(v):.3f} +- {np.std(v, ddof=1):.3f} ({np.mean(kept[b]):.3f})"
+            for b, v in sorted(vals.items())
+        ]
         lines.append(f"| {it} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -334,12 +562,18 @@ def _pooled(lake_path: Path, run: str) -> str:
 
     lake = open_lake(str(lake_path))
     last = int(lake.iterations(run)[-1])
+    med = lake.summary(run, by="tensor", iterations=[last]).set_index("group")[
+        "median"
+    ]  # degenerate left out
     parts = []
     for t in lake.tensors(run).index:
         x = np.asarray(lake.sgn(run, t, iterations=last))[0]  # (minibatch, param)
-        a = np.asarray(lake.alpha(run, tensor=t).sel(iteration=last))
-        parts.append(f"{t} {np.nanmedian(a):.2f} vs {pooled(x, 'paper'):.2f}")
-    return f"{run} at t={last}, per-parameter median vs pooled alpha: " + "; ".join(parts) + "\n"
+        parts.append(f"{t} {med[t]:.2f} vs {pooled(x, 'paper'):.2f}")
+    return (
+        f"{run} at t={last}, per-parameter median (degenerate left out) vs pooled alpha: "
+        + "; ".join(parts)
+        + "\n"
+    )
 
 
 def _spike_share(lake_path: Path, run: str) -> str:
@@ -360,11 +594,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--work", type=Path, default=Path("sgnlake-reproduction"), help="Lakes and reports.")
     ap.add_argument("--dpi", type=int, default=90, help="Resolution of the copied PNGs.")
     ap.add_argument("--no-figures", action="store_true", help="Only collect and print the numbers.")
+    ap.add_argument(
+        "--only-doc-figures", action="store_true",
+        help="Of the figures, draw only Figs 1 and 2 of reproduction.md (not the reports).",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     lakes = collect(args.work)
     if not args.no_figures:
-        figures(lakes, args.work, args.dpi)
+        if not args.only_doc_figures:
+            figures(lakes, args.work, args.dpi)
+        doc_figures(lakes, args.work, args.dpi)
     text = numbers(lakes, args.work)
     (args.work / "numbers.md").write_text(text, encoding="utf-8")
     print(text)

@@ -139,3 +139,50 @@ def test_alpha_stats_all_nan_group_gives_nan_not_error():
     da = xr.DataArray(np.full((2, 3), np.nan), dims=("iteration", "param"), coords={"iteration": [1, 2]})
     st = A.alpha_stats(da)
     assert st["median"].isna().all() and (st["n_nan"] == 3).all()
+
+
+# ---------------------------------------------------------------------------- the paper's statistic's interval
+
+
+def test_paper_mean_interval_is_the_normal_interval_when_the_check_passes():
+    x = np.array(
+        [[1.0, 2.0, 3.0, 4.0, 5.0] * 4, [1.0] * 19 + [50.0], [np.nan, 1.0, 2.0, np.inf] + [1.0] * 16]
+    )
+    lo, hi = A.paper_mean_interval(x)
+    row = x[0]
+    half = 1.959963984540054 * np.std(row, ddof=1) / np.sqrt(row.size)  # scipy-free oracle
+    assert lo[0] == pytest.approx(row.mean() - half) and hi[0] == pytest.approx(row.mean() + half)
+    # one value carries (49 - 2.45)^2 / sum = 95% of the squared deviations: no interval
+    assert np.isnan(lo[1]) and np.isnan(hi[1])
+    assert np.isnan(lo[2]) and np.isnan(hi[2])  # an infinite 1/inv_alpha (estimate exactly 0)
+
+
+@pytest.mark.parametrize("n", [301, 3001])
+def test_paper_mean_interval_covers_95_percent_with_finite_variance(n):
+    """inv_alpha ~ N(0.6, 0.08): 1/inv_alpha has a finite variance (0 is 7.5 sd away).
+
+    The true paper's mean, E[1/X], by numerical integration against the normal density."""
+    rng = np.random.default_rng(7)
+    grid = np.linspace(0.6 - 7 * 0.08, 0.6 + 7 * 0.08, 200_001)  # density < 1e-10 beyond
+    dens = np.exp(-0.5 * ((grid - 0.6) / 0.08) ** 2) / (0.08 * np.sqrt(2 * np.pi))
+    true = float(np.sum(dens / grid) * (grid[1] - grid[0]))
+    reps = 4000 if n < 1000 else 1500
+    inv = rng.normal(0.6, 0.08, (reps, n))
+    inv[:, :5] = np.nan  # no estimate: left out
+    st = A.group_stats(1 / inv, inv=inv)
+    given = np.isfinite(st["paper_mean_lo"])
+    assert given.mean() >= 0.85
+    cover = np.mean((st["paper_mean_lo"][given] <= true) & (true <= st["paper_mean_hi"][given]))
+    assert 0.935 <= cover <= 0.965, cover
+    np.testing.assert_allclose(st["paper_mean"], np.nanmean(1 / inv, axis=1), rtol=1e-12)
+
+
+def test_paper_mean_interval_refused_when_estimates_of_inv_alpha_reach_zero():
+    """inv_alpha ~ N(0.5, 0.25) has density at 0: 1/inv_alpha has Cauchy-like tails and no mean.
+
+    The normal interval would be garbage (its coverage of any fixed value is low); it is withheld."""
+    rng = np.random.default_rng(8)
+    inv = rng.normal(0.5, 0.25, (400, 3001))
+    st = A.group_stats(1 / inv, inv=inv)
+    assert np.mean(np.isfinite(st["paper_mean_lo"])) <= 0.05
+    assert np.isfinite(st["paper_mean"]).all()  # the statistic itself is still given

@@ -174,6 +174,54 @@ def test_alpha_histograms_by_group_densities(alpha_da):
     assert "dead 2" in steps[0].get_label()
 
 
+def test_alpha_histogram_leaves_degenerate_parameters_out_by_default():
+    rng = np.random.default_rng(4)
+    v = rng.uniform(1.3, 2.1, 400)
+    sparse = np.zeros(400, dtype=np.int8)
+    sparse[:60] = 1  # planted degenerate parameters: estimate pulled to 1
+    v[:60] = rng.uniform(0.99, 1.01, 60)
+    sparse[60:70] = -1  # unknown: taken as not degenerate
+    v[70] = np.nan
+    edges = np.linspace(0.5, 2.5, 41)
+    fig, ax = plots.new_figure()
+    plots.plot_alpha_histogram(ax, v, title="t", bins=edges, sparse=sparse)
+    (step,) = [p for p in ax.patches if isinstance(p, StepPatch)]
+    exp, _ = np.histogram(v[60:][np.isfinite(v[60:])], bins=edges)
+    np.testing.assert_array_equal(step.get_data()[0], exp)
+    assert "degenerate (left out): 60" in ax.texts[0].get_text()
+    assert f"median {np.nanmedian(v[60:]):.3f}" in ax.get_legend_handles_labels()[1]
+    # kept: the degenerate ones stacked on top, and in the median
+    fig, ax = plots.new_figure()
+    plots.plot_alpha_histogram(ax, v, title="t", bins=edges, sparse=sparse, include_sparse=True)
+    base, top = [p for p in ax.patches if isinstance(p, StepPatch)]
+    all_counts, _ = np.histogram(v[np.isfinite(v)], bins=edges)
+    np.testing.assert_array_equal(top.get_data()[0], all_counts)
+    np.testing.assert_array_equal(top.get_data()[2], exp)  # baseline: the others
+    assert "degenerate (kept, grey): 60" in ax.texts[0].get_text()
+    assert f"median {np.nanmedian(v):.3f}" in ax.get_legend_handles_labels()[1]
+    assert "left out" in plots.degenerate_caption(False) and "kept" in plots.degenerate_caption(True)
+    with pytest.raises(ValueError, match="sparse has 3 values"):
+        plots.plot_alpha_histogram(ax, v, title="t", sparse=sparse[:3])
+
+
+def test_alpha_histograms_by_group_leave_degenerate_out(alpha_da):
+    v = alpha_da.isel(iteration=0).values
+    mods = alpha_da["module"].values
+    sparse = np.zeros(v.size, dtype=np.int8)
+    sparse[:5] = 1  # five fc1 parameters
+    edges = np.linspace(0.5, 2.5, 21)
+    for keep in (False, True):
+        fig, ax = plots.new_figure()
+        plots.plot_alpha_histograms_by_group(
+            ax, v, mods, title="per layer", bins=edges, sparse=sparse, include_sparse=keep
+        )
+        fc1 = [p for p in ax.patches if isinstance(p, StepPatch)][0]
+        sub = v[:20] if keep else v[5:20]
+        exp, _ = np.histogram(sub, bins=edges, density=True)
+        np.testing.assert_allclose(fc1.get_data()[0], exp)
+        assert f"median {np.median(sub):.2f}" in fc1.get_label() and "degenerate 5" in fc1.get_label()
+
+
 @pytest.mark.parametrize("shape", [(4, 3, 2, 5), (6, 7), (9,), (2, 3, 4)])
 def test_alpha_map_image_layout(shape):
     n = int(np.prod(shape))

@@ -75,3 +75,82 @@ def test_plot_alpha_over_iterations_prints_m_and_draws_the_interval():
     assert "M = 33 (< 100" in text and "\ndegenerate (left out): last 3" in text
     labels = ax.get_legend_handles_labels()[1]
     assert "95% interval of the median" in labels
+
+
+def test_report_histograms_leave_degenerate_parameters_out_unless_asked(tmp_path):
+    """Planted degenerate fc1 weights: the run data carries their flags and the captions say which."""
+    import zarr
+    from lake_fixtures import RunSpec, write_lake
+
+    from sgnlake.analyze import open_lake
+    from sgnlake.analyze.report import build_report, load_runs
+
+    path = write_lake(str(tmp_path / "lake"), [RunSpec("a", n_minibatches=40)])
+    sgn = zarr.open_group(path, mode="r+")["runs/a/fc1.weight/sgn"]
+    x = np.asarray(sgn[:])
+    x[:, :, :6] = -0.05  # constant but for one big sample
+    x[:, 3, :6] = 7.0
+    sgn[:] = x
+    lake = open_lake(path)
+    data, _ = load_runs(
+        lake, ["a"], estimator="mohammadi", settings={}, requested=None, store=False, force=False,
+        notes=[], log=lambda m: None,
+    )  # fmt: skip
+    d = data["a"]
+    want = lake.result("a")["sparse"].sel(iteration=d.chosen).values
+    np.testing.assert_array_equal(d.sparse.values, want)
+    fc1 = (d.alpha["tensor"].values == "fc1.weight") & (d.alpha["index"].values < 6)
+    assert (d.sparse.values[:, fc1] == 1).all()
+    for keep, word in ((False, "counted in the notes and left out"), (True, "kept in the statistics")):
+        rep = build_report(
+            path, tmp_path / f"r{keep}", figures=["alpha-hist", "alpha-hist-layers"], store=False,
+            include_sparse=keep, log=lambda m: None,
+        )  # fmt: skip
+        caps = {f.path.split("/")[-1]: f.caption for f in rep.figures}
+        assert word in caps["fig10_alpha_hist.png"] and word in caps["fig16_alpha_hist_layers.png"]
+        # the run's note gives the median with and without them (Done when #1)
+        out_, kept = (lake.summary("a", by="model", include_sparse=k).iloc[-1] for k in (False, True))
+        assert out_["median"] != kept["median"] and int(out_["n_sparse"]) >= 6
+        row = rep.key_numbers.set_index("run").loc["a"]
+        assert row["median α (last)"] == pytest.approx((kept if keep else out_)["median"])
+        (note,) = [n for n in rep.notes if n.startswith("run a:") and "degenerate" in n]
+        assert f"{int(out_['n_sparse'])} of {int(out_['n_params'])} parameters are degenerate" in note
+        assert f"without them {out_['median']:.3f}" in note and f"with them {kept['median']:.3f}" in note
+        assert "spike at α ≈ 1" in note
+
+
+def test_paper_mean_drawn_with_its_interval_where_given():
+    st = pd.DataFrame(
+        {
+            "iteration": [0, 100, 200],
+            "paper_mean": [2.4, 1.9, 7.5],
+            "paper_mean_lo": [2.2, 1.8, np.nan],  # t=200: interval withheld (1/alpha near 0)
+            "paper_mean_hi": [2.6, 2.0, np.nan],
+            "n_params": 10,
+            "n_nan": [0, 0, 0],
+            "n_gt2": [0, 0, 0],
+        }
+    )
+    fig, ax = plots.new_figure()
+    plots.plot_alpha_over_iterations(ax, st, center="paper_mean", secondary=None, band=False, m=100)
+    (bars,) = [c for c in ax.containers if hasattr(c, "has_yerr")]
+    segs = bars.lines[2][0].get_segments()
+    assert len(segs) == 2
+    np.testing.assert_allclose([s[:, 1] for s in segs], [[2.2, 2.6], [1.8, 2.0]])
+    assert "no 95% interval at 1 snapshot(s)" in ax.texts[0].get_text()
+    labels = ax.get_legend_handles_labels()[1]
+    assert plots.STAT_LABELS["paper_mean"] in labels and any("paper's mean" in x for x in labels[1:])
+    fig, ax = plots.new_figure()
+    table = st.assign(batch_size=50)
+    plots.plot_alpha_by_batch_size(ax, table, y="paper_mean")
+    (bars,) = [c for c in ax.containers if hasattr(c, "has_yerr")]
+    assert len(bars.lines[2][0].get_segments()) == 2
+
+
+def test_m_text_for_cross_run_titles():
+    from sgnlake.analyze.report.figures import _m_text
+
+    runs = pd.DataFrame({"batch_size": [200, 50, 100, 50], "n_minibatches": [25, 100, 50, 100]})
+    assert _m_text(runs) == "M = 100/50/25 for b = 50/100/200"
+    assert _m_text(runs[runs.batch_size == 50]) == "M = 100"
+    assert _m_text(runs[["batch_size"]]) == "M unknown"

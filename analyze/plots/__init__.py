@@ -34,7 +34,12 @@ from .alpha_lines import (
     plot_alpha_vs_config,
     plot_param_vs_pooled,
 )
-from .distributions import histogram_edges, plot_alpha_histogram, plot_alpha_histograms_by_group
+from .distributions import (
+    degenerate_caption,
+    histogram_edges,
+    plot_alpha_histogram,
+    plot_alpha_histograms_by_group,
+)
 from .maps import alpha_map_image, plot_alpha_map
 from .sgn import (
     _sgn_edges as _sgn_edges,  # re-exported (tests)
@@ -70,6 +75,7 @@ __all__ = [
     "STAT_LABELS",
     "alpha_map_image",
     "alpha_stats",
+    "degenerate_caption",
     "fit_titles",
     "gaussian_fit",
     "histogram_edges",

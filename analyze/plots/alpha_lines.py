@@ -27,6 +27,12 @@ STAT_LABELS = {
     "median": "median over parameters",
     "mean": "mean over parameters",
     "alpha_from_mean_inv": "1 / mean(1/α) over parameters",
+    "paper_mean": "paper's statistic: mean of α, negative estimates included",
+}
+#: Legend texts of the interval error bars, per statistic.
+INTERVAL_LABELS = {
+    "median": "95% interval of the median",
+    "paper_mean": "95% interval of the paper's mean (where the CLT holds)",
 }
 
 
@@ -50,8 +56,10 @@ def plot_alpha_over_iterations(
         (columns ``iteration``, ``median``, ``mean``, ``alpha_from_mean_inv``,
         ``q_lo``, ``q_hi``, ``n_params``, ``n_nan``, ``n_gt2``).
     title : str
-    center : {"median", "mean", "alpha_from_mean_inv"}
-        The solid line.
+    center : {"median", "mean", "alpha_from_mean_inv", "paper_mean"}
+        The solid line; with ``<center>_lo``/``<center>_hi`` columns (the median's and the
+        paper's mean's 95% intervals) it carries them as error bars, and the snapshots
+        without an interval are counted in the note.
     secondary : str or None
         A second statistic drawn dashed. The default ``1/mean(1/alpha)`` is
         finite where the plain mean is not: an estimate of ``1/alpha <= 0``
@@ -73,8 +81,7 @@ def plot_alpha_over_iterations(
     s = stats.sort_values("iteration")
     x = s["iteration"].to_numpy()
     (line,) = ax.plot(x, s[center].to_numpy(), marker="o", ms=3, label=STAT_LABELS.get(center, center))
-    if center == "median":
-        _interval_bars(ax, s, x, line.get_color())
+    missing = _interval_bars(ax, s, x, line.get_color(), y=center)
     if band and {"q_lo", "q_hi"} <= set(s.columns):
         ax.fill_between(
             x,
@@ -84,7 +91,7 @@ def plot_alpha_over_iterations(
             alpha=0.2,
             label="interquartile band",
         )
-    note = ""
+    note = f"; no 95% interval at {missing} snapshot(s)" if missing else ""
     if secondary and secondary != center and secondary in s.columns:
         y2 = s[secondary].to_numpy(dtype=np.float64)
         ok = np.isfinite(y2)
@@ -119,18 +126,26 @@ def plot_alpha_over_iterations(
     return ax
 
 
-def _interval_bars(ax: Axes, s: pd.DataFrame, x: np.ndarray, color: str, label: bool = True) -> None:
-    """Error bars of the median's 95% interval (``median_lo``..``median_hi``) when the table has them."""
-    if not {"median_lo", "median_hi", "median"} <= set(s.columns):
-        return
-    y = s["median"].to_numpy(dtype=np.float64)
-    lo = np.clip(y - s["median_lo"].to_numpy(dtype=np.float64), 0, None)
-    hi = np.clip(s["median_hi"].to_numpy(dtype=np.float64) - y, 0, None)
-    ok = np.isfinite(y) & np.isfinite(lo) & np.isfinite(hi)
-    ax.errorbar(
-        x[ok], y[ok], yerr=[lo[ok], hi[ok]], fmt="none", ecolor=color, capsize=2, lw=1,
-        label="95% interval of the median" if label else None,
-    )  # fmt: skip
+def _interval_bars(
+    ax: Axes, s: pd.DataFrame, x: np.ndarray, color: str, label: bool = True, y: str = "median"
+) -> int:
+    """Error bars of the 95% interval ``<y>_lo``..``<y>_hi`` when the table has them.
+
+    Returns the number of finite ``y`` points without an interval (0 when the table has no
+    interval columns).
+    """
+    if not {f"{y}_lo", f"{y}_hi", y} <= set(s.columns):
+        return 0
+    v = s[y].to_numpy(dtype=np.float64)
+    lo = np.clip(v - s[f"{y}_lo"].to_numpy(dtype=np.float64), 0, None)
+    hi = np.clip(s[f"{y}_hi"].to_numpy(dtype=np.float64) - v, 0, None)
+    ok = np.isfinite(v) & np.isfinite(lo) & np.isfinite(hi)
+    if ok.any():
+        ax.errorbar(
+            x[ok], v[ok], yerr=[lo[ok], hi[ok]], fmt="none", ecolor=color, capsize=2, lw=1,
+            label=INTERVAL_LABELS.get(y, f"95% interval of {y}") if label else None,
+        )  # fmt: skip
+    return int((np.isfinite(v) & ~ok).sum())
 
 
 def plot_alpha_lines(
@@ -151,8 +166,8 @@ def plot_alpha_lines(
 
     Rows sharing (``hue``, ``x``) (e.g. seeds of one configuration) are averaged;
     when there are several, the line carries error bars of +- one standard
-    deviation across them. A single run's median line carries the 95% interval of
-    the median (``median_lo``/``median_hi``) when the table has it.
+    deviation across them. A single run's line carries the 95% interval of ``y``
+    (``<y>_lo``/``<y>_hi``, e.g. the median's or the paper's mean's) when the table has it.
 
     Parameters
     ----------
@@ -194,8 +209,8 @@ def plot_alpha_lines(
             )  # fmt: skip
         else:
             ax.plot(xs, ys, marker=marker, ms=3, color=colors[h], label=label)
-            if y == "median":
-                _interval_bars(ax, sub.sort_values(x), sub.sort_values(x)[x].to_numpy(), colors[h], False)
+            srt = sub.sort_values(x)
+            _interval_bars(ax, srt, srt[x].to_numpy(), colors[h], False, y=y)
     _ref_alpha2(ax)
     _capped_note(ax)
     ax.set_title(title)

@@ -22,7 +22,7 @@ import pandas as pd
 from .result import FigureEntry
 
 #: Bump when what a figure draws or says changes without its inputs changing.
-FIGURES_VERSION = 1
+FIGURES_VERSION = 3
 SIDECAR = ".json"
 
 
@@ -61,6 +61,7 @@ def run_inputs(d: Any) -> str:
         d.by_tensor,
         d.tensors.astype(str),
         list(d.chosen),
+        None if getattr(d, "sparse", None) is None else np.asarray(d.sparse.values),
     )
 
 

@@ -22,6 +22,8 @@ import xarray as xr
 from sgnlake.schema.errors import LakeError
 
 from ..lake import CONFIG_COLUMNS
+from ..stored import ALPHA
+from ..summary import SPARSE
 from .estimator import _settings_text, pooled_alpha
 from .options import pick_iterations
 
@@ -46,6 +48,8 @@ class _RunData:
     snapshots: xr.Dataset
     tensors: pd.DataFrame
     chosen: list[int]
+    sparse: xr.DataArray | None = None  # (iteration, param) degenerate flags at the chosen snapshots
+    other: Any = None  # summary row (model) at the last snapshot with the other include_sparse setting
 
 
 # ----------------------------------------------------------------------------- runs
@@ -107,20 +111,79 @@ def load_runs(
             )
         its = lake.iterations(r)
         chosen = pick_iterations(its, requested)
-        a = lake.alpha(r, estimator, **settings).sel(iteration=chosen)
-        a = a.load() if hasattr(a, "load") else a
+        a, sp = _chosen_alpha(lake, r, estimator, settings, chosen)
+        stats = summ["model"][summ["model"]["run_id"] == r].reset_index(drop=True)
+        other = None
+        if sp is not None:
+            last = int(stats["iteration"].max())
+            other = lake.summary(
+                r, by="model", estimator=estimator, iterations=[last], include_sparse=not include_sparse,
+                **settings,
+            ).iloc[-1]  # fmt: skip
+            note = degenerate_note(r, stats.sort_values("iteration").iloc[-1], other, include_sparse)
+            if note:
+                notes.append(note)
         out[r] = _RunData(
             run=r,
             meta=lake.meta(r),
             alpha=a,
-            stats=summ["model"][summ["model"]["run_id"] == r].reset_index(drop=True),
+            stats=stats,
             by_module=summ["module"][summ["module"]["run_id"] == r].reset_index(drop=True),
             by_tensor=summ["tensor"][summ["tensor"]["run_id"] == r].reset_index(drop=True),
             snapshots=lake.snapshots(r),
             tensors=lake.tensors(r),
             chosen=chosen,
+            sparse=sp,
+            other=other,
         )
     return out, stored_note
+
+
+def degenerate_note(run: str, last: Any, other: Any, include_sparse: bool) -> str:
+    """The run's note on degenerate parameters at its last snapshot: how many, why they make the
+    spike at alpha ~ 1, and the median with and without them ("" when there are none).
+
+    ``last`` and ``other`` are summary rows (by model) of the same snapshot with
+    ``include_sparse`` as given and the opposite.
+    """
+    n_sp = int(last.get("n_sparse", 0))
+    if n_sp == 0:
+        return ""
+    out_row, kept_row = (other, last) if include_sparse else (last, other)
+
+    def med(row: Any) -> str:
+        return (
+            f"{row['median']:.3f} [95% interval {row.get('median_lo', np.nan):.3f}, "
+            f"{row.get('median_hi', np.nan):.3f}]"
+        )
+
+    return (
+        f"run {run}: {n_sp} of {int(last['n_params'])} parameters are degenerate at iteration "
+        f"{int(last['iteration'])} (fewer distinct non-zero SGN values than half the M samples, e.g. input "
+        "pixels that are zero in most minibatches, or rarely active units). A sample that is one constant "
+        "but for a few values gives the Mohammadi estimate α ≈ 1 (log|K1·c| − log|c| = log K1), so these "
+        "parameters make the spike at α ≈ 1 in the α histograms and the dark rows/columns of the α maps, "
+        f"and pull medians down: median α without them {med(out_row)}, with them {med(kept_row)}. "
+        + (
+            "They are kept in this report's statistics (--include-sparse)."
+            if include_sparse
+            else "They are left out of this report's statistics and histograms (--include-sparse keeps them)."
+        )
+    )
+
+
+def _chosen_alpha(
+    lake: Any, run: str, estimator: str, settings: Mapping[str, Any], chosen: list[int]
+) -> tuple[xr.DataArray, xr.DataArray | None]:
+    """Alpha and, when the estimator has it, the ``sparse`` flag at the chosen snapshots (one read)."""
+    res = lake.result(run, estimator, **settings)
+    if ALPHA not in res:
+        lake.alpha(run, estimator, **settings)  # raises the one-line error
+    keep = [v for v in (ALPHA, SPARSE) if v in res]
+    sub = res[keep].sel(iteration=chosen).load()  # one graph: SGN read once if not stored
+    a = sub[ALPHA]
+    a.attrs = dict(res.attrs)
+    return a, (sub[SPARSE] if SPARSE in sub else None)
 
 
 def stored_alpha_note(rep: Any) -> str:
@@ -364,7 +427,11 @@ def cross_run_tables(
 
 
 def key_numbers(ids: list[str], data: dict[str, _RunData], runs_df: pd.DataFrame) -> pd.DataFrame:
-    """The run table of the page: one row per run of ``ids`` (config, status, first/last alpha, dead counts)."""
+    """The run table of the page: one row per run of ``ids`` (config, status, first/last alpha, dead counts).
+
+    The last median with the other ``include_sparse`` setting is in the run's note
+    (:func:`degenerate_note`), not here: the table must fit a 1280-px screen.
+    """
     rows = []
     for r in ids:
         row = runs_df.loc[r]

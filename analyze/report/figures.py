@@ -152,11 +152,11 @@ class FigureBuilder:
         common = f"Estimator {est}; M = {m} SGN samples (minibatches of b = {b}) per parameter and snapshot."
         if m < 100:
             common += " Warning: M < 100, single estimates are noisy."
-        sparse_txt = (
-            "Degenerate parameters (fewer distinct non-zero SGN values than half the samples, e.g. input "
-            "pixels that are zero in most minibatches; their estimate is pulled to α = 1) are "
-            + ("kept in the statistics." if self.include_sparse else "counted in the note and left out.")
-        )
+        sparse_txt = plots.degenerate_caption(self.include_sparse)
+        sp = {} if d.sparse is None else {"include_sparse": self.include_sparse}
+
+        def sparse_at(t: int) -> np.ndarray | None:
+            return None if d.sparse is None else d.sparse.sel(iteration=t).values
 
         def fig1() -> None:
             fig, ax = plots.new_figure()
@@ -195,14 +195,20 @@ class FigureBuilder:
             vals = [d.alpha.sel(iteration=t).values for t in d.chosen]
             edges = plots.histogram_edges(np.concatenate(vals))
             for ax, t, v in zip(axes[0], d.chosen, vals, strict=True):
-                plots.plot_alpha_histogram(ax, v, title=f"{d.run}, iteration {t}", bins=edges)
+                plots.plot_alpha_histogram(
+                    ax, v, title=f"{d.run}, iteration {t}", bins=edges, sparse=sparse_at(t), **sp
+                )
+            grey = (
+                " Kept degenerate parameters are stacked in grey: they make the spike at α ≈ 1."
+                if self.include_sparse and d.sparse is not None
+                else ""
+            )
             self._save(
                 fig, f"{base}/fig10_alpha_hist.png",
                 f"Paper Figs 10-12. Distribution of the per-parameter α over all parameters of run {d.run} "
                 f"at iterations {', '.join(map(str, d.chosen))} (shared bins; dashed line: median; dotted: "
                 f"α = 2, the Gaussian). Dead parameters (no estimate) and values outside the bins are counted "
-                f"in the legends. Degenerate parameters (few distinct SGN values; counted in the run table) "
-                f"are drawn here with their estimate, which lies near α = 1: they make the spike at 1. {common}",
+                f"in the notes. {sparse_txt if d.sparse is not None else ''}{grey} {common}",
                 sec, "α distribution over parameters",
             )  # fmt: skip
 
@@ -213,12 +219,14 @@ class FigureBuilder:
             edges = plots.histogram_edges(np.concatenate(vals))
             for ax, t, v in zip(axes[0], d.chosen, vals, strict=True):
                 plots.plot_alpha_histograms_by_group(
-                    ax, v, d.alpha["module"].values, title=f"{d.run}, iteration {t}", bins=edges
-                )
+                    ax, v, d.alpha["module"].values, title=f"{d.run}, iteration {t}", bins=edges,
+                    sparse=sparse_at(t), **sp,
+                )  # fmt: skip
             self._save(
                 fig, f"{base}/fig16_alpha_hist_layers.png",
                 f"Paper Fig 16. Distribution of α per layer (density within each layer) at iterations "
-                f"{', '.join(map(str, d.chosen))}, run {d.run}. {common}",
+                f"{', '.join(map(str, d.chosen))}, run {d.run}. "
+                f"{sparse_txt if d.sparse is not None else ''} {common}",
                 sec, "α distribution per layer",
             )  # fmt: skip
 
@@ -355,7 +363,8 @@ class FigureBuilder:
                 plots.plot_alpha_lines(
                     ax, table, hue="batch_size", x=xcol, y="median", hue_label="batch size",
                     xlabel="epoch (SGD steps / M)" if xcol == "epoch" else None,
-                    title=f"median α over {'epochs' if xcol == 'epoch' else 'iterations'} per batch size: {label}",
+                    title=f"median α over {'epochs' if xcol == 'epoch' else 'iterations'} per batch size: {label}"
+                    f" ({_m_text(sub)})",
                 )  # fmt: skip
                 sizes = sorted(sub["batch_size"].unique())
                 self._save(
@@ -366,7 +375,8 @@ class FigureBuilder:
                     f"({', '.join(map(str, sizes))}), for runs of {label} ({len(sub)} runs; runs with the same "
                     f"batch size, e.g. seeds, are averaged with ± one standard deviation; a single run carries "
                     f"the 95% interval of its median). Estimator {est}; "
-                    f"M differs with the batch size (M = floor(n / b)). --compare-at {self.compare_at}.",
+                    f"M differs with the batch size (M = floor(n / b)): {_m_text(sub)}. "
+                    f"{plots.degenerate_caption(self.include_sparse)} --compare-at {self.compare_at}.",
                     sec, f"α per batch size: {label}",
                 )  # fmt: skip
 
@@ -414,14 +424,15 @@ class FigureBuilder:
                     other = "width" if x == "depth" else "depth"
                     plots.plot_alpha_vs_config(
                         ax, sub, x=x, hue=other, y="median",
-                        title=f"median α against {x}, lines per {other}: {label}",
+                        title=f"median α against {x}, lines per {other}: {label} ({_m_text(sub)})",
                     )  # fmt: skip
                 self._save(
                     fig, f"fig06_depth_width_{k + 1}.png",
                     f"Paper Figs 6-7. Median per-parameter α ({at_txt}) against "
                     + " and ".join(f"{a} (lines per {'width' if a == 'depth' else 'depth'})" for a in panels)
-                    + f", runs of {label} ({len(sub)} runs; seeds averaged, ± one standard deviation). "
-                    f"Estimator {est}.",
+                    + f", runs of {label} ({len(sub)} runs; {_m_text(sub)}; seeds averaged, ± one standard "
+                    f"deviation; a single run carries the 95% interval of its median). Estimator {est}. "
+                    f"{plots.degenerate_caption(self.include_sparse)}",
                     sec, f"α against depth/width: {label}",
                 )  # fmt: skip
 
@@ -435,3 +446,20 @@ class FigureBuilder:
                 f"{what}: only the {MAX_CONTEXT_FIGURES} largest groups are drawn; not drawn: {rest} "
                 "(select them with --runs)"
             )
+
+
+def _m_text(runs: pd.DataFrame) -> str:
+    """``M = 100`` for runs of one M, else ``M = 100/50/25 for b = 50/100/200``."""
+    if "n_minibatches" not in runs.columns:
+        return "M unknown"
+    pairs = sorted(
+        {
+            (int(b), int(m))
+            for b, m in zip(runs["batch_size"], runs["n_minibatches"], strict=True)
+            if pd.notna(m) and pd.notna(b)
+        }
+    )
+    ms = sorted({m for _, m in pairs}, reverse=True)
+    if len(ms) == 1:
+        return f"M = {ms[0]}"
+    return f"M = {'/'.join(str(m) for _, m in pairs)} for b = {'/'.join(str(b) for b, _ in pairs)}"
