@@ -8,6 +8,7 @@ listing per array, not one request per chunk) and names a missing one.
 
 from __future__ import annotations
 
+import os
 from itertools import product
 from typing import Any
 
@@ -42,6 +43,7 @@ class ChunkReader:
         self.shape, self.dtype, self.ndim = arr.shape, arr.dtype, arr.ndim
         self._stored: set[str] | None = None
         self._listed = False
+        self._direct: Any = None  # (folder, decoder) of the plain-file read path, False when not possible
 
     def _stored_keys(self) -> set[str] | None:
         """Stored chunk keys of the array (listed once), or None when absent chunks are legitimate."""
@@ -90,6 +92,63 @@ class ChunkReader:
             "missing from the store (committed data lost): run 'sgnlake check' on the lake, or pass "
             "--skip-corrupt (skip_corrupt=True) to read it as NaN"
         )
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_direct"] = None  # a closure: found again where the reader is unpickled
+        return state
+
+    def _direct_path(self) -> Any:
+        """``(folder, decode)`` for reading chunk files directly, or False (not a local store, or a codec
+        chain :func:`sgnlake.schema.codecs.chunk_decoder` does not handle)."""
+        if self._direct is None:
+            from zarr.storage import LocalStore
+
+            from sgnlake.schema.codecs import chunk_decoder
+
+            direct: Any = False
+            md = self.arr.metadata
+            if isinstance(self.arr.store, LocalStore) and getattr(md, "zarr_format", None) == 3:
+                decode = chunk_decoder(md.codecs, self.dtype, self.arr.chunks)
+                if decode is not None:
+                    direct = (os.path.join(str(self.arr.store.root), self.arr.path), decode)
+            self._direct = direct
+        return self._direct
+
+    def read_direct(self, sel: tuple[slice, ...]) -> np.ndarray | None:
+        """The region ``sel`` (a slice per axis) read from the chunk files with plain file reads, or None.
+
+        For a local store and a codec chain :func:`sgnlake.schema.codecs.chunk_decoder` handles,
+        every chunk under ``sel`` is read with ``open().read()``, its checksum verified and decoded
+        in this thread, without Zarr's per-call machinery. None when that path does not apply or
+        anything fails (a missing or damaged chunk): the caller then reads through Zarr, which
+        names the chunk or reads it as the fill value, as before.
+        """
+        found = self._direct_path()
+        if not found:
+            return None
+        folder, decode = found
+        chunks = self.arr.chunks
+        bounds = [s.indices(n)[:2] for s, n in zip(sel, self.shape, strict=True)]
+        out = np.empty(tuple(max(0, hi - lo) for lo, hi in bounds), dtype=self.dtype)
+        ranges = [
+            range(lo // c, -(-hi // c)) if hi > lo else range(0)
+            for (lo, hi), c in zip(bounds, chunks, strict=True)
+        ]
+        encode = self.arr.metadata.encode_chunk_key
+        try:
+            for coords in product(*ranges):
+                with open(os.path.join(folder, encode(coords)), "rb") as f:
+                    chunk = decode(f.read())
+                src, dst = [], []
+                for k, ((lo, hi), c) in zip(coords, zip(bounds, chunks, strict=True), strict=True):
+                    a, b = max(lo, k * c), min(hi, (k + 1) * c)
+                    src.append(slice(a - k * c, b - k * c))
+                    dst.append(slice(a - lo, b - lo))
+                out[tuple(dst)] = chunk[tuple(src)]
+        except Exception:  # missing, damaged or unexpected: Zarr's read decides and names it
+            return None
+        return out
 
     def __getitem__(self, sel: Any) -> np.ndarray:
         if isinstance(sel, tuple) and all(isinstance(s, slice) for s in sel):

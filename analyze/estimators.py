@@ -19,7 +19,6 @@ persisted result (``"mohammadi-k1_sqrt"``).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -29,7 +28,19 @@ import numpy as np
 import xarray as xr
 
 from sgnlake.analyze import kernels
-from sgnlake.analyze.kernels import DEFAULT_HILL_K, DEFAULT_K1, GAUSSIANITY_TESTS, K1_RULES, STABLE_PARAMS
+from sgnlake.analyze.estimator_extras import MOHAMMADI_EXTRAS, Extra
+from sgnlake.analyze.estimator_settings import (
+    HILL_K,
+    K1,
+    Params,
+    Setting,
+    _plan_gaussianity,
+    _plan_hill,
+    _plan_k1_first,
+    _plan_k1_pooled,
+    _plan_none,
+)
+from sgnlake.analyze.kernels import DEFAULT_HILL_K, DEFAULT_K1, GAUSSIANITY_TESTS, STABLE_PARAMS
 from sgnlake.analyze.strategies import Stream, count_nonfinite, layout_blocks, streamed
 from sgnlake.schema.errors import ConfigError
 from sgnlake.schema.names import MINIBATCH, PARAM
@@ -52,169 +63,6 @@ __all__ = [
     "result_key",
     "settings_from_options",
 ]
-
-Params = dict[str, Any]
-
-
-# --------------------------------------------------------------------------- settings
-
-
-def _check_k1(value: Any) -> str | int:
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        if value < 2:
-            raise ConfigError(
-                f"k1 = {value} is too small: use an integer >= 2 or one of {', '.join(K1_RULES)}"
-            )
-        return int(value)
-    if isinstance(value, str):
-        value = value.strip()
-        if value in K1_RULES:
-            return value
-        if value.isdigit():
-            return _check_k1(int(value))
-    raise ConfigError(f"unknown k1 {value!r}: use one of {', '.join(K1_RULES)} or an integer >= 2")
-
-
-def _check_hill_k(value: Any) -> int | float:
-    bad = f"Hill k = {value!r} is invalid: pass a positive int or a fraction in (0, 1)"
-    if isinstance(value, str):
-        try:
-            value = int(value) if value.strip().isdigit() else float(value)
-        except ValueError:
-            raise ConfigError(bad) from None
-        if isinstance(value, float) and value >= 1 and value == int(value):
-            value = int(value)  # "10.0" counts 10 order statistics
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1:
-        return int(value)
-    if isinstance(value, (float, np.floating)) and 0 < value < 1:
-        return float(value)
-    raise ConfigError(bad)
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One estimator setting: its name (in keys and ``**settings``), default, check and CLI option.
-
-    ``check`` validates a value and converts strings from a command line
-    (``"30"`` -> 30); it raises a one-line :class:`ConfigError`.
-    """
-
-    name: str
-    default: Any
-    check: Callable[[Any], Any]
-    option: str
-
-
-K1 = Setting("k1", DEFAULT_K1, _check_k1, "--k1")
-HILL_K = Setting("k", DEFAULT_HILL_K, _check_hill_k, "--hill-k")
-
-
-# --------------------------------------------------------------------------- kernel parameters
-
-
-def _k1k2(n: int, rule: str | int, dim: str) -> tuple[int, int]:
-    """:func:`~sgnlake.analyze.kernels.choose_k1`, refusing K1 < 2 or K2 < 2 (every estimate NaN)."""
-    if isinstance(rule, (int, np.integer)) and not isinstance(rule, bool) and not 2 <= rule <= n // 2:
-        valid = f"an integer K1 in 2..{n // 2}" if n >= 4 else "more samples (at least 4)"
-        raise ConfigError(
-            f"K1 = {rule} for {n} samples along {dim!r} leaves K2 = {n // rule if rule else 0} block(s) of "
-            f"K1 samples; the estimator needs K1 >= 2 and K2 >= 2: pass {valid} or k1='sqrt'"
-        )
-    k1, k2 = kernels.choose_k1(n, rule)
-    if k1 < 2:
-        raise ConfigError(
-            f"K1 rule {rule!r} gives K1 = {k1} for {n} samples along {dim!r} (prime or < 4): "
-            "pass k1='sqrt' or an integer K1 >= 2"
-        )
-    return k1, k2
-
-
-def _plan_k1_first(sizes: Sequence[int], dims: Sequence[str], s: Mapping[str, Any]) -> Params:
-    """K1, K2 for the samples along the first core dim (per-parameter and multivariate)."""
-    k1, k2 = _k1k2(sizes[0], s["k1"], dims[0])
-    return {"k1": k1, "k2": k2}
-
-
-def _plan_k1_pooled(sizes: Sequence[int], dims: Sequence[str], s: Mapping[str, Any]) -> Params:
-    """K1, K2 for all coordinates of the core dims pooled into one sample."""
-    k1, k2 = _k1k2(math.prod(sizes), s["k1"], "*".join(dims))
-    return {"k1": k1, "k2": k2}
-
-
-def _plan_hill(sizes: Sequence[int], dims: Sequence[str], s: Mapping[str, Any]) -> Params:
-    """Refuse a Hill k that uses every sample (k >= M leaves no threshold order statistic)."""
-    n, k = sizes[0], s["k"]
-    if isinstance(k, int) and k >= n >= 2:
-        raise ConfigError(
-            f"Hill k = {k} needs more than {k} samples, but {dims[0]!r} has {n}: pass an integer "
-            f"k in 1..{n - 1} or a fraction in (0, 1)"
-        )
-    return {}
-
-
-def _plan_gaussianity(sizes: Sequence[int], dims: Sequence[str], s: Mapping[str, Any]) -> Params:
-    if sizes[0] < 8:
-        raise ConfigError(f"Gaussianity tests need at least 8 samples along {dims[0]!r}, got {sizes[0]}")
-    return {}
-
-
-def _plan_none(sizes: Sequence[int], dims: Sequence[str], s: Mapping[str, Any]) -> Params:
-    return {}
-
-
-# --------------------------------------------------------------------------- extra outputs
-
-
-@dataclass(frozen=True)
-class Extra:
-    """A further per-parameter output stored beside an estimator's result.
-
-    Attributes
-    ----------
-    name : str
-        Name of the stored array (beside ``alpha``).
-    dtype : str
-        Its dtype (float: NaN fill; integer: -1 fill).
-    kernel : callable
-        ``kernel(x, **settings)`` with all samples of a parameter on the last axis; the
-        estimator's fused kernel gives the same values (its third return value).
-    description : str
-        One line for docs.
-    """
-
-    name: str
-    dtype: str
-    kernel: Callable[..., np.ndarray]
-    description: str
-
-
-def _inv_alpha_extra(x: np.ndarray, k1: str | int) -> np.ndarray:
-    return kernels.mohammadi_inv(x, k1)
-
-
-def _n_distinct_extra(x: np.ndarray, **_: Any) -> np.ndarray:
-    return kernels.n_distinct(x)
-
-
-def _max_share_extra(x: np.ndarray, **_: Any) -> np.ndarray:
-    return kernels.max_share(x).astype(np.float32)
-
-
-def _sparse_extra(x: np.ndarray, **_: Any) -> np.ndarray:
-    return kernels.sparse_mask(x).astype(np.int8)
-
-
-#: The degenerate-parameter outputs (see :func:`sgnlake.analyze.kernels.sparse_outputs`).
-SPARSE_EXTRAS = (
-    Extra("n_distinct", "int32", _n_distinct_extra, "distinct finite non-zero SGN values"),
-    Extra("max_share", "float32", _max_share_extra, "largest sample's share of sum |SGN|"),
-    Extra("sparse", "int8", _sparse_extra, "1: degenerate (few distinct values), left out of medians"),
-)
-MOHAMMADI_EXTRAS = (
-    Extra("inv_alpha", "float64", _inv_alpha_extra, "estimate of 1/alpha, negative values kept"),
-    *SPARSE_EXTRAS,
-)
-
 
 # --------------------------------------------------------------------------- the registry
 

@@ -18,6 +18,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -379,10 +380,48 @@ def _compute_run(
     its = lake.iterations(run)
     wroot = lake.writable_root()
 
-    # build every lazy estimate first: a bad setting fails before anything is written
-    planned = [(info, lazy_estimate(lake, run, info, estimator, start, **settings)) for info in meta.tensors]
+    # the first tensor's lazy estimate: a bad setting fails before anything is written; its outputs'
+    # names and dtypes are every tensor's (one estimator, one M per run). The other tensors' lazy
+    # graphs are built only for the general path (the fused tasks read the SGN themselves).
+    tensors = list(meta.tensors)
+    first = lazy_estimate(lake, run, tensors[0], estimator, start, **settings)
+    kinds = {name: out.dtype for name, out in first.items()}
 
-    def prepare() -> tuple[zarr.Group, zarr.Group, str | None, list[da.Array], list[zarr.Array], list[Any]]:
+    def outputs(info: TensorInfo, dg: zarr.Group) -> dict[str, zarr.Array]:
+        """The result arrays of one tensor: created in a fresh generation, or grown to ``n`` rows."""
+        sgn_chunk = lake.root[f"runs/{run}/{info.name}/sgn"].chunks[2]
+        rc = result_chunk(sgn_chunk, info.n_stored)
+        appending = bool(start) and info.name in dg
+        if appending:
+            tg = dg[info.name]
+        else:
+            tg = dg.create_group(
+                info.name,
+                attributes={TENSOR_ATTR: info.to_dict(), **tensor_group_attrs(info)},
+                overwrite=bool(start),
+            )
+        arrays = {}
+        for name, dtype in kinds.items():
+            if appending and name in tg:
+                arr = tg[name]
+                if arr.shape[0] < n:  # never shrink: rows of a concurrent append stay
+                    arr.resize((n, info.n_stored))
+            else:
+                arr = tg.create_array(
+                    name,
+                    shape=(n, info.n_stored),
+                    chunks=(1, rc),
+                    dtype=dtype,
+                    fill_value=np.nan if np.issubdtype(dtype, np.floating) else -1,
+                    dimension_names=[ITERATION, PARAM],
+                    attributes=variable_attrs(name, info),
+                    overwrite=bool(start),
+                    compressors=default_compressors(),  # zstd + crc32c checksum
+                )
+            arrays[name] = arr
+        return arrays
+
+    def prepare() -> tuple[zarr.Group, zarr.Group, str | None, list[dict[str, zarr.Array]]]:
         kg = wroot.require_group(results_path(run, key))
         gen: str | None
         if found:  # append to the published data group, beyond its published rows (invisible)
@@ -403,46 +442,32 @@ def _compute_run(
                 compressors=default_compressors(),
             )
         it[start:n] = its[start:n]
-        sources, targets, regions = [], [], []
-        for info, outs in planned:
-            sgn_chunk = lake.root[f"runs/{run}/{info.name}/sgn"].chunks[2]
-            rc = result_chunk(sgn_chunk, info.n_stored)
-            if start and info.name in dg:
-                tg = dg[info.name]
-            else:
-                tg = dg.create_group(
-                    info.name, attributes={TENSOR_ATTR: info.to_dict(), **tensor_group_attrs(info)}, overwrite=True
-                )
-            for name, out in outs.items():
-                if start and name in tg:
-                    arr = tg[name]
-                    if arr.shape[0] < n:  # never shrink: rows of a concurrent append stay
-                        arr.resize((n, info.n_stored))
-                else:
-                    arr = tg.create_array(
-                        name,
-                        shape=(n, info.n_stored),
-                        chunks=(1, rc),
-                        dtype=out.dtype,
-                        fill_value=np.nan if np.issubdtype(out.dtype, np.floating) else -1,
-                        dimension_names=[ITERATION, PARAM],
-                        attributes=variable_attrs(name, info),
-                        overwrite=True,
-                        compressors=default_compressors(),  # zstd + crc32c checksum
-                    )
-                # align every task's output with one stored chunk: no two tasks write one chunk
-                sources.append(out.data.rechunk((1, arr.chunks[1])))
-                targets.append(arr)
-                regions.append((slice(start, n), slice(0, info.n_stored)))
-        return kg, dg, gen, sources, targets, regions
+        # the tensors' metadata documents are written concurrently (each a few store round trips)
+        with ThreadPoolExecutor(max_workers=min(8, len(tensors))) as pool:
+            arrays = list(pool.map(lambda info: outputs(info, dg), tensors))
+        return kg, dg, gen, arrays
 
     with write_guard(lake, result_lease, lake, run, key) as lease:
-        kg, dg, gen, sources, targets, regions = write_guard(lake, prepare)
+        kg, dg, gen, arrays = write_guard(lake, prepare)
         try:
-            fused = fused_tasks(lake, run, estimators.get(estimator), settings, dg, start, n)
+            by_tensor = {info.name: arrs for info, arrs in zip(tensors, arrays, strict=True)}
+            fused = fused_tasks(lake, run, estimators.get(estimator), settings, by_tensor, start, n)
             if fused is not None:
                 graph: Any = fused  # one task per result chunk: read, estimate, count, write
             else:
+                sources, targets, regions = [], [], []
+                for info, arrs in zip(tensors, arrays, strict=True):
+                    outs = (
+                        first
+                        if info is tensors[0]
+                        else lazy_estimate(lake, run, info, estimator, start, **settings)
+                    )
+                    for name, out in outs.items():
+                        arr = arrs[name]
+                        # align every task's output with one stored chunk: no two tasks write one chunk
+                        sources.append(out.data.rechunk((1, arr.chunks[1])))
+                        targets.append(arr)
+                        regions.append((slice(start, n), slice(0, info.n_stored)))
                 graph = da.store(sources, targets, regions=regions, lock=False, compute=False)
             write_guard(lake, run_graph, graph, progress, run)
         except BaseException:
@@ -464,7 +489,7 @@ def _compute_run(
         lease.check()  # taken over after a stall: the other computation publishes
         write_guard(lake, publish, wroot, kg.path, rmeta.to_dict(), gen, start > 0)
     action = "appended" if start else "computed"
-    return _finish(lake, run, key, action, n, n - start, n_params, t0, path, estimator, settings)
+    return _finish(lake, run, key, action, n, n - start, n_params, t0, path, estimator, settings, dg)
 
 
 def _finish(
@@ -479,10 +504,14 @@ def _finish(
     path: str,
     estimator: str,
     settings: Mapping[str, Any],
+    published: zarr.Group | None = None,
 ) -> RunResult:
-    """Assemble a RunResult: median alpha and dead count at the last snapshot, non-finite samples."""
+    """Assemble a RunResult: median alpha and dead count at the last snapshot, non-finite samples.
+
+    ``published``: the data group this call just published (read without checking it again).
+    """
     med, dead, nonfinite, n_sparse = float("nan"), 0, 0, 0
-    found = stored_meta(lake, run, key)
+    found = (published, None) if published is not None else stored_meta(lake, run, key)
     if found:
         g, _ = found
         last, sparse = [], []

@@ -5,8 +5,9 @@ the collector's chunking) into the scratch folder, then measures side by side, i
 one run and on the same arrays:
 
 * direct read (the baseline): every ``sgn`` chunk file read with plain
-  ``open().read()`` and decoded with the array's codec (numcodecs), no Zarr and
-  no Dask; on one thread and on a thread pool as large as Dask's;
+  ``open().read()``, its crc32c verified and decoded with the array's codec
+  (numcodecs), no Zarr and no Dask; on one thread and on a thread pool as large
+  as the one ``compute_alpha`` runs its tasks on;
 * raw read: every ``sgn`` chunk read and decompressed through the same Dask
   arrays the analysis uses (``Lake.sgn``), nothing computed;
 * alpha: ``Lake.compute_alpha(force=True)`` (Mohammadi per parameter, results
@@ -86,7 +87,7 @@ def _crc32c(data: Any) -> int:
     try:
         import google_crc32c
 
-        return int(google_crc32c.value(bytes(data)))
+        return int(google_crc32c.value(data))
     except ImportError:  # numcodecs' CRC32C codec computes the same checksum
         import numcodecs
 
@@ -100,7 +101,8 @@ class _Crc32cThen:
         self.codec = codec
 
     def decode(self, data: bytes) -> Any:
-        body, tail = data[:-4], data[-4:]
+        buf = np.frombuffer(data, dtype=np.uint8)  # views, no copies of the chunk
+        body, tail = buf[:-4], bytes(buf[-4:])
         if _crc32c(body) != int.from_bytes(tail, "little"):
             raise ValueError("crc32c checksum mismatch")
         return self.codec.decode(body) if self.codec is not None else body
@@ -137,6 +139,15 @@ def alpha_seconds(location: str, estimator: str = "mohammadi") -> tuple[float, A
     return time.perf_counter() - t0, rep
 
 
+def alpha_threads() -> int:
+    """Threads ``compute_alpha`` runs its tasks on with the threaded scheduler (its own pool's size)."""
+    import os
+
+    import dask
+
+    return int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
+
+
 def warm_up() -> None:
     """Run raw read and alpha once on a tiny lake (imports, worker start-up) on the active scheduler."""
     import tempfile
@@ -154,13 +165,11 @@ def measure(
     location: str, run: str, workers: int, repeat: int, memory_limit: Any = "auto"
 ) -> dict[str, list[float]]:
     """Interleaved raw-read and alpha timings (``repeat`` each) on threads (0) or a local cluster."""
-    import os
-
     from sgnlake.analyze import dask_client
 
     out: dict[str, list[float]] = {"raw": [], "alpha": [], "direct1": [], "direct": []}
     files = chunk_files(location, run)
-    threads = len(os.sched_getaffinity(0))  # Dask's threaded scheduler uses one thread per core
+    threads = alpha_threads()
     with dask_client(workers=workers or None, memory_limit=memory_limit, echo=None):
         warm_up()
         raw_read_seconds(location, run)  # page cache
@@ -172,24 +181,35 @@ def measure(
     return out
 
 
-def kernel_ceiling(n_params: int, m: int, repeat: int = 3) -> dict[str, float]:
-    """In-memory single-thread rates (param-snapshots/s) of the Mohammadi chunk kernel.
+def kernel_ceiling(n_params: int, m: int, repeat: int = 5) -> tuple[dict[str, float], dict[str, float]]:
+    """In-memory single-thread rates (param-snapshots/s) of the Mohammadi chunk kernel, and the fused kernels.
 
-    ``contiguous``: samples on the last, contiguous axis, as the kernel wants;
-    ``lake layout``: an (M, P) block viewed as (P, M), as a stored ``sgn`` chunk
-    reaches the kernel after xarray moves the core dim last.
+    ``contiguous``: samples on the last, contiguous axis; ``lake layout``: an (M, P) block
+    viewed as (P, M), as a stored ``sgn`` chunk reaches the kernel. Second dict: the fused
+    per-chunk kernel on the lake layout without (``mohammadi_counted``: alpha and the
+    non-finite counts) and with every stored output (``mohammadi_outputs``: also inv_alpha and
+    issue 13's n_distinct, max_share, sparse), timed interleaved (thread CPU time, medians).
     """
     from sgnlake.analyze import kernels
 
     rng = np.random.default_rng(0)
     x = rng.standard_cauchy((m, n_params)).astype(np.float32)
+    x[:, : n_params // 20] = np.where(rng.random((m, n_params // 20)) < 0.7, 0, x[:, : n_params // 20])  # sparse
     k1, k2 = kernels.choose_k1(m, kernels.DEFAULT_K1)
     cont = np.ascontiguousarray(x.T)
     res = {}
     for name, arr in (("contiguous (P, M)", cont), ("lake layout (M, P) viewed as (P, M)", x.T)):
         best = min(C.timed(lambda a=arr: kernels.mohammadi_chunk(a, k1, k2))[0] for _ in range(repeat))
         res[name] = n_params / best
-    return res
+    view = np.moveaxis(x[None], 1, -1)
+    fused: dict[str, list[float]] = {"without": [], "with": []}
+    for _ in range(repeat):
+        for key, fn in (("without", kernels.mohammadi_counted), ("with", kernels.mohammadi_outputs)):
+            t0 = time.thread_time()
+            fn(view, k1, k2)
+            fused[key].append(time.thread_time() - t0)
+    fk = {k: statistics.median(v) for k, v in fused.items()}
+    return res, {"kernel_s": fk["without"], "kernel_with_outputs_s": fk["with"], "ratio": fk["with"] / fk["without"]}
 
 
 def run_study(
@@ -239,7 +259,7 @@ def rate_rows(
 RATE_HEADERS = [
     "scheduler",
     "direct read 1 thread (MB/s)",
-    "direct read, Dask's threads (MB/s)",
+    "direct read, alpha's threads (MB/s)",
     "Dask raw read (MB/s)",
     "alpha (M param-snap/s)",
     "alpha (MB/s)",
@@ -274,10 +294,18 @@ def main() -> None:
         )
         + "."
     )
-    ceiling = kernel_ceiling(8192 if not args.smoke else 512, lake.n_minibatches)
+    n_kernel = 16384 if not args.smoke else 512
+    ceiling, outputs = kernel_ceiling(n_kernel, lake.n_minibatches)
     tk = C.Table(["Mohammadi kernel input (in memory, 1 thread)", "M param-snap/s", "MB/s"])
     for name, rate in ceiling.items():
         tk.add(name, rate / 1e6, rate * lake.n_minibatches * 4 / 1e6)
+    to = C.Table(["fused kernel, lake layout (1 thread, CPU s, median)", "without outputs", "with outputs", "ratio"])
+    to.add(
+        f"{n_kernel:,} params x M = {lake.n_minibatches} (5% sparse)",
+        outputs["kernel_s"],
+        outputs["kernel_with_outputs_s"],
+        outputs["ratio"],
+    )
     C.write_report(
         args,
         "alpha_throughput",
@@ -288,6 +316,9 @@ def main() -> None:
             "Compute ceiling of the estimator kernel (`sgnlake.analyze.kernels.mohammadi_chunk`), "
             "one thread, data already in memory:",
             tk.markdown(),
+            "Cost of issue 13's stored outputs (inv_alpha, n_distinct, max_share, sparse) in the fused "
+            "kernel (`mohammadi_outputs` vs `mohammadi_counted`, interleaved):",
+            to.markdown(),
             C.drop_page_cache_hint()
             + " The machine has 2 cores shared with other engineers: absolute rates drift by tens of "
             "percent between runs; the ratio is measured side by side.",
@@ -309,6 +340,8 @@ def main() -> None:
             "alpha_over_direct_read": statistics.median(res[workers[0]]["direct"])
             / statistics.median(res[workers[0]]["alpha"]),
             "kernel_rates": ceiling,
+            "kernel_outputs": outputs,
+            "threads": alpha_threads(),
         },
     )
 

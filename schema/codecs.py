@@ -13,6 +13,7 @@ older lakes, created without it, read as before.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -63,3 +64,78 @@ def array_kwargs(spec: StorageSpec) -> dict[str, Any]:
         "fill_value": np.nan,
         "chunk_key_encoding": dict(CHUNK_KEY_ENCODING),
     }
+
+
+def plain_chain(codecs: Sequence[Any], dtype: Any) -> tuple[Any, bool] | None:
+    """``(zstd, crc)`` for the plain lossless codec chains sgnlake writes, or None for any other.
+
+    Recognised: Zarr's ``bytes`` codec (little-endian, or a one-byte dtype), then optionally
+    ``zstd`` (returned: the ``ZstdCodec``, None when absent), then optionally ``crc32c`` last
+    (``crc`` True). Blosc, BitRound, float16 storage, sharding and big-endian
+    chains give None.
+    """
+    chain = list(codecs)
+    crc = bool(chain) and isinstance(chain[-1], zc.Crc32cCodec)
+    if crc:
+        chain.pop()
+    zstd = chain.pop() if chain and isinstance(chain[-1], zc.ZstdCodec) else None
+    if len(chain) != 1 or not isinstance(chain[0], zc.BytesCodec):
+        return None
+    endian = getattr(chain[0].endian, "value", chain[0].endian)
+    if np.dtype(dtype).itemsize > 1 and endian != "little":
+        return None
+    return zstd, crc
+
+
+def chunk_decoder(
+    codecs: Sequence[Any], dtype: Any, chunk_shape: Sequence[int]
+) -> Callable[[bytes], np.ndarray] | None:
+    """A plain decoder of one stored chunk for the codec chains sgnlake writes losslessly, or None.
+
+    Recognised: Zarr's ``bytes`` codec (little-endian, or a one-byte dtype), then optionally
+    ``zstd``, then optionally ``crc32c`` last: the checksum is verified (``ValueError`` on a
+    mismatch, as Zarr's codec raises), zstd is decoded with numcodecs (the library Zarr's
+    codec wraps), and the bytes are viewed as the chunk. Any other chain (blosc, BitRound,
+    float16 storage, sharding, big-endian) gives None: read it through Zarr.
+
+    Parameters
+    ----------
+    codecs : sequence
+        The array's codecs (``zarr.Array.metadata.codecs``).
+    dtype : numpy dtype
+        The array's dtype.
+    chunk_shape : sequence of int
+        The array's chunk shape (stored chunks always hold a whole chunk).
+
+    Returns
+    -------
+    callable or None
+        ``decode(data) -> numpy.ndarray`` of ``chunk_shape`` (a read-only view of the
+        decoded bytes), or None for a chain it does not handle.
+    """
+    plain = plain_chain(codecs, dtype)
+    if plain is None:
+        return None
+    zstd: Any = None
+    if plain[0] is not None:
+        import numcodecs
+
+        zstd = numcodecs.Zstd()  # decoding needs no level; frame checksums are verified when present
+    crc = plain[1]
+    dt = np.dtype(dtype)
+    if dt.itemsize > 1:
+        dt = dt.newbyteorder("<")
+    shape = tuple(int(c) for c in chunk_shape)
+    if crc:
+        import google_crc32c
+
+    def decode(data: bytes) -> np.ndarray:
+        buf = np.frombuffer(data, dtype=np.uint8)
+        if crc:
+            if buf.size < 4 or google_crc32c.value(buf[:-4]) != int.from_bytes(bytes(buf[-4:]), "little"):
+                raise ValueError("Stored and computed checksum do not match (crc32c)")
+            buf = buf[:-4]
+        raw = zstd.decode(buf) if zstd is not None else buf
+        return np.frombuffer(raw, dtype=dt).reshape(shape)
+
+    return decode

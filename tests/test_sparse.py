@@ -79,6 +79,54 @@ def test_sparse_kernels_against_python_loops():
     assert outs["n_distinct"].dtype == np.int32 and outs["sparse"].dtype == np.int8
 
 
+def _sparse_oracle(row: np.ndarray) -> tuple[int, np.float32, int]:
+    """(n_distinct, max_share as stored, sparse) of one parameter by Python sets and numpy's own sum."""
+    fin = row[np.isfinite(row)]
+    nd = len({float(v) for v in fin if v != 0})
+    a = np.abs(fin)
+    share = np.float32(a.max() / a.sum(dtype=np.float64)) if a.sum() > 0 else np.float32(np.nan)
+    dead = len(set(fin.tolist())) < 2
+    return nd, share, int(not dead and nd < 0.5 * len(fin))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m", [5, 7, 40, 37, 129, 300])
+def test_sparse_outputs_in_the_stored_layout_equal_python_sets(dtype, m):
+    """Rows or the stored (minibatch, param) layout, NaN/inf/+-0/ties: exact counts, max_share bit for bit."""
+    rng = np.random.default_rng(m)
+    x, _ = _planted(rng, 700, m, 90)
+    x[rng.random(x.shape) < 0.1] = 0.0
+    x[rng.random(x.shape) < 0.03] = -0.0
+    x[:50] = np.round(x[:50] * 2) / 2  # many ties
+    x[50:60][rng.random((10, m)) < 0.2] = np.nan
+    x[60:65][rng.random((5, m)) < 0.2] = np.inf
+    x[65], x[66], x[67] = np.nan, 0.0, -2.0
+    x = x.astype(dtype)
+    want = [_sparse_oracle(r) for r in x]
+    stored = np.moveaxis(np.ascontiguousarray(x.T)[None], 1, -1)  # (1, p, M) view of (1, M, p)
+    for view in (x, stored):
+        got = K.sparse_outputs(view)
+        np.testing.assert_array_equal(got["n_distinct"].reshape(-1), [w[0] for w in want])
+        np.testing.assert_array_equal(got["max_share"].reshape(-1), np.array([w[1] for w in want]))
+        np.testing.assert_array_equal(got["sparse"].reshape(-1), [w[2] for w in want])
+    if m >= 4:  # the fused kernel shares its statistics with the classification: same values
+        for rule in ("paper", "sqrt"):
+            k1, k2 = K.choose_k1(m, rule)
+            _, _, ext = K.mohammadi_outputs(stored, k1, k2)
+            for name, arr in K.sparse_outputs(x).items():
+                np.testing.assert_array_equal(ext[name].reshape(-1), arr, err_msg=f"{name} {rule}")
+
+
+@pytest.mark.parametrize("n", [1, 5, 8, 9, 100, 127, 128, 129, 1200, 4096])
+def test_pairwise_abs_sum_is_numpys_row_sum(n):
+    """The column-wise sum behind max_share adds in numpy's pairwise order: equal bit for bit."""
+    rng = np.random.default_rng(n)
+    x = np.abs(rng.standard_cauchy((300, n))).astype(np.float32)
+    want = x.sum(axis=-1, dtype=np.float64)
+    np.testing.assert_array_equal(K._pairwise_abs_sum(np.ascontiguousarray(x.T)), want)
+    np.testing.assert_array_equal(K._pairwise_abs_sum(x.T.astype(np.float64)), want)
+
+
 def test_inv_alpha_is_the_papers_formula_negatives_kept():
     rng = np.random.default_rng(1)
     x = rng.standard_cauchy((400, 16)) * 1e-3
