@@ -194,7 +194,9 @@ def kernel_ceiling(n_params: int, m: int, repeat: int = 5) -> tuple[dict[str, fl
 
     rng = np.random.default_rng(0)
     x = rng.standard_cauchy((m, n_params)).astype(np.float32)
-    x[:, : n_params // 20] = np.where(rng.random((m, n_params // 20)) < 0.7, 0, x[:, : n_params // 20])  # sparse
+    x[:, : n_params // 20] = np.where(
+        rng.random((m, n_params // 20)) < 0.7, 0, x[:, : n_params // 20]
+    )  # sparse
     k1, k2 = kernels.choose_k1(m, kernels.DEFAULT_K1)
     cont = np.ascontiguousarray(x.T)
     res = {}
@@ -209,7 +211,11 @@ def kernel_ceiling(n_params: int, m: int, repeat: int = 5) -> tuple[dict[str, fl
             fn(view, k1, k2)
             fused[key].append(time.thread_time() - t0)
     fk = {k: statistics.median(v) for k, v in fused.items()}
-    return res, {"kernel_s": fk["without"], "kernel_with_outputs_s": fk["with"], "ratio": fk["with"] / fk["without"]}
+    return res, {
+        "kernel_s": fk["without"],
+        "kernel_with_outputs_s": fk["with"],
+        "ratio": fk["with"] / fk["without"],
+    }
 
 
 def run_study(
@@ -299,7 +305,9 @@ def main() -> None:
     tk = C.Table(["Mohammadi kernel input (in memory, 1 thread)", "M param-snap/s", "MB/s"])
     for name, rate in ceiling.items():
         tk.add(name, rate / 1e6, rate * lake.n_minibatches * 4 / 1e6)
-    to = C.Table(["fused kernel, lake layout (1 thread, CPU s, median)", "without outputs", "with outputs", "ratio"])
+    to = C.Table(
+        ["fused kernel, lake layout (1 thread, CPU s, median)", "without outputs", "with outputs", "ratio"]
+    )
     to.add(
         f"{n_kernel:,} params x M = {lake.n_minibatches} (5% sparse)",
         outputs["kernel_s"],

@@ -94,7 +94,9 @@ def make_setup(label: str, engine: str, n_train: int, batch_size: int, budget_mb
     from sgnlake.collect.staging import HostStaging
 
     # the collector's reused host buffers (sgnlake.collect.runner): no fresh 10-100 MB per snapshot
-    return Setup(label, name, margs, engine, model, opt, x, y, names, chunk, batch_size, staging=HostStaging("cpu"))
+    return Setup(
+        label, name, margs, engine, model, opt, x, y, names, chunk, batch_size, staging=HostStaging("cpu")
+    )
 
 
 def snapshot(s: Setup, index: int) -> Any:
@@ -330,7 +332,12 @@ def main() -> None:
                     warm = snapshot(s, 0)  # warm-up
                     warm.wait()
                     warm.release()
-                    times: dict[str, list[float]] = {"engine": [], "bare": [], "paper": [], **{c: [] for c in codecs}}
+                    times: dict[str, list[float]] = {
+                        "engine": [],
+                        "bare": [],
+                        "paper": [],
+                        **{c: [] for c in codecs},
+                    }
                     cpus: dict[str, list[float]] = {"engine": [], "bare": [], "lake": []}
                     busy: list[float] = []
                     worst = 0.0

@@ -129,8 +129,14 @@ def main() -> None:
     }
     work = C.scratch(args, "commit")
     table = C.Table(
-        ["model", "MB/snapshot", *(f"{v} wall (ms)" for v in variants), *(f"{v} CPU (ms)" for v in variants),
-         "local / zarr store (CPU)", "local / limit (CPU)"]
+        [
+            "model",
+            "MB/snapshot",
+            *(f"{v} wall (ms)" for v in variants),
+            *(f"{v} CPU (ms)" for v in variants),
+            "local / zarr store (CPU)",
+            "local / limit (CPU)",
+        ]
     )
     stage_names = ["wait", "chunks", "checkpoint", "metadata", "attributes", "old checkpoints", "statistics"]
     stages_t = C.Table(["model", "variant", *(f"{n} (ms)" for n in stage_names), "sum (ms)"])
@@ -163,7 +169,9 @@ def main() -> None:
             "local_over_zarr_store": cpu["local files"] / cpu["zarr store"],
             "local_over_limit": cpu["local files"] / cpu["limit"],
         }
-        table.add(label, mb, *(1e3 * wall[v] for v in variants), *(1e3 * cpu[v] for v in variants), *ratios.values())
+        table.add(
+            label, mb, *(1e3 * wall[v] for v in variants), *(1e3 * cpu[v] for v in variants), *ratios.values()
+        )
         stage_med = {}
         for v in ("zarr store", "local files"):
             med = {st: statistics.median(d.get(st, 0.0) for d in stages[v]) for st in stage_names}

@@ -127,9 +127,19 @@ def child(args: Any) -> None:
         storage=spec,
     )
     meta = RunMeta(
-        config=cfg, tensors=tensors, status="running", n_examples=m * 50, n_minibatches=m, remainder=0,
-        planned_iterations=tuple(range(k)), total_steps=k, engine="vmap", device="cpu",
-        software=software_versions(), created=now(), updated=now(),
+        config=cfg,
+        tensors=tensors,
+        status="running",
+        n_examples=m * 50,
+        n_minibatches=m,
+        remainder=0,
+        planned_iterations=tuple(range(k)),
+        total_steps=k,
+        engine="vmap",
+        device="cpu",
+        software=software_versions(),
+        created=now(),
+        updated=now(),
     )
     loc = Path(args.lake)
     writer = RunWriter.create(open_lake_group(str(loc), mode="a"), meta, background=True, slots=2)
@@ -174,10 +184,19 @@ def child(args: Any) -> None:
             with open(folder / f"ckpt{i}", "wb") as f:
                 f.write(ckpt)
     l_wall, l_cpu = time.perf_counter() - t0, time.process_time() - c0
-    print(json.dumps({
-        "cores": cores, "mb_per_snapshot": mb, "writer_mb_s": k * mb / w_wall, "writer_cpu_s_per_mb": w_cpu / (k * mb),
-        "limit_mb_s": k * mb / l_wall, "limit_cpu_s_per_mb": l_cpu / (k * mb), "ratio": raw / max(stored, 1),
-    }))
+    print(
+        json.dumps(
+            {
+                "cores": cores,
+                "mb_per_snapshot": mb,
+                "writer_mb_s": k * mb / w_wall,
+                "writer_cpu_s_per_mb": w_cpu / (k * mb),
+                "limit_mb_s": k * mb / l_wall,
+                "limit_cpu_s_per_mb": l_cpu / (k * mb),
+                "ratio": raw / max(stored, 1),
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -211,9 +230,22 @@ def main() -> None:
         for _ in range(args.repeat):
             for c in cores:
                 run += 1
-                cmd = [sys.executable, __file__, "--child", "--snapshot", str(snap_file), "--lake",
-                       str(work / f"lake{run}"), "--ncores", str(c), "--snapshots", str(args.snapshots)]
-                out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    "--snapshot",
+                    str(snap_file),
+                    "--lake",
+                    str(work / f"lake{run}"),
+                    "--ncores",
+                    str(c),
+                    "--snapshots",
+                    str(args.snapshots),
+                ]
+                out = subprocess.run(
+                    cmd, check=True, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1")
+                )
                 res[c].append(json.loads(out.stdout.strip().splitlines()[-1]))
                 C.cleanup(args, work / f"lake{run}", work / f"lake{run}-raw")
     finally:
@@ -222,19 +254,41 @@ def main() -> None:
     def med(c: int, key: str) -> float:
         return statistics.median(r[key] for r in res[c])
 
-    t = C.Table(["cores", "writer MB/s", "limit MB/s", "writer / limit (MB/s)", "writer CPU s/MB",
-                 "limit CPU s/MB", f"CPU writer / limit (goal <= {GOAL_CPU})", "scaling (writer MB/s / 1 core)",
-                 f"goal >= {GOAL_SCALING} x cores"])
+    t = C.Table(
+        [
+            "cores",
+            "writer MB/s",
+            "limit MB/s",
+            "writer / limit (MB/s)",
+            "writer CPU s/MB",
+            "limit CPU s/MB",
+            f"CPU writer / limit (goal <= {GOAL_CPU})",
+            "scaling (writer MB/s / 1 core)",
+            f"goal >= {GOAL_SCALING} x cores",
+        ]
+    )
     base = med(cores[0], "writer_mb_s")
     rows = {}
     for c in cores:
         sc = med(c, "writer_mb_s") / base
         cpu_ratio = med(c, "writer_cpu_s_per_mb") / med(c, "limit_cpu_s_per_mb")
-        t.add(c, med(c, "writer_mb_s"), med(c, "limit_mb_s"), med(c, "writer_mb_s") / med(c, "limit_mb_s"),
-              med(c, "writer_cpu_s_per_mb"), med(c, "limit_cpu_s_per_mb"), cpu_ratio, sc,
-              "yes" if sc >= GOAL_SCALING * c / cores[0] else "no")
-        rows[str(c)] = {"writer_mb_s": med(c, "writer_mb_s"), "limit_mb_s": med(c, "limit_mb_s"),
-                        "cpu_writer_over_limit": cpu_ratio, "scaling": sc}
+        t.add(
+            c,
+            med(c, "writer_mb_s"),
+            med(c, "limit_mb_s"),
+            med(c, "writer_mb_s") / med(c, "limit_mb_s"),
+            med(c, "writer_cpu_s_per_mb"),
+            med(c, "limit_cpu_s_per_mb"),
+            cpu_ratio,
+            sc,
+            "yes" if sc >= GOAL_SCALING * c / cores[0] else "no",
+        )
+        rows[str(c)] = {
+            "writer_mb_s": med(c, "writer_mb_s"),
+            "limit_mb_s": med(c, "limit_mb_s"),
+            "cpu_writer_over_limit": cpu_ratio,
+            "scaling": sc,
+        }
     mb = res[cores[0]][0]["mb_per_snapshot"]
     ratio = res[cores[0]][0]["ratio"]
     C.write_report(

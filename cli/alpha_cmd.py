@@ -111,7 +111,9 @@ def register(app: typer.Typer) -> None:
             "(floor(sqrt(M)), first K1*floor(M/K1) samples) or an integer >= 2. Part of the "
             "result key." + k1_default(),
         ),
-        hill_k: str = typer.Option(None, "--hill-k", metavar="NUMBER", help=hill_k_help(), show_default=False),
+        hill_k: str = typer.Option(
+            None, "--hill-k", metavar="NUMBER", help=hill_k_help(), show_default=False
+        ),
         force: bool = typer.Option(False, "--force", help="Recompute results that are already stored."),
         workers: int = typer.Option(
             None,
@@ -126,7 +128,10 @@ def register(app: typer.Typer) -> None:
             1, "--threads-per-worker", min=1, help="Threads per local worker (with --workers)."
         ),
         memory_limit: str = typer.Option(
-            "auto", "--memory-limit", metavar="SIZE", help="Memory limit per local worker, e.g. 4GiB (with --workers)."
+            "auto",
+            "--memory-limit",
+            metavar="SIZE",
+            help="Memory limit per local worker, e.g. 4GiB (with --workers).",
         ),
         scheduler: str = typer.Option(
             None,

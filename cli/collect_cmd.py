@@ -161,7 +161,11 @@ def _schedule(every, at, logspace, include_start, per_epoch):
         )
     if every is None:  # no schedule option: enough snapshots to plot over iterations
         return Schedule(
-            kind="logspace", every=None, count=DEFAULT_SNAPSHOTS, include_start=include_start, per_epoch=per_epoch
+            kind="logspace",
+            every=None,
+            count=DEFAULT_SNAPSHOTS,
+            include_start=include_start,
+            per_epoch=per_epoch,
         )
     return Schedule(kind="every", every=every, include_start=include_start, per_epoch=per_epoch)
 
@@ -270,10 +274,16 @@ def register(app: typer.Typer) -> None:
             f"--logspace {DEFAULT_SNAPSHOTS}.",
         ),
         at: str | None = typer.Option(
-            None, "--at", metavar="LIST", help="Take snapshots at these iterations instead, e.g. --at 0,100,500."
+            None,
+            "--at",
+            metavar="LIST",
+            help="Take snapshots at these iterations instead, e.g. --at 0,100,500.",
         ),
         logspace: int | None = typer.Option(
-            None, "--logspace", metavar="N", help="Take N snapshots log-spaced between step 1 and the last step instead."
+            None,
+            "--logspace",
+            metavar="N",
+            help="Take N snapshots log-spaced between step 1 and the last step instead.",
         ),
         include_start: bool = typer.Option(
             _default("include_start"),

@@ -26,7 +26,9 @@ def register(app: typer.Typer) -> None:
     @app.command("copy", help=_HELP)
     def copy(
         src: str = typer.Argument(..., metavar="SRC", help="Source lake: path or URL."),
-        dst: str = typer.Argument(..., metavar="DST", help="Destination lake: path or URL (created if missing)."),
+        dst: str = typer.Argument(
+            ..., metavar="DST", help="Destination lake: path or URL (created if missing)."
+        ),
         runs: list[str] = runs_opt("Run ids or glob patterns of the runs to copy; default all."),
         storage_option: list[str] = storage_opt(
             "fsspec option KEY=VALUE for SRC (and DST unless --dst-storage-option), "

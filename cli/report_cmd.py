@@ -58,7 +58,9 @@ def register(app: typer.Typer) -> None:
         pooled: bool = typer.Option(
             True, "--pooled/--no-pooled", help="Draw per-parameter vs pooled alpha (reads all SGN again)."
         ),
-        dpi: int = typer.Option(100, "--dpi", min=30, max=400, help="Resolution of the PNGs (dots per inch)."),
+        dpi: int = typer.Option(
+            100, "--dpi", min=30, max=400, help="Resolution of the PNGs (dots per inch)."
+        ),
         figures: list[str] = typer.Option(
             None,
             "--figures",

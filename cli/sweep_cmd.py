@@ -18,7 +18,9 @@ def register(app: typer.Typer) -> None:
     @app.command("sweep")
     def sweep(
         lake: str = lake_arg("Lake path or fsspec URL (created if missing).", default=None),
-        preset: str = typer.Option(None, "--preset", "-p", metavar="NAME", help="A shipped grid (see --list-presets)."),
+        preset: str = typer.Option(
+            None, "--preset", "-p", metavar="NAME", help="A shipped grid (see --list-presets)."
+        ),
         config: Path = typer.Option(
             None, "--config", "-c", metavar="FILE", help="A grid file: [base] RunConfig fields, [grid] lists."
         ),
@@ -33,10 +35,16 @@ def register(app: typer.Typer) -> None:
         ),
         list_presets: bool = typer.Option(False, "--list-presets", help="List the shipped presets."),
         show_preset: str = typer.Option(
-            None, "--show-preset", metavar="NAME", help="Print a preset's TOML (copy it to make your own grid)."
+            None,
+            "--show-preset",
+            metavar="NAME",
+            help="Print a preset's TOML (copy it to make your own grid).",
         ),
         data_dir: str = typer.Option(
-            None, "--data-dir", metavar="DIR", help="Folder with MNIST / FashionMNIST / CIFAR-10 files (full datasets)."
+            None,
+            "--data-dir",
+            metavar="DIR",
+            help="Folder with MNIST / FashionMNIST / CIFAR-10 files (full datasets).",
         ),
         download: bool = typer.Option(
             False, "--download", help="Download missing dataset files into --data-dir (needs torchvision)."
@@ -46,7 +54,10 @@ def register(app: typer.Typer) -> None:
             None, "--every", min=1, help="Snapshot every N steps (overrides the grid's)."
         ),
         tensors: str = typer.Option(
-            None, "--tensors", metavar="LIST", help="Store only these parameter tensors, comma separated (fc3.weight,...)."
+            None,
+            "--tensors",
+            metavar="LIST",
+            help="Store only these parameter tensors, comma separated (fc3.weight,...).",
         ),
         keepbits: int = typer.Option(
             None, "--keepbits", help="Lossy BitRound to this many mantissa bits (1..23)."

@@ -26,10 +26,16 @@ def register(app: typer.Typer) -> None:
     @app.command("validate-estimators")
     def validate_estimators(
         sizes: str = typer.Option(
-            "100,1200,60000", "--sizes", metavar="LIST", help="Comma-separated sample sizes n (minibatch counts M)."
+            "100,1200,60000",
+            "--sizes",
+            metavar="LIST",
+            help="Comma-separated sample sizes n (minibatch counts M).",
         ),
         alphas: str = typer.Option(
-            "1.1,1.3,1.5,1.7,1.9,2.0", "--alphas", metavar="LIST", help="Comma-separated true tail indices in (0, 2]."
+            "1.1,1.3,1.5,1.7,1.9,2.0",
+            "--alphas",
+            metavar="LIST",
+            help="Comma-separated true tail indices in (0, 2].",
         ),
         n_params: int = typer.Option(500, "--n-params", min=1, help="Independent parameters per (alpha, n)."),
         seed: int = typer.Option(0, "--seed", help="Random seed."),

@@ -57,6 +57,7 @@ def dataset_info(name: str) -> DatasetInfo:
     except KeyError:
         raise ConfigError(f"unknown dataset {name!r}: use one of {', '.join(DATASETS)}") from None
 
+
 _IDX_DTYPES = {
     0x08: np.dtype("u1"),
     0x09: np.dtype("i1"),

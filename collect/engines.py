@@ -221,7 +221,9 @@ def vmap_gradients(
     buffers = {n: b.detach() for n, b in model.named_buffers()}
     classifier = [True]
 
-    def loss_of(p: dict[str, torch.Tensor], bufs: dict[str, torch.Tensor], xb: torch.Tensor, yb: torch.Tensor):
+    def loss_of(
+        p: dict[str, torch.Tensor], bufs: dict[str, torch.Tensor], xb: torch.Tensor, yb: torch.Tensor
+    ):
         out = functional_call(model, {**p, **rest, **bufs}, (xb,))
         loss = user_loss(out, yb)
         classifier[0] = is_classifier(out, yb)

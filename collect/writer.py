@@ -200,7 +200,8 @@ def _chunk_parts(
     grids = [range(0, s, c) for s, c in zip(value.shape, chunks, strict=True)]
     for starts in np.ndindex(*(len(g) for g in grids)):
         sel = tuple(
-            slice(g[i], min(g[i] + c, n)) for i, g, c, n in zip(starts, grids, chunks, value.shape, strict=True)
+            slice(g[i], min(g[i] + c, n))
+            for i, g, c, n in zip(starts, grids, chunks, value.shape, strict=True)
         )
         yield (slice(index, index + 1), *sel), value[sel][None]
 
@@ -630,7 +631,9 @@ class RunWriter:
                 md, chunks = aa.metadata, aa.metadata.chunks
                 for sel, part in _chunk_parts(k, value, chunks[1:]):
                     key = md.encode_chunk_key(tuple(s.start // c for s, c in zip(sel, chunks, strict=True)))
-                    target = aa.store_path / key if local is None else os.path.join(local, aa.store_path.path, key)
+                    target = (
+                        aa.store_path / key if local is None else os.path.join(local, aa.store_path.path, key)
+                    )
                     direct.append((target, (codec, part, chunks, arr.fill_value)))
                 continue
             via_zarr.append(arr)
@@ -716,7 +719,9 @@ class RunWriter:
         doc["shape"] = [n, *doc["shape"][1:]]
         data = json.dumps(doc, allow_nan=True, indent=zarr.config.get("json_indent")).encode()
         _write_atomic(os.path.join(local, aa.store_path.path, "zarr.json"), data)
-        grown = copy.copy(md)  # the same metadata but its length (ArrayV3Metadata.update_shape re-validates all)
+        grown = copy.copy(
+            md
+        )  # the same metadata but its length (ArrayV3Metadata.update_shape re-validates all)
         object.__setattr__(grown, "shape", (n, *md.shape[1:]))
         object.__setattr__(aa, "metadata", grown)
         self._docs[arr.path] = (grown, doc)

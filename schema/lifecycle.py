@@ -63,7 +63,10 @@ def run_holder(root: zarr.Group, run_id: str, *, force: bool = False) -> str | N
         return "its group has no run attributes (a collector is creating it, or crashed doing so); " + _FORCE
     meta = read_run_meta(g)
     if meta.status == RUNNING:
-        return f"its status is running ({meta.committed} snapshot(s) committed) but no collector holds it; " + _FORCE
+        return (
+            f"its status is running ({meta.committed} snapshot(s) committed) but no collector holds it; "
+            + _FORCE
+        )
 
 
 _FORCE = "if no collector is running, pass --force"

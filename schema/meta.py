@@ -481,7 +481,9 @@ class RunConfig:
             raise ConfigError(f"unknown optimizer {self.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
         if self.momentum is not None:
             if self.optimizer != "momentum":
-                raise ConfigError("--momentum applies to --optimizer momentum: drop it or change the optimizer")
+                raise ConfigError(
+                    "--momentum applies to --optimizer momentum: drop it or change the optimizer"
+                )
             if not 0 <= self.momentum < 1:
                 raise ConfigError(f"--momentum must be in [0, 1), got {self.momentum}")
         if self.betas is not None:

@@ -322,7 +322,9 @@ def collect_rows(base: Path, runner: Callable[[Case], tuple[int, str, str]]) -> 
         text = msg[0] if code == 2 or len(msg) == 1 else (msg[-1] if msg else "")
         if case.bug:
             text = f"**known bug** ({case.bug}); now: {text or 'exit 0'}"
-        argv = " ".join((a if a.isprintable() else repr(a)).replace("{", "").replace("}", "") for a in case.argv)
+        argv = " ".join(
+            (a if a.isprintable() else repr(a)).replace("{", "").replace("}", "") for a in case.argv
+        )
         rows.append((case.argv[0] if case.argv else "", case.what, argv, code, text))
     return rows
 

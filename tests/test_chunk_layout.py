@@ -35,7 +35,9 @@ def _chunk_files(lake: Path, rid: str) -> list[Path]:
     return sorted(p for p in (lake / "runs" / rid).rglob("*") if p.is_file() and p.name != "zarr.json")
 
 
-def test_new_run_has_flat_keys_and_resumes_an_old_nested_run(tmp_path: Path, tiny_config, monkeypatch) -> None:
+def test_new_run_has_flat_keys_and_resumes_an_old_nested_run(
+    tmp_path: Path, tiny_config, monkeypatch
+) -> None:
     lake = tmp_path / "lake"
     cfg_flat, cfg_old = tiny_config("flat"), tiny_config("old")
     collect(lake, cfg_flat, progress=False, threads=1)
@@ -56,7 +58,10 @@ def test_new_run_has_flat_keys_and_resumes_an_old_nested_run(tmp_path: Path, tin
     assert m.status == "complete" and m.committed == 4
     assert _separators(lake, "old") == {"/"}
     old_sgn = lake / "runs" / "old" / "fc1.weight" / "sgn"
-    assert chunk_path(old_sgn, 3, 0, 0) == old_sgn / "c" / "3" / "0" / "0" and chunk_path(old_sgn, 3, 0, 0).is_file()
+    assert (
+        chunk_path(old_sgn, 3, 0, 0) == old_sgn / "c" / "3" / "0" / "0"
+        and chunk_path(old_sgn, 3, 0, 0).is_file()
+    )
     assert not any(p.name.startswith("c.") for p in _chunk_files(lake, "old"))
     # the same values, bit for bit, whatever the layout
     got, want = read_run_arrays(lake, "old"), read_run_arrays(lake, "flat")
@@ -87,8 +92,10 @@ def test_directly_encoded_chunks_equal_zarrs_bytes(tmp_path: Path, tiny_config, 
     assert (1, 10, 272) in calls and (1, 1000) in calls  # the edge chunk of fc1.weight's sgn, grad chunks
     monkeypatch.setattr(writer, "_direct_codec", lambda arr: None)
     collect(lake, tiny_config("zarr", storage=storage), progress=False, threads=1)
-    files = {rid: {p.relative_to(lake / "runs" / rid): p.read_bytes() for p in _chunk_files(lake, rid)}
-             for rid in ("direct", "zarr")}
+    files = {
+        rid: {p.relative_to(lake / "runs" / rid): p.read_bytes() for p in _chunk_files(lake, rid)}
+        for rid in ("direct", "zarr")
+    }
     assert files["direct"].keys() == files["zarr"].keys() and len(files["zarr"]) > 40
     for key, raw in files["zarr"].items():
         assert files["direct"][key] == raw, key

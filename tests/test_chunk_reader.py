@@ -68,7 +68,10 @@ def test_direct_read_other_dtypes_and_chains(tmp_path):
     plain = _array(tmp_path / "plain", None, dtype=np.float32, compressors=None, fill_value=np.nan)
     np.testing.assert_array_equal(_reader(plain).read_direct(SELECTIONS[0]), plain[SELECTIONS[0]])
     for spec in (StorageSpec(codec="blosc-zstd"), StorageSpec(keepbits=10)):
-        assert _reader(_array(tmp_path / spec.codec / str(spec.keepbits), spec)).read_direct(SELECTIONS[0]) is None
+        assert (
+            _reader(_array(tmp_path / spec.codec / str(spec.keepbits), spec)).read_direct(SELECTIONS[0])
+            is None
+        )
     assert codecs.chunk_decoder([zc.BytesCodec(endian="big"), zc.ZstdCodec()], np.float32, (4,)) is None
     assert codecs.chunk_decoder([zc.BytesCodec(), zc.Crc32cCodec()], np.int8, (4,))(
         bytes(4) + np.uint32(0x48674BC7).tobytes()

@@ -51,7 +51,9 @@ def test_ls_accepts_short_o(collected_lake, capsys):
         main(["ls", str(lake), "-o", "anon=true", "--json"])  # parsed as --storage-option ...
     err = capsys.readouterr().err
     # ... which a local lake refuses in one line (issue 12), rather than Click's "no such option"
-    assert e.value.code == 2 and "--storage-option is for object stores" in err and "No such option" not in err
+    assert (
+        e.value.code == 2 and "--storage-option is for object stores" in err and "No such option" not in err
+    )
 
 
 # ----------------------------------------------------------------------------- dashboard link

@@ -140,7 +140,9 @@ def test_deferred_centring_is_bit_identical_and_still_catches_divergence(data, e
     monkeypatch.setattr(snapshot_mod, f"{engine}_gradients", poisoned)
     bad = compute_snapshot(model, x, y, staging=pool, **kw)  # returns: the check is the writer's
     for _ in range(2):  # raised by every wait (the writer, then whoever asks again)
-        with pytest.raises(DivergedError, match="^non-finite gradient of fc2.weight at iteration 1: lower --lr$"):
+        with pytest.raises(
+            DivergedError, match="^non-finite gradient of fc2.weight at iteration 1: lower --lr$"
+        ):
             bad.wait()
     bad.release()
     with pytest.raises(DivergedError, match="non-finite gradient of fc2.weight"):  # not deferred: at once

@@ -144,7 +144,12 @@ KILL_POINTS: dict[str, tuple[dict[str, Any], int | tuple[int, ...]]] = {
         2,
     ),
     "during-checkpoint": (
-        {"kind": "set", "pattern": chunk_pattern(f"checkpoints/{RUN}/s000002/state", 0), "nth": 1, "when": "before"},
+        {
+            "kind": "set",
+            "pattern": chunk_pattern(f"checkpoints/{RUN}/s000002/state", 0),
+            "nth": 1,
+            "when": "before",
+        },
         2,
     ),
     # one array grown to 3 snapshots, the others and the marker still at 2

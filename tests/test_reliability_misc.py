@@ -284,7 +284,10 @@ def plain_run(lake: Path, run: str) -> dict[str, np.ndarray]:
 @pytest.mark.parametrize(
     ("match", "after"),
     [
-        (chunk_pattern(f"runs/{RUN}/fc1.weight/sgn", 2), 2),  # chunks of snapshot 2 fail: disk full mid-snapshot
+        (
+            chunk_pattern(f"runs/{RUN}/fc1.weight/sgn", 2),
+            2,
+        ),  # chunks of snapshot 2 fail: disk full mid-snapshot
         ("", None),  # every write fails once snapshot 2 starts (metadata too): status cannot be saved
     ],
     ids=["chunk-writes", "all-writes"],

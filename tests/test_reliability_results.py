@@ -166,7 +166,10 @@ def test_force_keeps_the_published_result_when_the_new_one_fails(lake):
     # --skip-corrupt: counted and reported, the chunk's parameters get no alpha
     r = cli("alpha", lake, "--k1", "5", "--no-progress", "--runs", "a", "--force", "--skip-corrupt")
     assert r.exit_code == 0, r.output
-    assert "skipped 1 corrupt chunk" in r.stderr and f"fc1.weight/sgn/{chunk_key(Path(lake) / 'runs/a/fc1.weight/sgn', 1, 0, 0)}" in r.stderr
+    assert (
+        "skipped 1 corrupt chunk" in r.stderr
+        and f"fc1.weight/sgn/{chunk_key(Path(lake) / 'runs/a/fc1.weight/sgn', 1, 0, 0)}" in r.stderr
+    )
 
 
 def test_missing_chunk_is_an_error_in_alpha_and_report(lake, tmp_path):

@@ -249,9 +249,11 @@ def _html_table(df: pd.DataFrame | None) -> str:
     if len(df) > 1:
         same = [c for c in df.columns if c != "run" and df[c].map(_fmt).nunique() == 1]
         if same:
-            common = "<p>All runs: " + " · ".join(
-                f"{e(str(c))} <b>{e(_fmt(df[c].iloc[0]))}</b>" for c in same
-            ) + "</p>"
+            common = (
+                "<p>All runs: "
+                + " · ".join(f"{e(str(c))} <b>{e(_fmt(df[c].iloc[0]))}</b>" for c in same)
+                + "</p>"
+            )
             df = df.drop(columns=same)
     head = "".join(
         f'<th title="{e(str(c), quote=True)}">{e(SHORT_HEADERS.get(str(c), str(c)))}</th>' for c in df.columns
