@@ -55,7 +55,7 @@ from .engines import LossFn, choose_engine, vmap_chunk
 from .models import MODELS, n_parameters, preserved_buffers, tensor_table
 from .probe_inputs import as_tensors, callable_name, describe_optimizer, parameter_table, tensors_fingerprint
 from .sampling import check_stored, plan_samples
-from .snapshot import compute_snapshot, n_minibatches, snapshot_device_bytes
+from .snapshot import compute_snapshot, deferred_sets, n_minibatches, snapshot_device_bytes
 from .staging import HostStaging, layout_of
 from .writer import RunWriter
 
@@ -86,6 +86,7 @@ def budget_and_chunk(
     auto_budget: bool,
     stored_extra: Mapping[str, Any] | None = None,
     free_bytes: int | None = None,
+    deferred: int = 0,
 ) -> tuple[MemoryBudget, int]:
     """The vmap memory budget of a run and its chunk (minibatches per call; 1 for the loop engine).
 
@@ -110,6 +111,11 @@ def budget_and_chunk(
         so that the batched calls are the same as before.
     free_bytes : int, optional
         Free device memory (default: read from the device).
+    deferred : int
+        Raw ``(M, P)`` gradient sets held by queued snapshots whose centring is
+        deferred to the writer (CPU, :func:`~sgnlake.collect.snapshot.deferred_sets`):
+        on the CPU the vmap calls get the configured budget less these bytes, so
+        that calls and queued gradients together stay within it.
 
     Returns
     -------
@@ -119,14 +125,20 @@ def budget_and_chunk(
         device,
         configured_mb,
         explicit=not auto_budget,
-        reserved_bytes=snapshot_device_bytes(n_minibatches, n_grad),
+        reserved_bytes=snapshot_device_bytes(n_minibatches, n_grad, deferred=deferred),
         free_bytes=free_bytes,
     )
     if engine != "vmap":
         return budget, 1
+    calls_mb = budget.mb
+    if budget.source == "config" and deferred:  # from free memory they are already reserved
+        queued = snapshot_device_bytes(n_minibatches, n_grad, deferred=deferred) - snapshot_device_bytes(
+            n_minibatches, n_grad
+        )
+        calls_mb = max(1, budget.mb - -(-queued // 2**20))
     model_device = next(model.parameters()).device
     with rng.preserved_rng(), preserved_buffers(model):  # its forward pass counts activations
-        chunk = vmap_chunk(model, input_shape, batch_size, n_grad, n_minibatches, budget.mb, model_device)
+        chunk = vmap_chunk(model, input_shape, batch_size, n_grad, n_minibatches, calls_mb, model_device)
     first = (stored_extra or {}).get("vmap_chunk")
     if budget.source == "device" and isinstance(first, int) and first >= 1:
         chunk = min(chunk, first)
@@ -397,6 +409,12 @@ class Probe:
             configured_mb=cfg.memory_budget_mb,
             auto_budget=auto_budget,
             stored_extra=existing.extra if existing else None,
+            deferred=deferred_sets(
+                device,
+                WRITER_SLOTS if background else 1,
+                whole_sgn=sample is None,
+                device_alpha=cfg.storage.store == "alpha",
+            ),
         )
         self.staging = HostStaging(device)
         self.staging.reserve(
@@ -498,7 +516,11 @@ class Probe:
         ConfigError
             ``step`` does not follow the previous one (or is not the planned one).
         DivergedError
-            A loss or gradient is not finite (nothing is stored for this step).
+            A loss or gradient is not finite (nothing is stored for this step). On
+            the CPU the centring and the gradients' finiteness check are deferred to
+            the writer thread, so a non-finite gradient of this step is raised by the
+            next :meth:`snapshot` or by :meth:`finish` / :meth:`close` (nothing is
+            stored for its step).
         LakeError
             Writing an earlier snapshot failed.
         """

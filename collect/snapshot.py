@@ -226,13 +226,29 @@ def centre(grads: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor
     return mean
 
 
-def snapshot_device_bytes(n_minibatches: int, n_params: int) -> int:
-    """Device bytes a snapshot holds besides its vmap calls (for the automatic memory budget).
+def snapshot_device_bytes(n_minibatches: int, n_params: int, *, deferred: int = 0) -> int:
+    """Device bytes a snapshot holds besides its vmap calls (for the memory budget).
 
     The float32 ``(M, P)`` gradients of this snapshot and of the previous one
-    (its copy to the host may still run), and the float64 centring temporaries.
+    (its copy to the host may still run), and the float64 centring temporaries;
+    plus, on the CPU, ``deferred`` more ``(M, P)`` float32 sets: the raw gradients
+    of snapshots queued for the writer whose centring is deferred to it (see
+    ``defer_centring`` of :func:`compute_snapshot`; each is held until the writer
+    centres it, see :func:`deferred_sets`).
     """
-    return 2 * 4 * int(n_minibatches) * int(n_params) + 3 * _CENTRE_BYTES
+    return (2 + int(deferred)) * 4 * int(n_minibatches) * int(n_params) + 3 * _CENTRE_BYTES
+
+
+def deferred_sets(device: torch.device | str, slots: int, *, whole_sgn: bool, device_alpha: bool) -> int:
+    """How many queued snapshots may hold raw ``(M, P)`` gradients awaiting the writer's centring.
+
+    The centring is deferred only on the CPU, with the whole SGN kept and no
+    ``device_alpha`` (see :func:`compute_snapshot`); then every writer slot but the
+    one of the snapshot being computed may hold a queued, not yet centred snapshot.
+    """
+    if torch.device(device).type != "cpu" or not whole_sgn or device_alpha:
+        return 0
+    return max(0, int(slots) - 1)
 
 
 def compute_snapshot(

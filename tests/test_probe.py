@@ -289,3 +289,32 @@ def test_a_probe_with_a_parameter_sample_stores_the_full_runs_sgn_at_those_indic
         idx = part[f"{name}/param"]  # the original flat indices
         assert len(idx) == min(5, full[f"{name}/sgn"].shape[-1])
         np.testing.assert_array_equal(part[f"{name}/sgn"][0], full[f"{name}/sgn"][0][:, idx])
+
+
+def test_cpu_vmap_chunk_leaves_room_for_the_deferred_raw_gradients():
+    """On the CPU each queued snapshot holds its raw (M, P) float32 gradients until the writer centres
+    them: the vmap calls get the configured budget less those bytes, and together stay within it."""
+    from sgnlake.collect.models import build_model
+    from sgnlake.collect.probe import WRITER_SLOTS, budget_and_chunk
+    from sgnlake.collect.snapshot import deferred_sets
+
+    mib = 2**20
+    model = build_model("fcn", depth=2, width=8)  # fc1 784->8, fc2 8->10, no biases
+    n_grad, m, b, budget_mb = 784 * 8 + 8 * 10, 100, 20, 10
+    # per minibatch: 4 bytes x (4 x b x activations (784 + 8 + 10) + 2 x gradient size)
+    per_mb = 4 * (4 * b * (784 + 8 + 10) + 2 * n_grad)
+    raw_set = 4 * m * n_grad
+    kw = {"engine": "vmap", "device": "cpu", "configured_mb": budget_mb, "auto_budget": False}
+    deferred = deferred_sets("cpu", WRITER_SLOTS, whole_sgn=True, device_alpha=False)
+    assert deferred == WRITER_SLOTS - 1 == 1
+    budget0, chunk0 = budget_and_chunk(model, (1, 28, 28), b, m, n_grad, **kw)
+    budget1, chunk1 = budget_and_chunk(model, (1, 28, 28), b, m, n_grad, deferred=deferred, **kw)
+    assert budget0 == budget1 and budget1.mb == budget_mb  # the recorded budget is the configured one
+    assert chunk0 * per_mb <= budget_mb * mib and chunk1 < chunk0
+    assert chunk1 * per_mb + deferred * raw_set <= budget_mb * mib
+    assert chunk0 * per_mb + deferred * raw_set > budget_mb * mib  # without it the budget is overrun
+    # nothing is deferred on CUDA, with a parameter sample, with device alpha, or without a background writer
+    assert deferred_sets("cuda", WRITER_SLOTS, whole_sgn=True, device_alpha=False) == 0
+    assert deferred_sets("cpu", WRITER_SLOTS, whole_sgn=False, device_alpha=False) == 0
+    assert deferred_sets("cpu", WRITER_SLOTS, whole_sgn=True, device_alpha=True) == 0
+    assert deferred_sets("cpu", 1, whole_sgn=True, device_alpha=False) == 0
