@@ -131,8 +131,8 @@ def _check_run(
             report.add(
                 WARNING,
                 f"run {name!r}: group has no run attributes: a collector is creating it{who}, or "
-                f"crashed while creating it (not a run; the next 'sgnlake collect' of this run id on "
-                f"that host replaces it)",
+                f"crashed while creating it (not a run; the next 'sgnlake collect' of this run id, on "
+                f"any host, replaces it under the run's lease)",
                 run=name,
             )
         else:

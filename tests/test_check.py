@@ -169,6 +169,8 @@ def test_run_group_without_attrs_is_a_warning(lake: Path) -> None:
     assert any(w.run == "half-created" and "no run attributes" in w.message for w in rep.warnings)
     (w,) = [w for w in rep.warnings if w.run == "being-created"]
     assert "pid 4242 on node7" in w.message
+    # any host's collect replaces it (it holds the run's lease), not only the claimant's host
+    assert "of this run id, on any host, replaces it under the run's lease" in w.message
 
 
 def test_nonfinite_committed_values_are_warned(lake: Path) -> None:
