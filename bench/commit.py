@@ -39,15 +39,15 @@ import collector as CL
 @contextmanager
 def store_path(local: bool) -> Any:
     """Write through plain local files (the writer today) or, with ``local`` False, zarr's store calls."""
-    from sgnlake.collect import writer
+    from sgnlake.collect import chunk_files
 
-    saved = writer._local_root
+    saved = chunk_files.local_root
     if not local:
-        writer._local_root = lambda store: None
+        chunk_files.local_root = lambda store: None
     try:
         yield
     finally:
-        writer._local_root = saved
+        chunk_files.local_root = saved
 
 
 class _Snap:
@@ -82,7 +82,7 @@ def limit_block(snap: Any, k: int, param_chunk: int, loc: Path) -> tuple[float, 
     import numcodecs
     import numpy as np
 
-    from sgnlake.collect.writer import _copier
+    from sgnlake.collect.chunk_files import copier as _copier
     from sgnlake.schema.meta import StorageSpec
 
     codec = numcodecs.Zstd(level=StorageSpec().level)

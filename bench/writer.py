@@ -155,7 +155,7 @@ def child(args: Any) -> None:
     stored, raw = writer.bytes_stored, writer.bytes_raw
 
     # the limit: same chunks, numcodecs in a pool of `cores` threads, one plain file each
-    from sgnlake.collect.writer import _crc32c
+    from sgnlake.collect.chunk_files import crc32c as _crc32c
 
     chain = compressors(spec)  # the compressor, then the crc32c checksum
     names = [type(c).__name__ for c in chain]

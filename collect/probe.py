@@ -32,32 +32,41 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
-import zarr
 from torch import nn
 
 from sgnlake.schema.errors import ConfigError, LakeError, RunExistsError, SgnlakeError
 from sgnlake.schema.lake import (
-    connection_error,
     now,
     open_lake_group,
-    probe_lake,
-    read_run_meta,
     software_versions,
 )
 from sgnlake.schema.lease import Lease, lease_ttl
-from sgnlake.schema.meta import RunConfig, RunMeta, StorageSpec, TensorInfo
-from sgnlake.schema.names import COMPLETE, FAILED, INTERRUPTED, RUN_ATTR, RUNNING, run_path
+from sgnlake.schema.meta import RunConfig, RunMeta, StorageSpec
+from sgnlake.schema.names import COMPLETE, FAILED, INTERRUPTED, RUNNING, run_path
 
-from . import rng
-from .device import MemoryBudget, resolve_memory_budget, run_device_facts
+from .device import run_device_facts
 from .device_alpha import ResultSink
-from .engines import LossFn, choose_engine, vmap_chunk
-from .models import MODELS, n_parameters, preserved_buffers, tensor_table
+from .engines import LossFn
+from .models import n_parameters
 from .probe_inputs import as_tensors, callable_name, describe_optimizer, parameter_table, tensors_fingerprint
+from .probe_plan import budget_and_chunk, resolve_engine, select_tensors
+from .probe_runs import check_same_probe_run, drop_failed_creation, opening_failed, stored_run_meta
 from .sampling import check_stored, plan_samples
-from .snapshot import compute_snapshot, deferred_sets, n_minibatches, snapshot_device_bytes
+from .snapshot import compute_snapshot, deferred_sets, n_minibatches
 from .staging import HostStaging, layout_of
 from .writer import RunWriter
+
+__all__ = [  # budget_and_chunk, resolve_engine, select_tensors, stored_run_meta: re-exported (probe_plan, probe_runs)
+    "DEFAULT_MEMORY_BUDGET_MB",
+    "USER_DATASET",
+    "WRITER_SLOTS",
+    "CheckpointFn",
+    "Probe",
+    "budget_and_chunk",
+    "resolve_engine",
+    "select_tensors",
+    "stored_run_meta",
+]
 
 #: Snapshots in host memory at once (computed and waiting for, or being, written).
 WRITER_SLOTS = 2
@@ -68,108 +77,6 @@ USER_DATASET = "user"
 
 #: ``checkpoint(snapshot_index) -> bytes``: resume state stored with a snapshot.
 CheckpointFn = Callable[[int], bytes]
-
-
-# ----------------------------------------------------------------------------- budget
-
-
-def budget_and_chunk(
-    model: torch.nn.Module,
-    input_shape: tuple[int, ...],
-    batch_size: int,
-    n_minibatches: int,
-    n_grad: int,
-    *,
-    engine: str,
-    device: torch.device | str,
-    configured_mb: int,
-    auto_budget: bool,
-    stored_extra: Mapping[str, Any] | None = None,
-    free_bytes: int | None = None,
-    deferred: int = 0,
-) -> tuple[MemoryBudget, int]:
-    """The vmap memory budget of a run and its chunk (minibatches per call; 1 for the loop engine).
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-        The model (on the device it computes on; used to count activations).
-    input_shape : tuple of int
-        Shape of one example.
-    batch_size, n_minibatches, n_grad : int
-        ``b``, ``M`` and the number of parameters whose SGN is computed.
-    engine : {"loop", "vmap"}
-        The resolved engine.
-    device : torch.device or str
-        The compute device (CUDA: the budget may come from its free memory).
-    configured_mb, auto_budget
-        ``RunConfig.memory_budget_mb`` and whether it is replaced on CUDA
-        (see :func:`~sgnlake.collect.device.resolve_memory_budget`).
-    stored_extra : mapping, optional
-        ``RunMeta.extra`` of the run being resumed: with a budget read from
-        the device, the chunk the run started with is kept when it still fits,
-        so that the batched calls are the same as before.
-    free_bytes : int, optional
-        Free device memory (default: read from the device).
-    deferred : int
-        Raw ``(M, P)`` gradient sets held by queued snapshots whose centring is
-        deferred to the writer (CPU, :func:`~sgnlake.collect.snapshot.deferred_sets`):
-        on the CPU the vmap calls get the configured budget less these bytes, so
-        that calls and queued gradients together stay within it.
-
-    Returns
-    -------
-    tuple of (MemoryBudget, int)
-    """
-    budget = resolve_memory_budget(
-        device,
-        configured_mb,
-        explicit=not auto_budget,
-        reserved_bytes=snapshot_device_bytes(n_minibatches, n_grad, deferred=deferred),
-        free_bytes=free_bytes,
-    )
-    if engine != "vmap":
-        return budget, 1
-    calls_mb = budget.mb
-    if budget.source == "config" and deferred:  # from free memory they are already reserved
-        queued = snapshot_device_bytes(n_minibatches, n_grad, deferred=deferred) - snapshot_device_bytes(
-            n_minibatches, n_grad
-        )
-        calls_mb = max(1, budget.mb - -(-queued // 2**20))
-    model_device = next(model.parameters()).device
-    with rng.preserved_rng(), preserved_buffers(model):  # its forward pass counts activations
-        chunk = vmap_chunk(model, input_shape, batch_size, n_grad, n_minibatches, calls_mb, model_device)
-    first = (stored_extra or {}).get("vmap_chunk")
-    if budget.source == "device" and isinstance(first, int) and first >= 1:
-        chunk = min(chunk, first)
-    return budget, chunk
-
-
-def resolve_engine(engine: str, model_name: str, device: torch.device | str) -> str:
-    """``loop`` or ``vmap``: a registered model by :func:`~sgnlake.collect.engines.choose_engine`;
-    ``auto`` for any other model is ``loop`` (it runs whatever the forward pass does; ``vmap``
-    needs a forward pass that ``torch.func`` can batch, so it is asked for explicitly)."""
-    if engine == "auto" and model_name not in MODELS:
-        return "loop"
-    return choose_engine(engine, model_name, device)
-
-
-def select_tensors(model: nn.Module, wanted: Sequence[str], model_name: str) -> tuple[TensorInfo, ...]:
-    """The tensor table of ``model`` restricted to ``wanted`` (all when empty); ConfigError on unknown names."""
-    tensors = tuple(t for t in tensor_table(model) if _trainable(model, t.name))
-    if not wanted:
-        return tensors
-    known = {t.name for t in tensors}
-    unknown = [n for n in wanted if n not in known]
-    if unknown:
-        raise ConfigError(
-            f"model {model_name!r} has no tensor {unknown[0]!r}: use some of {', '.join(sorted(known))}"
-        )
-    return tuple(t for t in tensors if t.name in wanted)
-
-
-def _trainable(model: nn.Module, name: str) -> bool:
-    return dict(model.named_parameters())[name].requires_grad
 
 
 # ----------------------------------------------------------------------------- the probe
@@ -279,7 +186,7 @@ class Probe:
         x, y = as_tensors(data, device)
         n_minibatches(x.shape[0], batch_size)  # raises when the batch exceeds the data
         if existing is not None:
-            _check_same_probe_run(existing, cfg)
+            check_same_probe_run(existing, cfg)
         info = {
             "source": "probe",
             "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
@@ -433,7 +340,7 @@ class Probe:
         )
         try:
             if existing is None:
-                _drop_failed_creation(root, cfg.run_id)
+                drop_failed_creation(root, cfg.run_id)
                 meta = RunMeta(
                     config=cfg,
                     tensors=tensors,
@@ -472,7 +379,7 @@ class Probe:
             raise
         except Exception as e:  # the storage failed while the run was created (outage, read-only)
             lease.release()
-            raise _opening_failed(cfg.run_id, e, creating=existing is None) from None
+            raise opening_failed(cfg.run_id, e, creating=existing is None) from None
         except BaseException:
             lease.release()
             raise
@@ -639,62 +546,3 @@ class Probe:
         self._closed = True
         self.writer.close()
         self._release_lease()
-
-
-def _drop_failed_creation(root: zarr.Group, run_id: str) -> None:
-    """Delete the group of a run whose creation failed (no run attributes), under the run's lease.
-
-    Every creator holds the run's lease while it creates the group, and the caller
-    holds it now: a group without run attributes is left by a creation that crashed
-    or lost its store, on any host, and the same command run again replaces it.
-    """
-    path = run_path(run_id)
-    if path in root and RUN_ATTR not in root[path].attrs:
-        del root[path]
-
-
-def _opening_failed(run_id: str, e: BaseException, *, creating: bool) -> LakeError:
-    """The one-line error of a storage failure while run ``run_id`` was created or reopened.
-
-    An unreachable store (an outage) is said so; in every case the committed
-    snapshots are untouched and the same command, run again, creates or resumes
-    the run (a half-created run is replaced, see :func:`sgnlake.collect.runner.collect`).
-    """
-    down = connection_error(e)
-    cause = down if down is not None else e
-    text = str(cause).strip()
-    first = f"{type(cause).__name__}: {text.splitlines()[0]}" if text else type(cause).__name__
-    what = "creating" if creating else "resuming"
-    why = f"the store could not be reached ({first})" if down is not None else first
-    kept = "no snapshot was committed" if creating else "its committed snapshots are kept"
-    return LakeError(
-        f"{what} run {run_id!r} failed: {why}; {kept}; once the storage works again, run the same "
-        "command again"
-    )
-
-
-def stored_run_meta(
-    location: str | os.PathLike[str], run_id: str, *, storage_options: Mapping[str, Any] | None = None
-) -> RunMeta | None:
-    """The metadata of run ``run_id`` in the lake at ``location``, or None if there is no such run."""
-    root = probe_lake(location, storage_options=storage_options)
-    if root is None or run_path(run_id) not in root:
-        return None
-    g = root[run_path(run_id)]
-    return read_run_meta(g) if RUN_ATTR in g.attrs else None
-
-
-def _check_same_probe_run(stored: RunMeta, cfg: RunConfig) -> None:
-    """Raise ConfigError when a resumed probe run was taken with other settings (or by ``collect``)."""
-    if stored.extra.get("source") != "probe":
-        raise ConfigError(
-            f"run {cfg.run_id!r} was collected by 'sgnlake collect': resume it with 'sgnlake collect "
-            "--resume', or pick another run_id"
-        )
-    for f in ("model", "batch_size", "partition", "seed", "tensors", "dataset"):
-        a, b = getattr(stored.config, f), getattr(cfg, f)
-        if a != b:
-            raise ConfigError(
-                f"cannot resume run {cfg.run_id!r} with a different {f} ({a!r} stored, {b!r} given): "
-                "use the same settings or pick another run_id"
-            )

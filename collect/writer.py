@@ -17,7 +17,6 @@ A crash at any point leaves at most one uncommitted snapshot, which
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import copy
 import dataclasses
@@ -27,34 +26,24 @@ import math
 import os
 import queue
 import shutil
-import socket
-import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-import numcodecs
 import numpy as np
 import zarr
-from zarr.codecs import BytesCodec, Crc32cCodec, ZstdCodec
 from zarr.core.array import AsyncArray
 from zarr.core.buffer import default_buffer_prototype
-from zarr.core.chunk_grids import RegularChunkGrid
-from zarr.core.metadata.v3 import ArrayV3Metadata
 from zarr.core.sync import sync
-from zarr.storage import LocalStore
 
 from sgnlake.schema.codecs import CHUNK_KEY_ENCODING, array_kwargs, default_compressors
 from sgnlake.schema.conventions import run_config_attrs, tensor_group_attrs, variable_attrs, write_coordinates
-from sgnlake.schema.errors import DivergedError, LakeError, RunExistsError, ValidationError
+from sgnlake.schema.errors import DivergedError, LakeError, ValidationError
 from sgnlake.schema.lake import now, read_run_meta
 from sgnlake.schema.meta import RunMeta
 from sgnlake.schema.names import (
     ACCURACY,
-    CLAIM_ATTR,
     FAILED,
     GRAD,
     ITERATION,
@@ -69,6 +58,19 @@ from sgnlake.schema.names import (
     run_path,
 )
 from sgnlake.schema.validate import validate_run
+
+from . import chunk_files
+from .run_claim import claim_run
+
+__all__ = [  # claim_run: re-exported from run_claim
+    "CHECKPOINT_ARRAY",
+    "CHECKPOINT_ATTR",
+    "RunWriter",
+    "SnapshotLike",
+    "checkpoint_name",
+    "claim_run",
+    "release_snapshot",
+]
 
 #: Name of the uint8 array holding a checkpoint inside ``checkpoints/<run_id>/<snapshot group>/``.
 CHECKPOINT_ARRAY = "state"
@@ -95,115 +97,9 @@ class SnapshotLike(Protocol):
     checkpoint: bytes | None
 
 
-def _claim_alive(claim: Mapping[str, Any]) -> bool:
-    """Whether the collector that wrote ``claim`` may still be running (unknown on other hosts: True)."""
-    if claim.get("host") != socket.gethostname():
-        return True
-    if claim.get("pid") == os.getpid():  # an earlier, failed attempt of this process
-        return False
-    try:
-        os.kill(int(claim.get("pid", -1)), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError, OverflowError):
-        return True
-    return True
-
-
-def claim_run(root: zarr.Group, run_id: str) -> None:
-    """Atomically create the group of run ``run_id``, or raise if another collector holds it.
-
-    The group's ``zarr.json`` is written with ``set_if_not_exists`` (an exclusive
-    create on local disks) holding a unique claim token, then read back: only
-    the collector whose token is there proceeds. A group left by a creation that
-    crashed on this host (its process is gone), or one without a claim, is
-    removed and claimed again.
-
-    Raises
-    ------
-    RunExistsError
-        The run exists, or another collector is creating it.
-    """
-    path = run_path(run_id)
-    sp = root.store_path / path / "zarr.json"
-    proto = default_buffer_prototype()
-    token = uuid.uuid4().hex
-    claim = {"token": token, "host": socket.gethostname(), "pid": os.getpid(), "time": now()}
-    doc = {"zarr_format": 3, "node_type": "group", "attributes": {CLAIM_ATTR: claim}}
-    for _ in range(3):
-        sync(sp.set_if_not_exists(proto.buffer.from_bytes(json.dumps(doc).encode())))
-        raw = sync(sp.get(prototype=proto))
-        try:
-            attrs = json.loads(raw.to_bytes()).get("attributes", {}) if raw is not None else {}
-        except ValueError:
-            attrs = {}
-        held = attrs.get(CLAIM_ATTR) if isinstance(attrs.get(CLAIM_ATTR), Mapping) else None
-        if held is not None and held.get("token") == token:
-            return
-        if RUN_ATTR in attrs:
-            raise RunExistsError(
-                f"run {run_id!r} already exists: pass --resume to continue it, or pick another --run-id"
-            )
-        if held is not None and _claim_alive(held):
-            raise RunExistsError(
-                f"run {run_id!r} is being created by another collector (pid {held.get('pid')} on "
-                f"{held.get('host')} since {held.get('time')}): wait for it and pass --resume, or pick "
-                f"another --run-id (if no collector is running, delete {path} in the lake)"
-            )
-        if path in root:  # a crashed creation: remove it and claim again
-            del root[path]
-    raise RunExistsError(f"run {run_id!r} is being created by another collector: pick another --run-id")
-
-
 def checkpoint_name(index: int) -> str:
     """Group name of the checkpoint taken with snapshot ``index``."""
     return f"s{index:06d}"
-
-
-async def _gather(*coros: Any) -> list[Any]:
-    """Await ``coros`` concurrently (inside zarr's event loop)."""
-    return list(await asyncio.gather(*coros))
-
-
-_COPIER: ThreadPoolExecutor | None = None
-_COPIER_LOCK = threading.Lock()
-
-
-def _copier() -> ThreadPoolExecutor:
-    """The process's pool of threads (one per usable core) that make strided chunks contiguous."""
-    global _COPIER
-    with _COPIER_LOCK:
-        if _COPIER is None:
-            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-            _COPIER = ThreadPoolExecutor(max(1, cores or 1), thread_name_prefix="sgnlake-copy")
-        return _COPIER
-
-
-def _forget_copier() -> None:  # a forked child has none of its parent's threads
-    global _COPIER, _COPIER_LOCK
-    _COPIER, _COPIER_LOCK = None, threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_copier)
-
-
-def _chunk_parts(
-    index: int, value: np.ndarray, chunks: tuple[int, ...]
-) -> Iterator[tuple[tuple[slice, ...], np.ndarray]]:
-    """``(selection, value)`` per chunk of snapshot ``index``: ``value`` shaped like one chunk (a view).
-
-    ``value`` holds one snapshot (the array's shape without its first axis); each
-    yielded value is ``(1, *chunk)`` (smaller at the array's far edges), so zarr
-    writes it without filling and copying a chunk buffer first.
-    """
-    grids = [range(0, s, c) for s, c in zip(value.shape, chunks, strict=True)]
-    for starts in np.ndindex(*(len(g) for g in grids)):
-        sel = tuple(
-            slice(g[i], min(g[i] + c, n))
-            for i, g, c, n in zip(starts, grids, chunks, value.shape, strict=True)
-        )
-        yield (slice(index, index + 1), *sel), value[sel][None]
 
 
 class _NewArrays:
@@ -226,127 +122,6 @@ class _NewArrays:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._group, name)
-
-
-class _DirectCodec:
-    """numcodecs' ``Zstd``, then (optionally) zarr's trailing 4-byte little-endian CRC-32C."""
-
-    def __init__(self, zstd: numcodecs.abc.Codec, crc32c: bool) -> None:
-        self.zstd = zstd
-        self.crc32c = crc32c
-
-    def encode_parts(self, buf: Any) -> list[bytes]:
-        """The stored chunk as its pieces: the compressed bytes and the 4 checksum bytes (no copy joins them)."""
-        data = self.zstd.encode(buf)
-        if not self.crc32c:
-            return [data]
-        return [data, _crc32c(data).to_bytes(4, "little")]
-
-    def encode(self, buf: Any) -> bytes:
-        """The stored chunk as one ``bytes`` object."""
-        return b"".join(self.encode_parts(buf))
-
-
-def _crc32c(data: bytes) -> int:
-    """CRC-32C of ``data`` (as zarr's ``Crc32cCodec`` computes it)."""
-    try:
-        import google_crc32c
-
-        return int(google_crc32c.value(data))
-    except ImportError:  # pragma: no cover - numcodecs' codec appends the same 4 bytes
-        return int.from_bytes(bytes(numcodecs.CRC32C().encode(data))[-4:], "little")
-
-
-def _direct_codec(arr: zarr.Array) -> _DirectCodec | None:
-    """A codec that encodes a chunk of ``arr`` to exactly the bytes zarr stores, or None.
-
-    Only for the lossless default pipeline (``bytes`` in this machine's byte order, then
-    ``zstd``, optionally then ``crc32c``) on a regular chunk grid: zarr's ``ZstdCodec`` is
-    numcodecs' ``Zstd`` with the same level and checksum over the raw chunk bytes, and zarr's
-    ``Crc32cCodec`` appends the little-endian CRC-32C of the compressed bytes. Anything else
-    (blosc, BitRound, float16, sharding) goes through zarr.
-    """
-    md = arr.metadata
-    if not isinstance(md, ArrayV3Metadata) or not isinstance(md.chunk_grid, RegularChunkGrid):
-        return None
-    codecs = list(md.codecs)
-    crc = bool(codecs) and isinstance(codecs[-1], Crc32cCodec)
-    if crc:
-        codecs = codecs[:-1]
-    if len(codecs) != 2:
-        return None
-    raw, zstd = codecs
-    if not isinstance(raw, BytesCodec) or not isinstance(zstd, ZstdCodec):
-        return None
-    if raw.endian is not None and raw.endian.value != sys.byteorder:
-        return None
-    return _DirectCodec(numcodecs.Zstd(level=zstd.level, checksum=zstd.checksum), crc)
-
-
-def _encode_chunk(codec: _DirectCodec, part: np.ndarray, shape: tuple[int, ...], fill: Any) -> list[bytes]:
-    """``part`` (one chunk, smaller at the array's far edges) encoded as zarr stores it (see ``encode_parts``).
-
-    An edge chunk is padded to the full chunk ``shape`` with the fill value, as zarr does.
-    """
-    if part.shape != shape:
-        full = np.full(shape, fill, dtype=part.dtype)
-        full[tuple(slice(0, n) for n in part.shape)] = part
-        part = full
-    return codec.encode_parts(np.ascontiguousarray(part))
-
-
-def _local_root(store: Any) -> str | None:
-    """The folder of a writable local-disk store (written with plain file calls), else None."""
-    if isinstance(store, LocalStore) and not store.read_only:
-        return os.fspath(store.root)
-    return None
-
-
-def _write_file(path: str, parts: Sequence[Any]) -> int:
-    """Write ``parts`` (buffers) one after the other into the file ``path`` (created or truncated); return bytes.
-
-    Not atomic: only for keys no reader trusts yet (the chunks and checkpoint of a snapshot
-    that is not committed; :meth:`RunWriter.truncate` deletes them after a crash). Missing
-    parent folders (nested chunk keys of older lakes) are created.
-    """
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-    except FileNotFoundError:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-    total = 0
-    try:
-        for part in parts:
-            view = memoryview(part).cast("B")
-            while view:
-                n = os.write(fd, view)
-                total += n
-                view = view[n:]
-    finally:
-        os.close(fd)
-    return total
-
-
-def _write_atomic(path: str, data: bytes) -> None:
-    """Replace the file ``path`` by ``data`` atomically (temporary file + rename, as zarr's ``LocalStore``)."""
-    tmp = f"{path}.{uuid.uuid4().hex}.partial"
-    try:
-        _write_file(tmp, [data])
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _store_chunk(item: tuple[Any, tuple[Any, ...]]) -> int | list[bytes]:
-    """Encode one chunk (:func:`_encode_chunk`); write it when its target is a local file path.
-
-    Returns the bytes written to that file, or the encoded pieces for a zarr store path.
-    """
-    target, job = item
-    parts = _encode_chunk(*job)
-    return _write_file(target, parts) if isinstance(target, str) else parts
 
 
 def _one_line(e: BaseException) -> str:
@@ -392,8 +167,10 @@ class RunWriter:
             tg = self.group[t.name]
             for a in (SGN, GRAD, WEIGHT):
                 self._arrays[f"{t.name}/{a}"] = tg[a]
-        #: arrays whose chunks are encoded here and stored directly (see :func:`_direct_codec`)
-        self._direct = {n: c for n, a in self._arrays.items() if (c := _direct_codec(a)) is not None}
+        #: arrays whose chunks are encoded here and stored directly (see :func:`~sgnlake.collect.chunk_files.direct_codec`)
+        self._direct = {
+            n: c for n, a in self._arrays.items() if (c := chunk_files.direct_codec(a)) is not None
+        }
         #: Writes per-snapshot results computed on the device with each commit (``--store alpha``):
         #: an object with ``write(k, iteration, results)`` and ``commit(n)`` (see
         #: :class:`sgnlake.collect.device_alpha.ResultSink`), or None.
@@ -539,7 +316,7 @@ class RunWriter:
             if n > k:
                 arr.resize((k, *arr.shape[1:]))
             stray = [f"{arr.path}/{key}" for key in self._chunk_keys(arr, n)]
-            sync(_gather(*(store.delete(s) for s in stray)))
+            sync(chunk_files.gather(*(store.delete(s) for s in stray)))
         keep = checkpoint_name(k - 1) if k else None
         cg = self.root.require_group(checkpoint_path(self.meta.run_id))
         for name, _ in list(cg.groups()):
@@ -616,10 +393,10 @@ class RunWriter:
         vals = self._values(snap)
         stage = self._stage_timer(c0)
         stage("wait")
-        local = _local_root(self.root.store)
+        local = chunk_files.local_root(self.root.store)
         views = []
         jobs: list[tuple[AsyncArray, tuple[slice, ...], np.ndarray]] = []
-        direct: list[tuple[Any, tuple[_DirectCodec, np.ndarray, tuple[int, ...], Any]]] = []
+        direct: list[tuple[Any, tuple[chunk_files.DirectCodec, np.ndarray, tuple[int, ...], Any]]] = []
         via_zarr: list[zarr.Array] = []
         for name, arr in self._arrays.items():
             aa = arr._async_array
@@ -629,7 +406,7 @@ class RunWriter:
                 # encoded in the writer's threads and stored as is: the bytes zarr would write (the
                 # uncommitted chunks stay invisible: the stored shape still says k snapshots)
                 md, chunks = aa.metadata, aa.metadata.chunks
-                for sel, part in _chunk_parts(k, value, chunks[1:]):
+                for sel, part in chunk_files.chunk_parts(k, value, chunks[1:]):
                     key = md.encode_chunk_key(tuple(s.start // c for s, c in zip(sel, chunks, strict=True)))
                     target = (
                         aa.store_path / key if local is None else os.path.join(local, aa.store_path.path, key)
@@ -646,12 +423,15 @@ class RunWriter:
             if value.ndim == 0:
                 views.append(view.setitem(k, value))
             else:
-                jobs.extend((view, sel, part) for sel, part in _chunk_parts(k, value, aa.metadata.chunks[1:]))
+                jobs.extend(
+                    (view, sel, part)
+                    for sel, part in chunk_files.chunk_parts(k, value, aa.metadata.chunks[1:])
+                )
         # chunk-shaped C-contiguous values take zarr's no-copy path; the strided ones are copied in
         # parallel here (numpy releases the GIL) instead of one by one in zarr's event loop thread;
         # directly stored chunks are encoded (and on a local disk written) in the same threads
-        pool = _copier()
-        stored = list(pool.map(_store_chunk, direct))
+        pool = chunk_files.copier()
+        stored = list(pool.map(chunk_files.store_chunk, direct))
         parts = list(pool.map(np.ascontiguousarray, [j[2] for j in jobs]))
         views.extend(view.setitem(sel, part) for (view, sel, _), part in zip(jobs, parts, strict=True))
         proto = default_buffer_prototype()
@@ -661,7 +441,7 @@ class RunWriter:
             if not isinstance(r, int)
         )
         if views:
-            sync(_gather(*views))
+            sync(chunk_files.gather(*views))
         del parts, jobs
         stage("chunks")
         results = getattr(snap, "results", None)
@@ -671,7 +451,11 @@ class RunWriter:
             self._write_checkpoint(k, snap.iteration, snap.checkpoint)
         stage("checkpoint")
         if local is None:
-            sync(_gather(*(a._async_array.resize((k + 1, *a.shape[1:])) for a in self._arrays.values())))
+            sync(
+                chunk_files.gather(
+                    *(a._async_array.resize((k + 1, *a.shape[1:])) for a in self._arrays.values())
+                )
+            )
         else:
             list(pool.map(lambda a: self._grow_local(local, a, k + 1), self._arrays.values()))
         stage("metadata")
@@ -718,7 +502,7 @@ class RunWriter:
             doc = cached[1]
         doc["shape"] = [n, *doc["shape"][1:]]
         data = json.dumps(doc, allow_nan=True, indent=zarr.config.get("json_indent")).encode()
-        _write_atomic(os.path.join(local, aa.store_path.path, "zarr.json"), data)
+        chunk_files.write_atomic(os.path.join(local, aa.store_path.path, "zarr.json"), data)
         grown = copy.copy(
             md
         )  # the same metadata but its length (ArrayV3Metadata.update_shape re-validates all)
@@ -799,18 +583,18 @@ class RunWriter:
         doc["chunk_grid"]["configuration"]["chunk_shape"] = [len(data)]
         doc["attributes"] = {CHECKPOINT_ATTR: info}
         array_doc = json.dumps(doc).encode()
-        local = _local_root(self.root.store)
+        local = chunk_files.local_root(self.root.store)
         if local is not None:  # plain file calls: the documents atomically, the bytes (digest checked) not
             folder = os.path.join(local, checkpoint_path(self.meta.run_id), checkpoint_name(k))
             os.makedirs(os.path.join(folder, CHECKPOINT_ARRAY), exist_ok=True)
-            _write_atomic(os.path.join(folder, "zarr.json"), group_doc)
-            _write_atomic(os.path.join(folder, CHECKPOINT_ARRAY, "zarr.json"), array_doc)
-            _write_file(os.path.join(folder, CHECKPOINT_ARRAY, *chunk_key.split("/")), [data])
+            chunk_files.write_atomic(os.path.join(folder, "zarr.json"), group_doc)
+            chunk_files.write_atomic(os.path.join(folder, CHECKPOINT_ARRAY, "zarr.json"), array_doc)
+            chunk_files.write_file(os.path.join(folder, CHECKPOINT_ARRAY, *chunk_key.split("/")), [data])
             return
         base = self.root.store_path / checkpoint_path(self.meta.run_id) / checkpoint_name(k)
         proto = default_buffer_prototype()
         sync(
-            _gather(
+            chunk_files.gather(
                 (base / "zarr.json").set(proto.buffer.from_bytes(group_doc)),
                 (base / CHECKPOINT_ARRAY / "zarr.json").set(proto.buffer.from_bytes(array_doc)),
                 (base / CHECKPOINT_ARRAY / chunk_key).set(proto.buffer.from_bytes(data)),

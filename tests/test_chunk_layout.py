@@ -80,17 +80,17 @@ def test_new_run_has_flat_keys_and_resumes_an_old_nested_run(
 
 def test_directly_encoded_chunks_equal_zarrs_bytes(tmp_path: Path, tiny_config, monkeypatch) -> None:
     """The writer's own zstd encoding stores exactly the bytes zarr's codec pipeline stores (edge chunks too)."""
-    from sgnlake.collect import writer
+    from sgnlake.collect import chunk_files
     from sgnlake.schema.meta import StorageSpec
 
     lake = tmp_path / "lake"
     storage = StorageSpec(param_chunk=1000)  # fc1.weight: 6 full chunks and a padded edge chunk
     calls = []
-    real = writer._encode_chunk
-    monkeypatch.setattr(writer, "_encode_chunk", lambda *a: calls.append(a[1].shape) or real(*a))
+    real = chunk_files.encode_chunk
+    monkeypatch.setattr(chunk_files, "encode_chunk", lambda *a: calls.append(a[1].shape) or real(*a))
     collect(lake, tiny_config("direct", storage=storage), progress=False, threads=1)
     assert (1, 10, 272) in calls and (1, 1000) in calls  # the edge chunk of fc1.weight's sgn, grad chunks
-    monkeypatch.setattr(writer, "_direct_codec", lambda arr: None)
+    monkeypatch.setattr(chunk_files, "direct_codec", lambda arr: None)
     collect(lake, tiny_config("zarr", storage=storage), progress=False, threads=1)
     files = {
         rid: {p.relative_to(lake / "runs" / rid): p.read_bytes() for p in _chunk_files(lake, rid)}

@@ -2,7 +2,7 @@
 
 Each kill point runs ``sgnlake.collect.collect`` in a child ``python -c`` process
 that wraps Zarr's ``LocalStore.set`` and the writer's plain local-file writes
-(``_write_file``, ``_write_atomic``, by store key), or ``torch.autograd.grad``, from outside and
+(``chunk_files.write_file``, ``chunk_files.write_atomic``, by store key), or ``torch.autograd.grad``, from outside and
 SIGKILLs itself at one exact moment: during the gradients of a snapshot, in the
 middle of writing its chunks, while writing its checkpoint, while growing the
 arrays, just before and just after the commit marker, and while creating the
@@ -80,7 +80,7 @@ elif spec["kind"] == "grad":
     torch.autograd.grad = grad
 else:
     import threading
-    import sgnlake.collect.writer as W
+    import sgnlake.collect.chunk_files as W
     pattern = re.compile(spec["pattern"])
     cond = spec.get("cond")
     lock = threading.Lock()
@@ -118,8 +118,8 @@ else:
                 die()
             return out
         return write
-    W._write_file = wrap(W._write_file, lambda parts: b"".join(bytes(p) for p in parts))
-    W._write_atomic = wrap(W._write_atomic, lambda data: data)
+    W.write_file = wrap(W.write_file, lambda parts: b"".join(bytes(p) for p in parts))
+    W.write_atomic = wrap(W.write_atomic, lambda data: data)
 collect(spec["lake"], RunConfig.from_dict(spec["config"]), progress=False, threads=1)
 print("NOT KILLED")
 """

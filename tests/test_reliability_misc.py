@@ -69,12 +69,12 @@ elif hook in ("sigint-write", "pause"):
         await real_set(self, key, value)
     zarr.storage.LocalStore.set = set_
     # the writer's plain local-file chunk writes: the key is the end of the path
-    import sgnlake.collect.writer as W
-    real_write = W._write_file
+    import sgnlake.collect.chunk_files as W
+    real_write = W.write_file
     def write(path, parts):
         reached(path.replace(os.sep, "/"))
         return real_write(path, parts)
-    W._write_file = write
+    W.write_file = write
 if hook == "wait":  # start only once another child has signalled (imports are done by now)
     deadline = time.time() + 120
     while not os.path.exists(spec["flag"]) and time.time() < deadline:

@@ -209,7 +209,7 @@ COLLECT_CHILD = r"""
 import json, os, re, sys, time
 spec = json.loads(sys.argv[1])
 import zarr.storage
-import sgnlake.collect.writer as W
+import sgnlake.collect.chunk_files as W
 pattern = re.compile(spec["pattern"])
 hits = [0]
 def reached(key):
@@ -225,11 +225,11 @@ async def set_(self, key, value):
     reached(key)
     await real_set(self, key, value)
 zarr.storage.LocalStore.set = set_
-real_write = W._write_file  # the writer's plain local-file chunk writes: the key ends the path
+real_write = W.write_file  # the writer's plain local-file chunk writes: the key ends the path
 def write(path, parts):
     reached(path.replace(os.sep, "/"))
     return real_write(path, parts)
-W._write_file = write
+W.write_file = write
 from sgnlake.cli.app import main
 open(spec["ready"], "w").close()
 while not os.path.exists(spec["barrier"]):
