@@ -20,12 +20,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import hashlib
 import json
 import math
 import os
 import queue
-import shutil
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -60,9 +58,10 @@ from sgnlake.schema.names import (
 from sgnlake.schema.validate import validate_run
 
 from . import chunk_files
+from .run_checkpoints import CHECKPOINT_ARRAY, CHECKPOINT_ATTR, RunCheckpoints, checkpoint_name
 from .run_claim import claim_run
 
-__all__ = [  # claim_run: re-exported from run_claim
+__all__ = [  # re-exported: claim_run (run_claim), CHECKPOINT_*, checkpoint_name (run_checkpoints)
     "CHECKPOINT_ARRAY",
     "CHECKPOINT_ATTR",
     "RunWriter",
@@ -71,11 +70,6 @@ __all__ = [  # claim_run: re-exported from run_claim
     "claim_run",
     "release_snapshot",
 ]
-
-#: Name of the uint8 array holding a checkpoint inside ``checkpoints/<run_id>/<snapshot group>/``.
-CHECKPOINT_ARRAY = "state"
-#: Attribute of a checkpoint array: snapshot, iteration, sha256.
-CHECKPOINT_ATTR = "sgnlake_checkpoint"
 
 
 class SnapshotLike(Protocol):
@@ -95,11 +89,6 @@ class SnapshotLike(Protocol):
     grad: dict[str, np.ndarray]
     weight: dict[str, np.ndarray]
     checkpoint: bytes | None
-
-
-def checkpoint_name(index: int) -> str:
-    """Group name of the checkpoint taken with snapshot ``index``."""
-    return f"s{index:06d}"
 
 
 class _NewArrays:
@@ -183,9 +172,8 @@ class RunWriter:
         self.stage_cpu: dict[str, float] = {}
         #: per array path: (metadata object last written, its zarr.json document) (see :meth:`_grow_local`)
         self._docs: dict[str, tuple[Any, dict[str, Any]]] = {}
-        #: (group document, array document, chunk key) of this writer's first checkpoint: later ones
-        #: are written directly from them (see :meth:`_write_checkpoint_direct`)
-        self._checkpoint_docs: tuple[bytes, dict[str, Any], str] | None = None
+        #: the run's resume checkpoints under ``checkpoints/<run_id>/``
+        self.checkpoints = RunCheckpoints(root, meta.run_id)
         self._lock = threading.Lock()
         self._error: BaseException | None = None
         self._error_index = -1
@@ -317,11 +305,7 @@ class RunWriter:
                 arr.resize((k, *arr.shape[1:]))
             stray = [f"{arr.path}/{key}" for key in self._chunk_keys(arr, n)]
             sync(chunk_files.gather(*(store.delete(s) for s in stray)))
-        keep = checkpoint_name(k - 1) if k else None
-        cg = self.root.require_group(checkpoint_path(self.meta.run_id))
-        for name, _ in list(cg.groups()):
-            if name != keep:
-                del cg[name]
+        self.checkpoints.keep_only(k)
 
     # ------------------------------------------------------------------ reading back
 
@@ -333,22 +317,7 @@ class RunWriter:
         LakeError
             The checkpoint is missing or its digest does not match.
         """
-        k = self.meta.committed
-        if k == 0:
-            return None
-        path = f"{checkpoint_path(self.meta.run_id)}/{checkpoint_name(k - 1)}/{CHECKPOINT_ARRAY}"
-        try:
-            arr = self.root[path]
-        except KeyError:
-            raise LakeError(
-                f"run {self.meta.run_id!r} has no checkpoint for snapshot {k - 1}: it cannot be resumed, "
-                "start a new run id"
-            ) from None
-        data = np.asarray(arr[:], dtype=np.uint8).tobytes()
-        info = arr.attrs.get(CHECKPOINT_ATTR, {})
-        if info.get("sha256") != "sha256:" + hashlib.sha256(data).hexdigest():
-            raise LakeError(f"checkpoint {path} is corrupt (sha256 mismatch): start a new run id")
-        return data
+        return self.checkpoints.read(self.meta.committed)
 
     # ------------------------------------------------------------------ writing
 
@@ -467,7 +436,7 @@ class RunWriter:
         if self.result_sink is not None and results is not None:
             self.result_sink.commit(k + 1)
         if k >= 1:
-            self._delete_old_checkpoints(local, k)
+            self.checkpoints.delete_old(local, k)
         stage("old checkpoints")
         self.bytes_raw += sum(v.nbytes for n, v in vals.items() if "/" in n)
         self.bytes_stored += sum(r if isinstance(r, int) else sum(len(b) for b in r) for r in stored)
@@ -510,22 +479,9 @@ class RunWriter:
         object.__setattr__(aa, "metadata", grown)
         self._docs[arr.path] = (grown, doc)
 
-    def _delete_old_checkpoints(self, local: str | None, k: int) -> None:
-        """Delete every checkpoint of the run but snapshot ``k``'s."""
-        keep = checkpoint_name(k)
-        if local is None:
-            cg = self.root[checkpoint_path(self.meta.run_id)]
-            for name, _ in list(cg.groups()):
-                if name != keep:
-                    del cg[name]
-            return
-        try:
-            with os.scandir(os.path.join(local, checkpoint_path(self.meta.run_id))) as entries:
-                old = [e.path for e in entries if e.name != keep and e.is_dir(follow_symlinks=False)]
-        except FileNotFoundError:  # no checkpoint written yet
-            return
-        for path in old:
-            shutil.rmtree(path)
+    def _write_checkpoint(self, k: int, iteration: int, data: bytes) -> None:
+        """Write the checkpoint of snapshot ``k`` (see :meth:`~sgnlake.collect.run_checkpoints.RunCheckpoints.write`)."""
+        self.checkpoints.write(k, iteration, data)
 
     def _stored_bytes(self, k: int, arrays: Sequence[zarr.Array]) -> int:
         """Bytes stored for the chunks of snapshot ``k`` of ``arrays`` (a chunk equal to the fill value counts 0)."""
@@ -533,73 +489,6 @@ class RunWriter:
 
         keys = [f"{a.path}/{key}" for a in arrays for key in self._chunk_keys(a, k)]
         return stored_bytes(self.root.store, keys=keys)
-
-    def _write_checkpoint(self, k: int, iteration: int, data: bytes) -> None:
-        info = {
-            "snapshot": int(k),
-            "iteration": int(iteration),
-            "sha256": "sha256:" + hashlib.sha256(data).hexdigest(),
-            "format": "torch.save",
-        }
-        if self._checkpoint_docs is not None and data:
-            self._write_checkpoint_direct(k, data, info)
-            return
-        cg = self.root.require_group(checkpoint_path(self.meta.run_id))
-        name = checkpoint_name(k)
-        if name in cg:
-            del cg[name]
-        sg = cg.create_group(name)
-        buf = np.frombuffer(data, dtype=np.uint8)
-        arr = sg.create_array(
-            CHECKPOINT_ARRAY,
-            shape=buf.shape,
-            chunks=(max(1, buf.size),),
-            dtype="uint8",
-            dimension_names=["byte"],
-            fill_value=0,
-            compressors=None,
-            attributes={CHECKPOINT_ATTR: info},
-        )
-        arr[:] = buf
-        if data:
-            proto = default_buffer_prototype()
-            group_doc = sg.metadata.to_buffer_dict(proto)["zarr.json"].to_bytes()
-            array_doc = json.loads(arr.metadata.to_buffer_dict(proto)["zarr.json"].to_bytes())
-            self._checkpoint_docs = (group_doc, array_doc, arr.metadata.encode_chunk_key((0,)))
-
-    def _write_checkpoint_direct(self, k: int, data: bytes, info: dict[str, Any]) -> None:
-        """Write a checkpoint's three keys (group, array metadata, one chunk) in one concurrent batch.
-
-        The same documents as the first checkpoint of this writer (which went through
-        :meth:`zarr.Group.create_array`), with the length, chunk length and attributes
-        replaced: one round trip instead of about ten existence checks and sequential writes.
-        The keys of snapshot ``k`` are new (:meth:`truncate` leaves only the committed
-        checkpoint), or left by a failed attempt at the same commit, which this overwrites.
-        """
-        assert self._checkpoint_docs is not None
-        group_doc, template, chunk_key = self._checkpoint_docs
-        doc = json.loads(json.dumps(template))
-        doc["shape"] = [len(data)]
-        doc["chunk_grid"]["configuration"]["chunk_shape"] = [len(data)]
-        doc["attributes"] = {CHECKPOINT_ATTR: info}
-        array_doc = json.dumps(doc).encode()
-        local = chunk_files.local_root(self.root.store)
-        if local is not None:  # plain file calls: the documents atomically, the bytes (digest checked) not
-            folder = os.path.join(local, checkpoint_path(self.meta.run_id), checkpoint_name(k))
-            os.makedirs(os.path.join(folder, CHECKPOINT_ARRAY), exist_ok=True)
-            chunk_files.write_atomic(os.path.join(folder, "zarr.json"), group_doc)
-            chunk_files.write_atomic(os.path.join(folder, CHECKPOINT_ARRAY, "zarr.json"), array_doc)
-            chunk_files.write_file(os.path.join(folder, CHECKPOINT_ARRAY, *chunk_key.split("/")), [data])
-            return
-        base = self.root.store_path / checkpoint_path(self.meta.run_id) / checkpoint_name(k)
-        proto = default_buffer_prototype()
-        sync(
-            chunk_files.gather(
-                (base / "zarr.json").set(proto.buffer.from_bytes(group_doc)),
-                (base / CHECKPOINT_ARRAY / "zarr.json").set(proto.buffer.from_bytes(array_doc)),
-                (base / CHECKPOINT_ARRAY / chunk_key).set(proto.buffer.from_bytes(data)),
-            )
-        )
 
     # ------------------------------------------------------------------ background thread
 
