@@ -50,7 +50,7 @@ def test_new_run_has_flat_keys_and_resumes_an_old_nested_run(
     # a run started before issue 11 (Zarr's nested keys), stopped after 2 snapshots ...
     with monkeypatch.context() as mp:
         mp.setattr("sgnlake.schema.codecs.CHUNK_KEY_ENCODING", NESTED)
-        mp.setattr("sgnlake.collect.writer.CHUNK_KEY_ENCODING", NESTED)
+        mp.setattr("sgnlake.collect.run_layout.CHUNK_KEY_ENCODING", NESTED)
         m = collect(lake, cfg_old, progress=False, threads=1, stop_after=2)
     assert m.committed == 2 and _separators(lake, "old") == {"/"}
     # ... is resumed by today's writer in its own layout
