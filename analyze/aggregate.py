@@ -145,8 +145,8 @@ def paper_mean_interval(
         top = np.nanmax(dev2, axis=1) if v.shape[1] else np.full(v.shape[0], np.nan)
         ok = (n >= 2) & np.isfinite(mean) & np.isfinite(ss) & (ss > 0) & (top <= max_share * ss)
         half = z * np.sqrt(ss / np.maximum(n - 1, 1)) / np.sqrt(np.maximum(n, 1))
-    lo = np.where(ok, mean - half, np.nan)
-    hi = np.where(ok, mean + half, np.nan)
+        lo = np.where(ok, mean - half, np.nan)
+        hi = np.where(ok, mean + half, np.nan)
     return lo, hi
 
 
