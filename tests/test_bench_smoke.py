@@ -1,6 +1,6 @@
 """Smoke runs of every benchmark script in ``bench/`` so they cannot rot.
 
-All nine scripts run once, concurrently, with ``--smoke`` (tiny sizes), each
+Every script runs once, concurrently, with ``--smoke`` (tiny sizes), each
 writing its markdown table and its headline numbers (``--json``) into a
 temporary folder. Each test then checks one script's output: the table was
 written, and the correctness checks the script makes along the way hold (the
@@ -23,7 +23,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 STUDIES = (
     "collector", "storage", "alpha_throughput", "fits", "out_of_core", "scaling", "writer", "models", "commit",
-    "checksum",
+    "checksum", "codecs",
 )  # fmt: skip
 TIMEOUT_S = 240
 
@@ -173,3 +173,10 @@ def test_checksum_smoke(smoke_runs: dict) -> None:
     assert m["write_ratio"] > 0 and m["read_ratio"] > 0
     assert m["flipped"]["True"].startswith("detected")  # the checksum finds a flipped bit
     assert 0 < m["sizes"]["True"] - m["sizes"]["False"] < 0.01 * m["sizes"]["False"]
+
+
+def test_codecs_smoke(smoke_runs: dict) -> None:
+    _md, m = _ok(smoke_runs, "codecs")
+    fcn = m["fcn"]
+    assert "zstd -5 (default)" in fcn and len(fcn) >= 5  # every codec gave back the same bits (checked there)
+    assert all(v["ratio"] > 1.0 and v["encode_mb_s"] > 0 and v["decode_mb_s"] > 0 for v in fcn.values())
