@@ -297,28 +297,6 @@ def run_sweep(
     scheduler: str | None = None,
     resources: Mapping[str, float] | None = None,
 ) -> SweepSummary:
-    with contextlib.ExitStack() as hold:
-        return _run_sweep(
-            location, plans, jobs=jobs, progress=progress, storage_options=storage_options,
-            collect_kwargs=collect_kwargs, threads=threads, echo=echo, scheduler=scheduler,
-            resources=resources, hold=hold,
-        )  # fmt: skip
-
-
-def _run_sweep(
-    location: str | os.PathLike[str],
-    plans: Sequence[RunPlan],
-    *,
-    jobs: int = 1,
-    progress: bool = True,
-    storage_options: Mapping[str, Any] | None = None,
-    collect_kwargs: Mapping[str, Any] | None = None,
-    threads: int | None = None,
-    echo: Callable[[str], None] | None = print,
-    scheduler: str | None = None,
-    resources: Mapping[str, float] | None = None,
-    hold: contextlib.ExitStack,
-) -> SweepSummary:
     """Run (or skip, or resume) every planned run into one lake.
 
     A run already complete in the lake is skipped; a run present but not
@@ -394,13 +372,39 @@ def _run_sweep(
             say(f"skipped  {p.run_id} (complete, {meta.committed} snapshots)")
         else:
             todo.append((p, True))
+    lease = None
     if todo:
         root = open_lake_group(loc, mode="a", storage_options=storage_options)  # create once, before workers
         # one live sweep of this grid (LeaseHeldError names the other); released when run_sweep returns
         lease = Lease.acquire(
             root, sweep_lease_key(plans), {"command": "sweep"}, ttl=lease_ttl(), what="this sweep's grid"
         )
-        hold.callback(lease.release)
+    with lease if lease is not None else contextlib.nullcontext():
+        _execute(
+            loc, todo, summary, jobs=jobs, progress=progress, storage_options=storage_options,
+            collect_kwargs=collect_kwargs, threads=threads, say=say, scheduler=scheduler, resources=resources,
+        )  # fmt: skip
+    summary.seconds = time.perf_counter() - t0
+    order = {p.run_id: i for i, p in enumerate(plans)}
+    summary.outcomes.sort(key=lambda o: order.get(o.run_id, len(order)))
+    return summary
+
+
+def _execute(
+    loc: str,
+    todo: list[tuple[RunPlan, bool]],
+    summary: SweepSummary,
+    *,
+    jobs: int,
+    progress: bool,
+    storage_options: Mapping[str, Any] | None,
+    collect_kwargs: Mapping[str, Any] | None,
+    threads: int | None,
+    say: Callable[[str], None],
+    scheduler: str | None,
+    resources: Mapping[str, float] | None,
+) -> None:
+    """Collect or resume the runs of ``todo`` (locally, in processes or on a cluster), into ``summary``."""
     kwargs = dict(collect_kwargs or {})
     gpu = bool(todo) and scheduler is None and _uses_gpu([p.config for p, _ in todo])
     if scheduler is not None:
@@ -472,13 +476,6 @@ def _run_sweep(
                     if fut.done() and not fut.cancelled() and fut.exception() is None:
                         outcome = fut.result()
                     summary.outcomes.append(outcome)
-    summary.seconds = time.perf_counter() - t0
-    order = {p.run_id: i for i, p in enumerate(plans)}
-    summary.outcomes.sort(key=lambda o: order.get(o.run_id, len(order)))
-    return summary
-
-
-run_sweep.__doc__ = _run_sweep.__doc__
 
 
 def prepare_data(configs: Sequence[RunConfig], *, download: bool = False) -> None:
