@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import xarray as xr
 from collect_fixtures import TINY, read_run_arrays
 
 from sgnlake.schema.meta import RunConfig
@@ -55,3 +56,19 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+@pytest.fixture
+def alpha_da() -> xr.DataArray:
+    """Alpha (iteration, param) for two modules with NaNs and values above 2."""
+    rng = np.random.default_rng(0)
+    n_it, n_p = 5, 30
+    vals = rng.uniform(0.9, 2.3, (n_it, n_p))
+    vals[1, [0, 3]] = np.nan
+    vals[4, 25] = np.nan
+    modules = np.array(["fc1"] * 20 + ["fc2"] * 10, dtype=object)
+    return xr.DataArray(
+        vals,
+        dims=("iteration", "param"),
+        coords={"iteration": [0, 100, 200, 300, 400], "module": ("param", modules)},
+    )

@@ -14,22 +14,6 @@ from sgnlake.analyze import aggregate as A
 from sgnlake.analyze import summary
 
 
-@pytest.fixture
-def alpha_da() -> xr.DataArray:
-    """Alpha (iteration, param) for two modules with NaNs and values above 2."""
-    rng = np.random.default_rng(0)
-    n_it, n_p = 5, 30
-    vals = rng.uniform(0.9, 2.3, (n_it, n_p))
-    vals[1, [0, 3]] = np.nan
-    vals[4, 25] = np.nan
-    modules = np.array(["fc1"] * 20 + ["fc2"] * 10, dtype=object)
-    return xr.DataArray(
-        vals,
-        dims=("iteration", "param"),
-        coords={"iteration": [0, 100, 200, 300, 400], "module": ("param", modules)},
-    )
-
-
 def _oracle_row(v: np.ndarray, q: tuple[float, float]) -> dict[str, float]:
     """The statistics of one snapshot's alphas, one value at a time (plain numpy on the used ones)."""
     used = v[~np.isnan(v)]

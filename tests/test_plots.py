@@ -18,22 +18,6 @@ from sgnlake.analyze import plots
 from sgnlake.analyze.aggregate import alpha_stats
 
 
-@pytest.fixture
-def alpha_da() -> xr.DataArray:
-    """Alpha (iteration, param) for two modules with NaNs and values above 2."""
-    rng = np.random.default_rng(0)
-    n_it, n_p = 5, 30
-    vals = rng.uniform(0.9, 2.3, (n_it, n_p))
-    vals[1, [0, 3]] = np.nan
-    vals[4, 25] = np.nan
-    modules = np.array(["fc1"] * 20 + ["fc2"] * 10, dtype=object)
-    return xr.DataArray(
-        vals,
-        dims=("iteration", "param"),
-        coords={"iteration": [0, 100, 200, 300, 400], "module": ("param", modules)},
-    )
-
-
 def _legend_lines(ax) -> dict[str, Line2D]:
     """Map legend label -> data line (unwrapping errorbar containers)."""
     handles, labels = ax.get_legend_handles_labels()
