@@ -189,15 +189,18 @@ class FigureBuilder:
                 sec, "α per layer over iterations",
             )  # fmt: skip
 
-        def fig10() -> None:
+        def histogram_panels(draw: Callable[..., Any]) -> Any:
+            """One panel per chosen iteration, ``draw(ax, values, title=, bins=, sparse=)``, shared bins."""
             n = len(d.chosen)
             fig, axes = plots.new_figure(1, n, size=(4.6 * n, 3.8), squeeze=False)
             vals = [d.alpha.sel(iteration=t).values for t in d.chosen]
             edges = plots.histogram_edges(np.concatenate(vals))
             for ax, t, v in zip(axes[0], d.chosen, vals, strict=True):
-                plots.plot_alpha_histogram(
-                    ax, v, title=f"{d.run}, iteration {t}", bins=edges, sparse=sparse_at(t), **sp
-                )
+                draw(ax, v, title=f"{d.run}, iteration {t}", bins=edges, sparse=sparse_at(t), **sp)
+            return fig
+
+        def fig10() -> None:
+            fig = histogram_panels(plots.plot_alpha_histogram)
             grey = (
                 " Kept degenerate parameters are stacked in grey: they make the spike at α ≈ 1."
                 if self.include_sparse and d.sparse is not None
@@ -213,15 +216,10 @@ class FigureBuilder:
             )  # fmt: skip
 
         def fig16() -> None:
-            n = len(d.chosen)
-            fig, axes = plots.new_figure(1, n, size=(4.6 * n, 3.8), squeeze=False)
-            vals = [d.alpha.sel(iteration=t).values for t in d.chosen]
-            edges = plots.histogram_edges(np.concatenate(vals))
-            for ax, t, v in zip(axes[0], d.chosen, vals, strict=True):
-                plots.plot_alpha_histograms_by_group(
-                    ax, v, d.alpha["module"].values, title=f"{d.run}, iteration {t}", bins=edges,
-                    sparse=sparse_at(t), **sp,
-                )  # fmt: skip
+            groups = d.alpha["module"].values
+            fig = histogram_panels(
+                lambda ax, v, **kw: plots.plot_alpha_histograms_by_group(ax, v, groups, **kw)
+            )
             self._save(
                 fig, f"{base}/fig16_alpha_hist_layers.png",
                 f"Paper Fig 16. Distribution of α per layer (density within each layer) at iterations "
