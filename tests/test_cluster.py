@@ -34,7 +34,7 @@ try:
 except ImportError:
     from lake_fixtures import RunSpec, write_lake
 
-from process_fixtures import stop_all, wait_for
+from process_fixtures import dask_cluster
 
 CLI = [sys.executable, "-m", "sgnlake.cli"]
 
@@ -127,38 +127,13 @@ class Cluster:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """A scheduler on 127.0.0.1 (random port) and two torch-blocked workers with one thread each."""
-    from distributed import Client
-
     base = tmp_path_factory.mktemp("cluster")
     (base / "sgnlake_worker_audit.py").write_text(AUDIT)
     # Workers see only sgnlake[analyze]'s dependencies: everything else installed here is blocked.
     (base / "blocked.json").write_text(json.dumps(outside(requirement_closure("sgnlake", ("analyze",)))))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(base), os.environ.get("PYTHONPATH", "")]))
-    sched_file = base / "scheduler.json"
-    log = open(base / "cluster.log", "wb")  # noqa: SIM115 - closed in the finalizer
-    scheduler = subprocess.Popen(
-        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
-         "--no-dashboard", "--scheduler-file", str(sched_file)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    workers: list[subprocess.Popen] = []
-    try:
-        wait_for(
-            lambda: sched_file.exists() and sched_file.stat().st_size > 0, 30, "scheduler start", [scheduler]
-        )
-        address = json.loads(sched_file.read_text())["address"]
-        worker = [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1"]
-        worker += ["--no-nanny", "--no-dashboard", "--preload", "sgnlake_worker_audit"]
-        for i in range(2):
-            cmd = [*worker, "--name", f"w{i}"]
-            workers.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT))
-        with Client(address, timeout=30) as client:
-            client.wait_for_workers(2, timeout=30)
+    with dask_cluster(base, env, ["--preload", "sgnlake_worker_audit"]) as address:
         yield Cluster(address=address, audit_dir=base)
-    finally:
-        stop_all(workers)  # workers first: a worker whose scheduler is gone keeps trying to reconnect
-        stop_all([scheduler])
-        log.close()
 
 
 def audit(cluster: Cluster, what: str = "report") -> dict[str, dict]:

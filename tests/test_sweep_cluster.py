@@ -7,7 +7,6 @@ started as separate processes on loopback; the sweep's lake content is compared
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from sgnlake.schema.lake import open_lake_group
 
 pytest.importorskip("distributed")
 
-from process_fixtures import stop_all, wait_for
+from process_fixtures import dask_cluster, stop_all, wait_for
 
 SPEC = """
 name = "tiny-cluster"
@@ -48,36 +47,10 @@ IDS = [f"fcn-d2-w8-n200-b{b}-s{s}" for s in (0, 1, 2) for b in (20, 40)]
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A scheduler on 127.0.0.1 (random port) and two one-thread workers; yields its address."""
-    from distributed import Client
-
     base = tmp_path_factory.mktemp("cluster")
-    sched_file = base / "scheduler.json"
-    log = open(base / "cluster.log", "wb")  # noqa: SIM115 - closed in the finalizer
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    scheduler = subprocess.Popen(
-        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
-         "--no-dashboard", "--scheduler-file", str(sched_file)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    workers: list[subprocess.Popen] = []
-    try:
-        wait_for(
-            lambda: sched_file.exists() and sched_file.stat().st_size > 0, 30, "scheduler start", [scheduler]
-        )
-        address = json.loads(sched_file.read_text())["address"]
-        cmd = [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1"]
-        cmd += ["--no-nanny", "--no-dashboard", "--resources", "SLOT=1"]
-        for i in range(2):
-            workers.append(
-                subprocess.Popen([*cmd, "--name", f"w{i}"], env=env, stdout=log, stderr=subprocess.STDOUT)
-            )
-        with Client(address, timeout=30) as client:
-            client.wait_for_workers(2, timeout=30)
+    with dask_cluster(base, env, ["--resources", "SLOT=1"], grace=3) as address:
         yield address
-    finally:
-        stop_all(workers, grace=3)
-        stop_all([scheduler], grace=3)
-        log.close()
 
 
 def _sweep(capsys, lake: Path, spec: Path, *extra: str) -> tuple[int, str]:
