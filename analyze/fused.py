@@ -10,7 +10,6 @@ them for random chunkings).
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -19,7 +18,7 @@ import dask
 import numpy as np
 import zarr
 
-from sgnlake.schema.codecs import plain_chain
+from sgnlake.schema.chunk_store import direct_codec, encode_chunk, local_root, write_atomic
 from sgnlake.schema.errors import SgnlakeError
 from sgnlake.schema.names import MINIBATCH, SGN
 
@@ -120,55 +119,31 @@ def fused_chunk(target: FusedTarget, it: int, lo: int, hi: int) -> int:
 def write_chunk(arr: zarr.Array, it: int, lo: int, hi: int, values: Any) -> None:
     """``arr[it, lo:hi] = values`` where ``lo:hi`` is one whole stored chunk of a (iteration, param) array.
 
-    On a writable local store with a plain lossless chain (:func:`sgnlake.schema.codecs.plain_chain`),
-    the chunk is encoded here as Zarr encodes it (the edge chunk padded with the fill value,
-    numcodecs zstd at the array's level, the crc32c appended) and written as one file through a
-    temporary file and a rename, as Zarr's local store writes; otherwise through Zarr.
+    On a writable local store with the plain lossless chain
+    (:func:`sgnlake.schema.chunk_store.direct_codec`), the chunk is encoded here as Zarr encodes
+    it (:func:`~sgnlake.schema.chunk_store.encode_chunk`: the edge chunk padded with the fill
+    value) and written as one file through a temporary file and a rename
+    (:func:`~sgnlake.schema.chunk_store.write_atomic`), as Zarr's local store writes; otherwise
+    through Zarr.
     """
-    v = np.asarray(values).reshape(hi - lo).astype(arr.dtype, copy=False)
-    direct = _direct_chunk_path(arr, it, lo, hi)
-    if direct is None:
-        arr[it : it + 1, lo:hi] = v[None]
+    v = np.asarray(values).reshape(1, hi - lo).astype(arr.dtype, copy=False)
+    path = _direct_chunk_path(arr, it, lo, hi)
+    codec = direct_codec(arr) if path is not None else None
+    if codec is None:
+        arr[it : it + 1, lo:hi] = v
         return
-    import uuid
-
-    import google_crc32c
-    import numcodecs
-
-    path, (zstd, crc) = direct
-    chunk = np.full(arr.chunks[1], arr.metadata.fill_value, dtype=arr.dtype.newbyteorder("<"))
-    chunk[: hi - lo] = v
-    data: Any = chunk.view(np.uint8)
-    if zstd is not None:
-        data = np.frombuffer(numcodecs.Zstd(level=zstd.level, checksum=zstd.checksum).encode(data), np.uint8)
-    tail = int(google_crc32c.value(data)).to_bytes(4, "little") if crc else b""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{uuid.uuid4().hex}.partial"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.write(tail)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, b"".join(encode_chunk(codec, v, tuple(arr.chunks), arr.metadata.fill_value)))
 
 
-def _direct_chunk_path(arr: zarr.Array, it: int, lo: int, hi: int) -> tuple[str, tuple[Any, bool]] | None:
-    """File of chunk ``(it, lo // chunk)`` and the plain chain when :func:`write_chunk` may write it directly."""
-    from zarr.storage import LocalStore
-
-    store, md = arr.store, arr.metadata
-    if not isinstance(store, LocalStore) or store.read_only or getattr(md, "zarr_format", None) != 3:
-        return None
-    plain = plain_chain(md.codecs, arr.dtype)
-    if plain is None or arr.chunks[0] != 1 or arr.ndim != 2:
+def _direct_chunk_path(arr: zarr.Array, it: int, lo: int, hi: int) -> str | None:
+    """File of chunk ``(it, lo // chunk)`` when :func:`write_chunk` may write it directly, else None."""
+    root = local_root(arr.store)
+    if root is None or arr.chunks[0] != 1 or arr.ndim != 2:
         return None
     rc = arr.chunks[1]
     if lo % rc or not (hi - lo == rc or (hi == arr.shape[1] and hi - lo < rc)):
         return None
-    return os.path.join(str(store.root), arr.path, md.encode_chunk_key((it, lo // rc))), plain
+    return os.path.join(root, arr.path, arr.metadata.encode_chunk_key((it, lo // rc)))
 
 
 def tensor_tasks(target: FusedTarget, start: int, n: int) -> list[Any] | None:
