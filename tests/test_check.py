@@ -15,22 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from cli_fixtures import run_cli
 from lake_fixtures import RunSpec, chunk_coords, chunk_key, chunk_path, write_lake
 
 from sgnlake.schema.check import check_lake
 from sgnlake.schema.meta import ResultMeta
 from sgnlake.schema.names import SCHEMA_VERSION
-
-
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run the ``sgnlake`` entry point in-process; return (exit code, stdout, stderr)."""
-    from sgnlake.cli.app import main
-
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    out = capsys.readouterr()
-    code = e.value.code if isinstance(e.value.code, int) else (0 if e.value.code is None else 1)
-    return code, out.out, out.err
 
 
 def chunk_files(root: Path) -> list[Path]:

@@ -15,20 +15,10 @@ import pandas as pd
 import pytest
 import xarray as xr
 import zarr
+from cli_fixtures import run_cli
 from lake_fixtures import RunSpec, write_lake
 
 from sgnlake.schema.check import check_lake
-
-
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run the ``sgnlake`` entry point in-process; return (exit code, stdout, stderr)."""
-    from sgnlake.cli.app import main
-
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    out = capsys.readouterr()
-    code = e.value.code if isinstance(e.value.code, int) else (0 if e.value.code is None else 1)
-    return code, out.out, out.err
 
 
 def _add_result(lake: Path, run: str, key: str, finished: bool = True) -> None:

@@ -25,6 +25,8 @@ from sgnlake.schema import ConfigError, RunConfig
 
 pytest.importorskip("torch")
 
+from cli_fixtures import run_cli  # noqa: E402
+
 from sgnlake.collect import sweep as sw  # noqa: E402
 
 TINY = """
@@ -49,17 +51,6 @@ batch_size = [20, 50]
 
 def tiny_spec(extra: str = "") -> sw.SweepSpec:
     return sw.loads_spec(TINY + extra, name="tiny")
-
-
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run the ``sgnlake`` entry point in-process; return (exit code, stdout, stderr)."""
-    from sgnlake.cli.app import main
-
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    out = capsys.readouterr()
-    code = e.value.code if isinstance(e.value.code, int) else (0 if e.value.code is None else 1)
-    return code, out.out, out.err
 
 
 # ----------------------------------------------------------------------------- parsing
