@@ -521,13 +521,18 @@ class Probe:
             if not self._finished:
                 self.finish(COMPLETE, "", last_call=self.timing())
         finally:
-            self._closed = True
-            self.writer.close()
-            self._release_lease()
+            self.shutdown()
         return self.writer.meta
 
-    def _release_lease(self) -> None:
-        """Give up the run's single-writer lease (idempotent): the run is free for the next collector."""
+    def shutdown(self) -> None:
+        """Stop the writer and give up the run's single-writer lease (idempotent); record no status.
+
+        The run is then free for the next collector. :meth:`close` and leaving a ``with``
+        block end with it; :func:`sgnlake.collect.runner.collect`, which records the run's
+        status itself, calls it on every exit path.
+        """
+        self._closed = True
+        self.writer.close()
         if self.writer.lease is not None:
             self.writer.lease.release()
 
@@ -543,6 +548,4 @@ class Probe:
                 self.abort(INTERRUPTED, "interrupted by the user: append with Probe(..., resume=True)")
             else:
                 self.abort(FAILED, f"{kind.__name__}: {err}".replace("\n", " "))
-        self._closed = True
-        self.writer.close()
-        self._release_lease()
+        self.shutdown()

@@ -284,9 +284,7 @@ def _collect(
     try:
         return _loop(probe, train, plan, cfg, stop_after, progress)
     finally:
-        probe.writer.close()
-        if probe.writer.lease is not None:  # released on every exit path
-            probe.writer.lease.release()
+        probe.shutdown()  # the writer stopped and the run's lease released on every exit path
 
 
 def _first_divergence(writer: Any, e: DivergedError) -> DivergedError:
