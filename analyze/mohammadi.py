@@ -137,6 +137,14 @@ def _mohammadi_rows(a: NDArray[Any], k1: int, k2: int) -> FloatArray:
         stats[:, 5] = np.inf
         stats[:, 6] = -np.inf
     redo = ~(np.isfinite(slx) & np.isfinite(sly))
+    if redo.any() and k1 * k2 > 0:
+        # all-zero rows (a dead unit, a border pixel's weights): min = max = 0. The masked path
+        # gives them exactly +0.0 sums and counts (no non-zero X or Y, nothing non-finite) and
+        # the same min and max up to the sign of zero, which no output reads (only lo < hi).
+        zero = redo & (stats[:, 5] == 0) & (stats[:, 6] == 0)
+        if zero.any():
+            stats[zero, :5] = 0.0
+            redo &= ~zero
     if redo.any():
         idx = np.flatnonzero(redo)
         if a.ndim == 2 and a.strides[-1] != a.itemsize:

@@ -409,3 +409,37 @@ def test_synthetic_recovery_n1200(alpha):
     assert 1.0 / np.mean(K.mohammadi_inv(x)) == pytest.approx(alpha, abs=0.03)
     assert np.median(K.mcculloch(x)[:, 0]) == pytest.approx(alpha, abs=0.02)
     assert K.pooled(x) == pytest.approx(alpha, abs=0.03)
+
+
+@pytest.mark.parametrize("f32", [True, False])
+def test_all_zero_rows_take_the_masked_paths_values(f32):
+    """All-zero parameters (dead units, border pixels) skip the masked redo: same statistics, same outputs."""
+    rng = np.random.default_rng(7)
+    m, p = 100, 700
+    x = rng.standard_cauchy((m, p))  # the stored (M, P) layout
+    dead = rng.random(p) < 0.4
+    x[:, dead] = 0.0
+    x[::3, np.flatnonzero(dead)[::2]] = -0.0  # signed zeros are zeros too
+    x[:, 5] = np.where(rng.random(m) < 0.5, 0.0, x[:, 5])  # zeros but not all: still the masked path
+    x[7, 6] = np.nan
+    x = x.astype(np.float32 if f32 else np.float64)
+    view = np.moveaxis(x[None], 1, -1)  # (1, P, M), as the fused path hands it over
+    k1, k2 = K.choose_k1(m, "paper")
+    stats = K.mohammadi_chunk(view, k1, k2)[0]
+    redo = dead.copy()
+    redo[[5, 6]] = True  # the rows the masked path computes (zeros or a non-finite sample)
+    masked = K._mohammadi_chunk_masked(np.ascontiguousarray(x.T[redo], dtype=np.float64), k1, k2)
+    # sums and counts bit for bit; min and max equal as numbers (the sign of zero is not read)
+    np.testing.assert_array_equal(stats[redo, :5].view(np.int64), masked[:, :5].view(np.int64))
+    np.testing.assert_array_equal(stats[redo, 5:], masked[:, 5:])
+    alpha, bad, extras = K.mohammadi_outputs(view, k1, k2)
+    assert np.isnan(alpha[0, dead]).all() and (bad[0, dead] == 0).all()
+    assert (extras["n_distinct"][0, dead] == 0).all() and (extras["sparse"][0, dead] == 0).all()
+    assert np.isnan(extras["max_share"][0, dead]).all()
+    # the live parameters' outputs do not depend on the dead ones beside them
+    live = np.flatnonzero(~dead)
+    a2, b2, e2 = K.mohammadi_outputs(np.moveaxis(np.ascontiguousarray(x[:, live])[None], 1, -1), k1, k2)
+    np.testing.assert_array_equal(alpha[:, live], a2)
+    np.testing.assert_array_equal(bad[:, live], b2)
+    for name, v in e2.items():
+        np.testing.assert_array_equal(extras[name][:, live], v)
