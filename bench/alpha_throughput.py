@@ -12,6 +12,12 @@ one run and on the same arrays:
   arrays the analysis uses (``Lake.sgn``), nothing computed;
 * alpha: ``Lake.compute_alpha(force=True)`` (Mohammadi per parameter, results
   stored back in the lake), as ``sgnlake alpha`` runs it;
+* kernel ceiling: the fused kernel alpha runs (``kernels.mohammadi_outputs``, every
+  stored output) on the first snapshot's ``sgn`` already in memory (read with plain
+  zarr, one array per result chunk, as alpha's tasks cut it), on a thread pool as
+  large as alpha's: what alpha could reach if reading, writing and scheduling cost
+  nothing (``alpha_over_kernel_ceiling``); its alphas are checked against the stored
+  ones, bit for bit;
 
 with Dask's threaded scheduler and with a 2-worker ``LocalCluster`` (``--workers 2``).
 Throughput is parameter-snapshots per second (one parameter's M SGN samples at
@@ -161,15 +167,70 @@ def warm_up() -> None:
         alpha_seconds(str(lake.path))
 
 
-def measure(
-    location: str, run: str, workers: int, repeat: int, memory_limit: Any = "auto"
-) -> dict[str, list[float]]:
-    """Interleaved raw-read and alpha timings (``repeat`` each) on threads (0) or a local cluster."""
+def snapshot_regions(location: str, run: str, it: int = 0) -> list[np.ndarray]:
+    """Snapshot ``it``'s ``sgn`` of every tensor, one (1, M, p) array per result chunk, read with plain zarr."""
+    import zarr
+
+    from sgnlake.analyze.stored import result_chunk
+
+    g = zarr.open_group(location, mode="r")[f"runs/{run}"]
+    out = []
+    for _, tg in sorted(g.groups()):
+        arr = tg["sgn"]
+        numel = arr.shape[2]
+        rc = result_chunk(arr.chunks[2], numel)
+        out += [np.asarray(arr[it : it + 1, :, lo : min(lo + rc, numel)]) for lo in range(0, numel, rc)]
+    return out
+
+
+def kernel_seconds(regions: list[np.ndarray], threads: int) -> tuple[float, list[Any]]:
+    """Seconds of the fused Mohammadi kernel with every stored output over in-memory ``regions`` on
+    ``threads`` (each region in the stored (1, M, p) layout, viewed as (1, p, M) as alpha's tasks do)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sgnlake.analyze import kernels
+
+    k1, k2 = kernels.choose_k1(regions[0].shape[1], kernels.DEFAULT_K1)
+
+    def one(block: np.ndarray) -> Any:
+        return kernels.mohammadi_outputs(np.moveaxis(block, 1, -1), k1, k2)
+
+    t0 = time.perf_counter()
+    if threads <= 1:
+        res = [one(b) for b in regions]
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            res = list(pool.map(one, regions))
+    return time.perf_counter() - t0, res
+
+
+def kernel_matches_stored(location: str, run: str, results: list[Any]) -> bool:
+    """The in-memory kernel's alphas of snapshot 0 equal the ones alpha stored, bit for bit (plain zarr reads)."""
+    import zarr
+
+    from sgnlake.analyze.results import result_key
+    from sgnlake.analyze.stored import GENERATION_ATTR
+
+    kg = zarr.open_group(location, mode="r")[f"results/{run}/{result_key('mohammadi')}"]
+    dg = kg[kg.attrs[GENERATION_ATTR]]
+    stored = np.concatenate([np.asarray(tg["alpha"][0]) for _, tg in sorted(dg.groups())])
+    mine = np.concatenate([r[0].reshape(-1) for r in results])
+    return stored.shape == mine.shape and bool(np.array_equal(stored.view(np.int64), mine.view(np.int64)))
+
+
+def measure(location: str, run: str, workers: int, repeat: int, memory_limit: Any = "auto") -> dict[str, Any]:
+    """Interleaved read, kernel and alpha timings (``repeat`` each) on threads (0) or a local cluster.
+
+    ``kernel`` times the fused kernel on snapshot 0 held in memory (``kernel_params`` parameters)
+    on alpha's threads; ``kernel_matches_stored``: its alphas equal the stored ones.
+    """
     from sgnlake.analyze import dask_client
 
-    out: dict[str, list[float]] = {"raw": [], "alpha": [], "direct1": [], "direct": []}
+    out: dict[str, Any] = {"raw": [], "alpha": [], "direct1": [], "direct": [], "kernel": []}
     files = chunk_files(location, run)
     threads = alpha_threads()
+    regions = snapshot_regions(location, run)
+    out["kernel_params"] = sum(r.shape[2] for r in regions)
     with dask_client(workers=workers or None, memory_limit=memory_limit, echo=None):
         warm_up()
         raw_read_seconds(location, run)  # page cache
@@ -177,7 +238,10 @@ def measure(
             out["direct1"].append(direct_read_seconds(files, 1))
             out["direct"].append(direct_read_seconds(files, threads))
             out["raw"].append(raw_read_seconds(location, run))
+            seconds, res = kernel_seconds(regions, threads)
+            out["kernel"].append(seconds)
             out["alpha"].append(alpha_seconds(location)[0])
+    out["kernel_matches_stored"] = kernel_matches_stored(location, run, res)
     return out
 
 
@@ -247,19 +311,27 @@ def rate_rows(
         raw, alpha = statistics.median(t["raw"]), statistics.median(t["alpha"])
         d1, dn = statistics.median(t["direct1"]), statistics.median(t["direct"])
         ratio = dn / alpha
+        ceiling = kernel_rate(t)
         mode = "threads" if not w else f"--workers {w}"
         cells = [
             mode,
             lake.sgn_bytes / d1 / 1e6,
             lake.sgn_bytes / dn / 1e6,
             lake.sgn_bytes / raw / 1e6,
+            ceiling * lake.n_minibatches * 4 / 1e6,
             lake.param_snapshots / alpha / 1e6,
             lake.sgn_bytes / alpha / 1e6,
             raw / alpha,
             ratio,
+            lake.param_snapshots / alpha / ceiling,
             "yes" if ratio >= GOAL else "no",
         ]
         table.add(*([size_label] if size_label else []), *cells)
+
+
+def kernel_rate(t: dict[str, Any]) -> float:
+    """Parameter-snapshots per second of the in-memory fused kernel on alpha's threads (median)."""
+    return t["kernel_params"] / statistics.median(t["kernel"])
 
 
 RATE_HEADERS = [
@@ -267,10 +339,12 @@ RATE_HEADERS = [
     "direct read 1 thread (MB/s)",
     "direct read, alpha's threads (MB/s)",
     "Dask raw read (MB/s)",
+    "kernel ceiling, alpha's threads (MB/s)",
     "alpha (M param-snap/s)",
     "alpha (MB/s)",
     "alpha / Dask raw read",
     "alpha / direct read",
+    "alpha / kernel ceiling",
     f"goal >= {GOAL}",
 ]
 
@@ -296,7 +370,8 @@ def main() -> None:
         f"Medians of {args.repeat} interleaved timings per cell; all timings (s): "
         + "; ".join(
             f"{'threads' if not w else f'workers {w}'}: raw {', '.join(f'{x:.2f}' for x in v['raw'])} / "
-            f"alpha {', '.join(f'{x:.2f}' for x in v['alpha'])}"
+            f"alpha {', '.join(f'{x:.2f}' for x in v['alpha'])} / kernel on snapshot 0 "
+            f"{', '.join(f'{x:.3f}' for x in v['kernel'])}"
             for w, v in res.items()
         )
         + "."
@@ -322,6 +397,11 @@ def main() -> None:
         [
             lake_line,
             t.markdown(),
+            "Kernel ceiling: the fused kernel alpha runs (`kernels.mohammadi_outputs`, every stored output) "
+            "on snapshot 0's SGN already in memory (one array per result chunk, read with plain zarr), on "
+            "a thread pool as large as alpha's, timed interleaved with the rest: alpha's rate if reading, "
+            "decoding, writing the results and scheduling cost nothing. Its alphas equal the stored ones "
+            f"bit for bit: {all(v['kernel_matches_stored'] for v in res.values())}.",
             "Compute ceiling of the estimator kernel (`sgnlake.analyze.kernels.mohammadi_chunk`), "
             "one thread, data already in memory:",
             tk.markdown(),
@@ -344,11 +424,20 @@ def main() -> None:
                     "direct_s": v["direct"],
                     "ratio": statistics.median(v["raw"]) / statistics.median(v["alpha"]),
                     "alpha_over_direct_read": statistics.median(v["direct"]) / statistics.median(v["alpha"]),
+                    "kernel_s": v["kernel"],
+                    "kernel_params": v["kernel_params"],
+                    "alpha_over_kernel_ceiling": lake.param_snapshots
+                    / statistics.median(v["alpha"])
+                    / kernel_rate(v),
+                    "kernel_matches_stored": v["kernel_matches_stored"],
                 }
                 for w, v in res.items()
             },
             "alpha_over_direct_read": statistics.median(res[workers[0]]["direct"])
             / statistics.median(res[workers[0]]["alpha"]),
+            "alpha_over_kernel_ceiling": lake.param_snapshots
+            / statistics.median(res[workers[0]]["alpha"])
+            / kernel_rate(res[workers[0]]),
             "kernel_rates": ceiling,
             "kernel_outputs": outputs,
             "threads": alpha_threads(),

@@ -115,6 +115,9 @@ def test_alpha_throughput_smoke(smoke_runs: dict) -> None:
     mode = m["modes"]["threads"]
     assert mode["ratio"] > 0 and mode["alpha_s"][0] > 0
     assert m["alpha_over_direct_read"] > 0 and mode["direct1_s"][0] > 0
+    # the kernel ceiling runs alpha's own kernel: on the same SGN it gives the stored alphas bit for bit
+    assert mode["kernel_matches_stored"] is True
+    assert m["alpha_over_kernel_ceiling"] > 0 and mode["kernel_s"][0] > 0
     # the synthetic SGN compresses like real SGN (exactly-zero border-pixel columns); x0.94 without them
     assert m["sgn_ratio"] > 1.1
 
