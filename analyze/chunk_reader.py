@@ -9,6 +9,7 @@ listing per array, not one request per chunk) and names a missing one.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from itertools import product
 from typing import Any
 
@@ -17,6 +18,10 @@ import zarr
 
 from sgnlake.schema.errors import CorruptChunkError, SgnlakeError
 from sgnlake.schema.store import list_keys
+
+
+class DirectReadError(Exception):
+    """A chunk file that :meth:`ChunkReader.direct_chunks` could not read or decode (the caller reads through Zarr)."""
 
 
 class ChunkReader:
@@ -135,11 +140,9 @@ class ChunkReader:
             range(lo // c, -(-hi // c)) if hi > lo else range(0)
             for (lo, hi), c in zip(bounds, chunks, strict=True)
         ]
-        encode = self.arr.metadata.encode_chunk_key
         try:
             for coords in product(*ranges):
-                with open(os.path.join(folder, encode(coords)), "rb") as f:
-                    chunk = decode(f.read())
+                chunk = self._decode_file(folder, decode, coords)
                 src, dst = [], []
                 for k, ((lo, hi), c) in zip(coords, zip(bounds, chunks, strict=True), strict=True):
                     a, b = max(lo, k * c), min(hi, (k + 1) * c)
@@ -149,6 +152,39 @@ class ChunkReader:
         except Exception:  # missing, damaged or unexpected: Zarr's read decides and names it
             return None
         return out
+
+    def _decode_file(self, folder: str, decode: Any, coords: tuple[int, ...]) -> np.ndarray:
+        """The stored chunk at ``coords`` read with one plain file read, its checksum verified, decoded."""
+        with open(os.path.join(folder, self.arr.metadata.encode_chunk_key(coords)), "rb") as f:
+            return decode(f.read())
+
+    def direct_chunks(self, it: int, lo: int, hi: int) -> Iterator[np.ndarray] | None:
+        """The stored chunks of ``arr[it, :, lo:hi]`` one at a time, each read and decoded from its file.
+
+        For a (snapshot, minibatch, param) array chunked ``(1, M, c)`` (all minibatches in one
+        chunk) and ``lo`` a multiple of ``c``: yields, in order, each chunk's ``(M, w)`` part
+        inside ``lo:hi`` as a view of the decoded chunk (no copy into a region array), so a
+        caller works chunk by chunk on what it just decoded. None when the direct path does not
+        apply (see :meth:`read_direct`). A chunk that cannot be read or decoded (missing,
+        damaged) raises :class:`DirectReadError` when it is reached; the caller then reads the
+        region through :meth:`read_direct`'s fallback (Zarr), which names it or reads it as NaN.
+        """
+        found = self._direct_path()
+        if not found or self.ndim != 3 or self.arr.chunks[0] != 1 or self.arr.chunks[1] != self.shape[1]:
+            return None
+        c = self.arr.chunks[2]
+        if lo % c or not 0 <= lo < hi <= self.shape[2]:
+            return None
+        return self._iter_chunks(found, it, lo, hi, c)
+
+    def _iter_chunks(self, found: tuple[str, Any], it: int, lo: int, hi: int, c: int) -> Iterator[np.ndarray]:
+        folder, decode = found
+        for k in range(lo // c, -(-hi // c)):
+            try:
+                chunk = self._decode_file(folder, decode, (it, 0, k))
+            except Exception as e:  # missing, damaged or unexpected: Zarr's read decides and names it
+                raise DirectReadError(str(e)) from None
+            yield chunk[0, :, : min(hi - k * c, c)]
 
     def __getitem__(self, sel: Any) -> np.ndarray:
         if isinstance(sel, tuple) and all(isinstance(s, slice) for s in sel):

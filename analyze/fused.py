@@ -22,6 +22,7 @@ from sgnlake.schema.chunk_store import direct_codec, encode_chunk, local_root, w
 from sgnlake.schema.errors import SgnlakeError
 from sgnlake.schema.names import MINIBATCH, SGN
 
+from .chunk_reader import DirectReadError
 from .stored import NONFINITE
 
 if TYPE_CHECKING:
@@ -73,6 +74,8 @@ class FusedTarget:
 def _read_region(reader: Any, it: int, lo: int, hi: int, step: int) -> np.ndarray:
     """``sgn[it:it+1, :, lo:hi]`` (whole stored chunks of ``step`` params): chunk files read directly, or one Zarr call.
 
+    The caller has checked that the chunks are present (:meth:`ChunkReader.check_present`).
+
     On a local store with a lossless zstd/crc32c chain the chunk files are read and decoded in
     this task (:meth:`ChunkReader.read_direct`, half the CPU of Zarr's path); otherwise Zarr
     decodes the chunks of one call concurrently and pays its per-call overhead once.
@@ -81,9 +84,7 @@ def _read_region(reader: Any, it: int, lo: int, hi: int, step: int) -> np.ndarra
     records it), exactly as the per-chunk Dask reads do.
     """
     m = reader.shape[1]
-    # a missing chunk raises (or, with skip_corrupt, is recorded and read below as NaN fill)
-    sel = (slice(it, it + 1), slice(0, m), slice(lo, hi))
-    reader.check_present(sel)
+    sel = (slice(it, it + 1), slice(0, m), slice(lo, hi))  # its chunks' presence checked by the caller
     direct = reader.read_direct(sel)  # plain file reads + the codec, when the store and codecs allow
     if direct is not None:
         return direct
@@ -98,16 +99,50 @@ def _read_region(reader: Any, it: int, lo: int, hi: int, step: int) -> np.ndarra
     return np.concatenate(parts, axis=-1)
 
 
+def _estimate_by_chunk(target: FusedTarget, it: int, lo: int, hi: int) -> tuple[Any, ...] | None:
+    """The kernel's outputs over params ``lo:hi``, run on each stored chunk as it is decoded; None when
+    the chunk files cannot all be read directly (the caller then reads the region through Zarr).
+
+    Each chunk's samples reach the kernel as a (1, w, M) view of the decoded (M, w) chunk, the
+    stored layout the region path hands over too; the kernel's values of a parameter depend on
+    its own samples only, so the outputs, joined along params, are the region path's.
+    """
+    chunks = target.reader.direct_chunks(it, lo, hi)
+    if chunks is None:
+        return None
+    parts = []
+    try:
+        for chunk in chunks:
+            parts.append(target.kernel(chunk.T[None], **target.params))
+    except DirectReadError:
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    joined: list[Any] = [np.concatenate([p[i] for p in parts], axis=-1) for i in range(2)]
+    if len(parts[0]) > 2:
+        joined.append({k: np.concatenate([p[2][k] for p in parts], axis=-1) for k in parts[0][2]})
+    return tuple(joined)
+
+
 def fused_chunk(target: FusedTarget, it: int, lo: int, hi: int) -> int:
     """Read the stored ``sgn`` chunks of snapshot ``it`` over params ``lo:hi``, estimate, write both results.
 
     The samples reach the fused kernel as a view in their stored layout, as
-    :func:`sgnlake.analyze.estimators.estimate` hands them to the estimator's kernel.
-    Returns the number of non-finite samples.
+    :func:`sgnlake.analyze.estimators.estimate` hands them to the estimator's kernel: on a
+    local store with the plain lossless chain chunk by chunk as each is decoded
+    (:func:`_estimate_by_chunk`, no copy into a region array), otherwise on the region read
+    at once (:func:`_read_region`). Returns the number of non-finite samples.
     """
-    block = _read_region(target.reader, it, lo, hi, target.step)
-    x = np.moveaxis(block, 1, -1)  # (1, p, M) view of the stored (1, M, p) layout
-    est, bad, *more = target.kernel(x, **target.params)
+    # a missing chunk raises (or, with skip_corrupt, is recorded and read below as NaN fill)
+    present = target.reader.check_present(
+        (slice(it, it + 1), slice(0, target.reader.shape[1]), slice(lo, hi))
+    )
+    res = _estimate_by_chunk(target, it, lo, hi) if present else None
+    if res is None:
+        block = _read_region(target.reader, it, lo, hi, target.step)
+        x = np.moveaxis(block, 1, -1)  # (1, p, M) view of the stored (1, M, p) layout
+        res = target.kernel(x, **target.params)
+    est, bad, *more = res
     counts = np.asarray(bad).astype(np.int32)
     write_chunk(target.out, it, lo, hi, est)
     write_chunk(target.counts, it, lo, hi, counts)

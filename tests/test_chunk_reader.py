@@ -129,3 +129,39 @@ def test_result_chunks_written_directly_are_zarrs_bytes(tmp_path, dtype):
     ro = zarr.open_array(str(tmp_path / "g" / "direct"), mode="r")  # read-only store: through Zarr, refused
     with pytest.raises(ValueError):
         write_chunk(ro, 0, 0, 32, np.zeros(32, dtype))
+
+
+@pytest.mark.parametrize("spec", [StorageSpec(), StorageSpec(codec="none")], ids=["default", "none"])
+def test_direct_chunks_are_zarrs_chunks(tmp_path, spec):
+    """``direct_chunks`` yields each stored chunk's part of ``[it, :, lo:hi]`` in order, as Zarr reads it."""
+    arr = _array(tmp_path, spec)  # chunks (1, 20, 16) over 50 params: the last chunk is an edge chunk
+    reader = _reader(arr)
+    for it, lo, hi in ((0, 0, 50), (1, 16, 40), (2, 32, 33), (2, 48, 50)):
+        parts = list(reader.direct_chunks(it, lo, hi))
+        assert len(parts) == -(-hi // 16) - lo // 16
+        assert all(p.shape[0] == 20 and p.dtype == arr.dtype for p in parts)
+        np.testing.assert_array_equal(np.concatenate(parts, axis=-1), arr[it, :, lo:hi])
+    assert reader.direct_chunks(0, 5, 20) is None  # not at a chunk boundary
+    blosc = _array(tmp_path / "blosc", StorageSpec(codec="blosc-zstd"))
+    assert _reader(blosc).direct_chunks(0, 0, 16) is None  # a chain the direct path does not decode
+
+
+def test_direct_chunks_name_no_damaged_chunk(tmp_path):
+    """A damaged or missing chunk raises DirectReadError when reached (the caller then asks Zarr)."""
+    from lake_fixtures import chunk_path
+
+    from sgnlake.analyze.chunk_reader import DirectReadError
+
+    arr = _array(tmp_path, StorageSpec())
+    folder = tmp_path / "lake" / "sgn"
+    bad = chunk_path(folder, 1, 0, 1)
+    data = bytearray(bad.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    bad.write_bytes(bytes(data))
+    chunks = _reader(arr).direct_chunks(1, 0, 50)
+    np.testing.assert_array_equal(next(chunks), arr[1, :, :16])  # the chunk before is fine
+    with pytest.raises(DirectReadError):
+        next(chunks)
+    chunk_path(folder, 2, 0, 0).unlink()
+    with pytest.raises(DirectReadError):
+        list(_reader(arr).direct_chunks(2, 0, 16))
