@@ -137,10 +137,30 @@ def _sparse_block(
     )
     with np.errstate(divide="ignore", invalid="ignore"):
         share = np.where(total > 0, amax / total, np.nan)
+    n_valid = known.n_valid
+    if n_valid is not None and not bool((np.asarray(n_valid) > 0).all()):
+        # a parameter with no finite non-zero sample (a dead unit, a border pixel) has no distinct
+        # value: its row is not sorted; the others are packed (whole contiguous rows, a cheap copy)
+        has = np.flatnonzero(np.asarray(n_valid) > 0)
+        nd = np.zeros(b, dtype=np.int32)
+        if has.size:
+            nd[has] = _distinct_rows(keys[has], np.asarray(n_valid)[has], all_finite)
+    else:
+        nd = _distinct_rows(keys, n_valid, all_finite)
+    sparse = (nd < SPARSE_DISTINCT_FRACTION * np.asarray(n_finite)) & ~dead
+    return nd, share, sparse
+
+
+def _distinct_rows(keys: NDArray[Any], n_valid: Any, all_finite: bool) -> NDArray[np.int32]:
+    """Distinct finite non-zero values of each row of ``keys`` (C-contiguous (b, n), scratch: sorted in place).
+
+    ``n_valid``: finite non-zero samples per row when known (else counted here);
+    ``all_finite``: no row holds a non-finite sample.
+    """
+    b, n = keys.shape
     # n_distinct: sort each parameter's bit patterns, count the values equal to their left neighbour
     ints = keys.view(np.int32 if keys.dtype.itemsize == 4 else np.int64)
     sentinel = np.iinfo(ints.dtype).min  # the bits of -0.0
-    n_valid = known.n_valid
     left_out = n_valid is None or not bool((np.asarray(n_valid) == n).all())
     if left_out:
         mask = keys == 0
@@ -166,8 +186,7 @@ def _sparse_block(
             nd -= rows.view(np.uint8).sum(axis=1, dtype=np.int32)
         elif n_ties:  # few: count where they are
             nd -= np.bincount(np.flatnonzero(tie) // n, minlength=b).astype(np.int32)
-    sparse = (nd < SPARSE_DISTINCT_FRACTION * np.asarray(n_finite)) & ~dead
-    return nd, share, sparse
+    return nd
 
 
 def _sparse_parts(
