@@ -153,10 +153,14 @@ class ChunkReader:
             return None
         return out
 
-    def _decode_file(self, folder: str, decode: Any, coords: tuple[int, ...]) -> np.ndarray:
-        """The stored chunk at ``coords`` read with one plain file read, its checksum verified, decoded."""
+    def _decode_file(
+        self, folder: str, decode: Any, coords: tuple[int, ...], out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The stored chunk at ``coords`` read with one plain file read, its checksum verified, decoded
+        (into ``out`` when the codec allows, see :func:`sgnlake.schema.codecs.chunk_decoder`)."""
         with open(os.path.join(folder, self.arr.metadata.encode_chunk_key(coords)), "rb") as f:
-            return decode(f.read())
+            data = f.read()
+        return decode(data) if out is None else decode(data, out=out)
 
     def direct_chunks(self, it: int, lo: int, hi: int) -> Iterator[np.ndarray] | None:
         """The stored chunks of ``arr[it, :, lo:hi]`` one at a time, each read and decoded from its file.
@@ -179,9 +183,13 @@ class ChunkReader:
 
     def _iter_chunks(self, found: tuple[str, Any], it: int, lo: int, hi: int, c: int) -> Iterator[np.ndarray]:
         folder, decode = found
+        # one buffer for every chunk of the call: a fresh multi-MB allocation per chunk costs its page faults
+        buf = np.empty(
+            self.arr.chunks, dtype=self.dtype.newbyteorder("<") if self.dtype.itemsize > 1 else self.dtype
+        )
         for k in range(lo // c, -(-hi // c)):
             try:
-                chunk = self._decode_file(folder, decode, (it, 0, k))
+                chunk = self._decode_file(folder, decode, (it, 0, k), buf)
             except Exception as e:  # missing, damaged or unexpected: Zarr's read decides and names it
                 raise DirectReadError(str(e)) from None
             yield chunk[0, :, : min(hi - k * c, c)]

@@ -87,6 +87,20 @@ def plain_chain(codecs: Sequence[Any], dtype: Any) -> tuple[Any, bool] | None:
     return zstd, crc
 
 
+def _zstd_content_size(frame: np.ndarray) -> int | None:
+    """The decompressed size a zstd frame header declares (RFC 8878, 3.1.1.1), or None when it declares none."""
+    if frame.size < 6 or bytes(frame[:4]) != b"\x28\xb5\x2f\xfd":
+        return None
+    fhd = int(frame[4])
+    single = (fhd >> 5) & 1
+    size = (single, 2, 4, 8)[fhd >> 6]
+    pos = 5 + (1 - single) + (0, 1, 2, 4)[fhd & 3]
+    if not size or frame.size < pos + size:
+        return None
+    value = int.from_bytes(bytes(frame[pos : pos + size]), "little")
+    return value + 256 if size == 2 else value
+
+
 def chunk_decoder(
     codecs: Sequence[Any], dtype: Any, chunk_shape: Sequence[int]
 ) -> Callable[[bytes], np.ndarray] | None:
@@ -110,8 +124,10 @@ def chunk_decoder(
     Returns
     -------
     callable or None
-        ``decode(data) -> numpy.ndarray`` of ``chunk_shape`` (a read-only view of the
-        decoded bytes), or None for a chain it does not handle.
+        ``decode(data, out=None) -> numpy.ndarray`` of ``chunk_shape`` (a read-only view of the
+        decoded bytes), or None for a chain it does not handle. With ``out`` (a C-contiguous
+        array of the chunk's shape and little-endian dtype) a zstd chunk whose frame declares
+        exactly ``out.nbytes`` is decoded into ``out``, which is returned.
     """
     plain = plain_chain(codecs, dtype)
     if plain is None:
@@ -129,12 +145,23 @@ def chunk_decoder(
     if crc:
         import google_crc32c
 
-    def decode(data: bytes) -> np.ndarray:
+    def decode(data: bytes, out: np.ndarray | None = None) -> np.ndarray:
         buf = np.frombuffer(data, dtype=np.uint8)
         if crc:
             if buf.size < 4 or google_crc32c.value(buf[:-4]) != int.from_bytes(bytes(buf[-4:]), "little"):
                 raise ValueError("Stored and computed checksum do not match (crc32c)")
             buf = buf[:-4]
+        # into ``out`` only when the frame fills it exactly: numcodecs leaves a longer buffer's tail as it was
+        if (
+            zstd is not None
+            and out is not None
+            and out.shape == shape
+            and out.dtype == dt
+            and out.flags.c_contiguous
+            and _zstd_content_size(buf) == out.nbytes
+        ):
+            zstd.decode(buf, out=out)  # into the caller's buffer: no fresh allocation (page faults) per chunk
+            return out
         raw = zstd.decode(buf) if zstd is not None else buf
         return np.frombuffer(raw, dtype=dt).reshape(shape)
 

@@ -73,9 +73,31 @@ def test_direct_read_other_dtypes_and_chains(tmp_path):
             is None
         )
     assert codecs.chunk_decoder([zc.BytesCodec(endian="big"), zc.ZstdCodec()], np.float32, (4,)) is None
+    # decoding into a caller's buffer: only a frame that fills it exactly
+    decode = codecs.chunk_decoder([zc.BytesCodec(), zc.ZstdCodec(), zc.Crc32cCodec()], np.float32, (2, 3))
+    assert decode is not None
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    data = _encoded(x, [zc.ZstdCodec(), zc.Crc32cCodec()])
+    out = np.full((2, 3), -1, dtype=np.float32)
+    assert decode(data, out=out) is out
+    np.testing.assert_array_equal(out, x)
+    short = _encoded(x[:1], [zc.ZstdCodec(), zc.Crc32cCodec()])  # a frame of 12 bytes, not 24
+    with pytest.raises(ValueError):  # not written into ``out`` (its tail would be stale): the view fails
+        decode(short, out=out)
     assert codecs.chunk_decoder([zc.BytesCodec(), zc.Crc32cCodec()], np.int8, (4,))(
         bytes(4) + np.uint32(0x48674BC7).tobytes()
     ).tolist() == [0, 0, 0, 0]
+
+
+def _encoded(x: np.ndarray, compressors: list) -> bytes:
+    """``x`` as Zarr stores it with ``compressors`` (one whole chunk)."""
+    import zarr.storage
+
+    store = zarr.storage.MemoryStore()
+    a = zarr.create_array(store, shape=x.shape, chunks=x.shape, dtype=x.dtype, compressors=compressors)
+    a[...] = x
+    key = a.metadata.encode_chunk_key((0,) * x.ndim)
+    return bytes(store._store_dict[key].to_bytes())
 
 
 def test_damaged_or_missing_chunk_steps_aside(tmp_path):
@@ -137,7 +159,7 @@ def test_direct_chunks_are_zarrs_chunks(tmp_path, spec):
     arr = _array(tmp_path, spec)  # chunks (1, 20, 16) over 50 params: the last chunk is an edge chunk
     reader = _reader(arr)
     for it, lo, hi in ((0, 0, 50), (1, 16, 40), (2, 32, 33), (2, 48, 50)):
-        parts = list(reader.direct_chunks(it, lo, hi))
+        parts = [p.copy() for p in reader.direct_chunks(it, lo, hi)]  # a view lasts until the next chunk
         assert len(parts) == -(-hi // 16) - lo // 16
         assert all(p.shape[0] == 20 and p.dtype == arr.dtype for p in parts)
         np.testing.assert_array_equal(np.concatenate(parts, axis=-1), arr[it, :, lo:hi])
