@@ -2,13 +2,15 @@
 
 A commit (see :mod:`sgnlake.collect.writer`) grows every array of the run by one
 snapshot and then records the commit marker (``committed``, ``updated``) in the
-run group's attributes. Both documents are zarr's own bytes (``to_buffer_dict``
-of zarr's metadata, ``json_indent`` included): each is encoded once with
-placeholder values, and a commit puts the new values' JSON text in their place
-(:class:`Spliced`). The result is byte for byte what zarr would write, without
-re-encoding the run document each commit (zarr's indented JSON goes through
-Python's pure-Python encoder, and the document grows with the run's
-``planned_iterations``) nor re-validating each array's metadata.
+run group's attributes; a :class:`~sgnlake.collect.probe.Probe` without a plan
+also announces each snapshot's step (appended to ``planned_iterations``,
+``total_steps``) before committing it. The documents are zarr's own bytes
+(``to_buffer_dict`` of zarr's metadata, ``json_indent`` included): each is
+encoded once with placeholder values, and a write puts the new values' JSON
+text in their place (:class:`Spliced`). The result is byte for byte what zarr
+would write, without re-encoding the run document each time (zarr's indented
+JSON goes through Python's pure-Python encoder, and the document grows with the
+run's ``planned_iterations``) nor re-validating each array's metadata.
 
 On a local disk the documents are replaced atomically with plain file calls
 (:func:`~sgnlake.collect.chunk_files.write_atomic`, one after the other: 27 tiny
@@ -141,29 +143,66 @@ class GrownArrays:
             self._docs[arr.path] = (grown, doc)
 
 
-#: The fields of :class:`RunMeta` a commit changes (the commit marker and its time).
-_MARKER = ("committed", "updated")
+#: The scalar fields of :class:`RunMeta` spliced into the run document, with their placeholders: the commit
+#: marker and its time, and the last planned step (a Probe without a plan announces each snapshot's step,
+#: appending it to ``planned_iterations``, before committing it).
+_SPLICED = {"committed": _INT_HOLE, "updated": _STR_HOLE, "total_steps": _INT_HOLE + 1}
+#: Placeholder appended to ``planned_iterations`` in the run document: the hole where appended steps go.
+_TAIL_HOLE = _INT_HOLE + 2
+#: The run document is encoded anew once this many planned steps were appended to the one encoded.
+_MAX_TAIL = 256
 
 
 class RunAttributes:
     """The run group's attributes (its :class:`RunMeta`): the one place that writes them during a run.
 
-    The first write (and any that changes more than ``committed`` and ``updated``) encodes
-    the whole group document; later commits only splice the two values into it.
+    The run document is encoded in full for the first write and whenever more changes than
+    ``committed``, ``updated``, ``total_steps`` and steps appended to ``planned_iterations``;
+    otherwise those values are spliced into the document last encoded.
     """
 
     def __init__(self, group: zarr.Group) -> None:
         self.group = group
-        #: the RunMeta last written, its ``to_dict()``, and the group document with the marker as holes
-        self._written: tuple[RunMeta, dict[str, Any], Spliced | None] | None = None
+        #: the RunMeta last encoded in full, its ``to_dict()``, the document with the spliced values as holes
+        #: (None: a placeholder clash), and the text before a step appended to ``planned_iterations``
+        #: (None: its ``planned_iterations`` is empty, appended steps are not spliced)
+        self._base: tuple[RunMeta, dict[str, Any], Spliced | None, bytes | None] | None = None
 
-    def _only_marker_changed(self, meta: RunMeta) -> bool:
-        if self._written is None:
-            return False
-        last = self._written[0]
-        if meta is last:
-            return True
-        return dataclasses.replace(meta, **{f: getattr(last, f) for f in _MARKER}) == last
+    def _appended(self, meta: RunMeta) -> tuple[int, ...] | None:
+        """The steps ``meta`` appends to the encoded meta's ``planned_iterations`` when nothing but the
+        spliced values differs (``()`` when none), else None."""
+        if self._base is None or self._base[2] is None:
+            return None
+        base, _, _, sep = self._base
+        p, q = base.planned_iterations, meta.planned_iterations
+        if len(q) != len(p) and (sep is None or not len(p) < len(q) <= len(p) + _MAX_TAIL):
+            return None
+        if q[: len(p)] != p:
+            return None
+        same = dataclasses.replace(meta, planned_iterations=p, **{f: getattr(base, f) for f in _SPLICED})
+        return tuple(q[len(p) :]) if same == base else None
+
+    def _encode(self, meta: RunMeta) -> None:
+        """Encode the run document of ``meta`` with its spliced values as holes."""
+        g = self.group
+        run = meta.to_dict()
+        holes = {**run, **_SPLICED}
+        planned = run["planned_iterations"]
+        if planned:
+            holes["planned_iterations"] = [*planned, _TAIL_HOLE]
+        md = dataclasses.replace(g.metadata, attributes={**g.metadata.attributes, RUN_ATTR: holes})
+        text = _encoded(md)
+        spots = {f: _json(h) for f, h in _SPLICED.items()}
+        sep = None
+        if planned:  # the hole spans the separator before the placeholder: no steps appended, no separator
+            at = text.find(_json(_TAIL_HOLE))
+            start = text.rfind(b",", 0, max(at, 0))
+            sep = text[start:at]
+            if at < 0 or start < 0 or sep[1:].strip():  # not a list of numbers as expected: no template
+                self._base = (meta, run, None, None)
+                return
+            spots["tail"] = text[start : at + len(_json(_TAIL_HOLE))]
+        self._base = (meta, run, Spliced.make(text, spots), sep)
 
     def write(self, meta: RunMeta) -> None:
         """Store ``meta`` as the run group's ``RUN_ATTR`` attribute (its ``zarr.json``, atomically).
@@ -172,23 +211,24 @@ class RunAttributes:
         group's metadata in memory is updated once they are stored.
         """
         g = self.group
-        if self._only_marker_changed(meta):
-            assert self._written is not None
-            _, last_dict, doc = self._written
-            run = dict(last_dict)
-            for f in _MARKER:
-                run[f] = getattr(meta, f)
-        else:
-            run, doc = meta.to_dict(), None
-            holes = {**run, "committed": _INT_HOLE, "updated": _STR_HOLE}
-            md = dataclasses.replace(g.metadata, attributes={**g.metadata.attributes, RUN_ATTR: holes})
-            doc = Spliced.make(_encoded(md), {"committed": _json(_INT_HOLE), "updated": _json(_STR_HOLE)})
+        appended = self._appended(meta)
+        if appended is None:
+            self._encode(meta)
+            appended = ()
+        assert self._base is not None
+        _, base_dict, doc, sep = self._base
+        run = dict(base_dict)
+        for f in _SPLICED:
+            run[f] = getattr(meta, f)
+        if appended:
+            run["planned_iterations"] = [*base_dict["planned_iterations"], *appended]
         if doc is None:  # a placeholder clash (never seen): encode the whole document
             data = _encoded(
                 dataclasses.replace(g.metadata, attributes={**g.metadata.attributes, RUN_ATTR: run})
             )
         else:
-            data = doc.render({"committed": _json(int(run["committed"])), "updated": _json(run["updated"])})
+            values = {f: _json(run[f]) for f in _SPLICED}
+            values["tail"] = b"".join(sep + _json(x) for x in appended) if sep is not None else b""
+            data = doc.render(values)
         _store_docs(chunk_files.local_root(g.store), [(g.store_path, data)])
         g.metadata.attributes[RUN_ATTR] = run
-        self._written = (meta, run, doc)

@@ -98,10 +98,44 @@ def test_commit_documents_are_zarrs_own_bytes(tmp_path: Path, monkeypatch, throu
     assert w2.meta == w.meta
 
 
+@pytest.mark.parametrize("max_tail", [256, 2])
+def test_steps_announced_one_by_one_are_spliced_into_zarrs_bytes(
+    tmp_path: Path, monkeypatch, max_tail
+) -> None:
+    """A Probe without a plan appends each snapshot's step to ``planned_iterations`` before committing it."""
+    monkeypatch.setattr(run_documents, "_MAX_TAIL", max_tail)  # 2: the document is encoded anew often
+    encodes = []
+    real = run_documents.RunAttributes._encode
+    monkeypatch.setattr(
+        run_documents.RunAttributes, "_encode", lambda self, m: encodes.append(1) or real(self, m)
+    )
+    lake = tmp_path / "lake"
+    meta = run_meta(SPEC).replace(planned_iterations=(), total_steps=0)
+    w = RunWriter.create(create_lake(str(lake)), meta, background=False)
+    steps: list[int] = []
+    for k in range(7):
+        step = 10 * k + 3
+        w.update_meta(planned_iterations=(*steps, step), total_steps=step)
+        if k == 4:  # a failed snapshot takes its announcement back, then it is announced again
+            w.update_meta(planned_iterations=tuple(steps), total_steps=steps[-1])
+            w.update_meta(planned_iterations=(*steps, step), total_steps=step)
+        w.commit(_snapshot(meta, k))
+        steps.append(step)
+        for rel, (stored, zarrs) in _zarr_docs(lake, "r").items():
+            assert stored == zarrs, (k, rel)
+        stored_meta = json.loads((lake / "runs" / "r" / "zarr.json").read_bytes())["attributes"][RUN_ATTR]
+        assert stored_meta == w.meta.to_dict() == w.group.attrs[RUN_ATTR]
+        assert stored_meta["planned_iterations"] == steps and stored_meta["total_steps"] == step
+    got = read_run_meta(zarr.open_group(str(lake), mode="r", path="runs/r"))
+    assert got.planned_iterations == tuple(steps) and got.committed == 7
+    # encoded in full for the first step, then (max_tail 2) whenever a third step is appended: steps 4 and 7
+    assert len(encodes) == (1 if max_tail == 256 else 3)
+
+
 def test_placeholder_values_in_the_run_meta_fall_back_to_a_full_encoding(tmp_path: Path) -> None:
     """A run whose attributes happen to hold the placeholders is stored right all the same."""
     lake = tmp_path / "lake"
-    clash = {"n": run_documents._INT_HOLE, "s": run_documents._STR_HOLE}
+    clash = {"n": run_documents._INT_HOLE, "s": run_documents._STR_HOLE, "t": run_documents._TAIL_HOLE}
     meta = run_meta(SPEC).replace(extra=clash)
     w = RunWriter.create(create_lake(str(lake)), meta, background=False)
     for k in range(2):
