@@ -12,6 +12,7 @@ from typing import Any
 import typer
 
 from sgnlake.schema.defaults import field_default
+from sgnlake.schema.meta import DEFAULT_LEVELS
 
 from .options import lake_arg, storage_opt
 
@@ -311,7 +312,10 @@ def register(app: typer.Typer) -> None:
             _default("codec"), "--codec", help="Lossless compressor: zstd, blosc-zstd (with shuffle) or none."
         ),
         level: int | None = typer.Option(
-            None, "--level", help="Compression level. Default: zstd -5 (fast, lossless x1.2-1.5), blosc 1."
+            None,
+            "--level",
+            help=f"Compression level. Default: zstd {DEFAULT_LEVELS['zstd']} (fast; lossless MNIST SGN x1.1-1.5, "
+            f"x1.0 without exact zeros), blosc {DEFAULT_LEVELS['blosc-zstd']}. A resumed run keeps its own.",
         ),
         keepbits: int | None = typer.Option(
             None,

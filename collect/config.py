@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from sgnlake.schema.errors import ConfigError
-from sgnlake.schema.meta import DEFAULT_BETAS, DEFAULT_MOMENTUM, OPTIMIZERS, RunConfig
+from sgnlake.schema.meta import DEFAULT_BETAS, DEFAULT_LEVELS, DEFAULT_MOMENTUM, OPTIMIZERS, RunConfig
 
 from .data import dataset_info, default_data_dir
 from .models import resolve_model_args
@@ -63,11 +63,34 @@ def resume_differences(stored: RunConfig, given: RunConfig) -> list[tuple[str, A
 
     The one resume rule (collector, sweep and CLI): after completing ``given``
     with :func:`resolve_config`, every field but ``run_id`` and
-    :data:`RESUME_MAY_DIFFER` must be equal.
+    :data:`RESUME_MAY_DIFFER` must be equal. A storage spec whose only
+    difference is a compression level ``given`` did not choose (its codec's
+    default) is equal (:func:`default_level_only`): a run collected under an
+    older default level is the same run, and keeps its own level.
     """
     a, b = stored.to_dict(), resolve_config(given).to_dict()
+    if default_level_only(a.get("storage"), b.get("storage")):
+        b["storage"] = a["storage"]
     skip = {"run_id", *RESUME_MAY_DIFFER}
     return [(k, a[k], b.get(k)) for k in a if k not in skip and a[k] != b.get(k)]
+
+
+def default_level_only(stored: Any, given: Any) -> bool:
+    """Whether two storage specs (``StorageSpec.to_dict()``) differ only in ``given``'s default level.
+
+    The compression level changes how chunks are encoded, never a stored value, and
+    ``StorageSpec`` fills in :data:`~sgnlake.schema.meta.DEFAULT_LEVELS` when a config
+    names none: so when the default level changes (issue 11), a config naming no level
+    still resumes the runs collected under the old one. A level chosen other than the
+    default is a difference.
+    """
+    if not isinstance(stored, Mapping) or not isinstance(given, Mapping) or stored == given:
+        return False
+    codec = given.get("codec")
+    return given.get("level") == DEFAULT_LEVELS.get(codec) and dict(stored) == {
+        **given,
+        "level": stored.get("level"),
+    }
 
 
 def resume_config(

@@ -176,7 +176,76 @@ def test_checksum_smoke(smoke_runs: dict) -> None:
 
 
 def test_codecs_smoke(smoke_runs: dict) -> None:
+    from sgnlake.schema.meta import DEFAULT_LEVELS
+
     _md, m = _ok(smoke_runs, "codecs")
-    fcn = m["fcn"]
-    assert "zstd -5 (default)" in fcn and len(fcn) >= 5  # every codec gave back the same bits (checked there)
-    assert all(v["ratio"] > 1.0 and v["encode_mb_s"] > 0 and v["decode_mb_s"] > 0 for v in fcn.values())
+    fcn = m["sgn"]["fcn"]
+    assert set(fcn) == {"0", "2"} and set(m["sgn"]["vit"]) == {"0", "1"}  # training stages of each model
+    for stage in fcn.values():  # every codec gave back the same bits (checked there)
+        assert f"zstd {DEFAULT_LEVELS['zstd']} (default)" in stage and {"zstd -10", "zstd -50", "lz4"} <= set(
+            stage
+        )
+        assert all(v["ratio"] > 1.0 and v["encode_mb_s"] > 0 and v["decode_mb_s"] > 0 for v in stage.values())
+    rule = m["rule"]
+    assert rule["models"] == ["fcn"] and rule["threshold"] == pytest.approx(1.15 + rule["margin"])
+    # the margin covers the measured spread of one level's ratio across the FCN's stages (from the raw ratios)
+    for lv in rule["levels"]:
+        ratios = [
+            stage[f"zstd {lv}" + (" (default)" if int(lv) == DEFAULT_LEVELS["zstd"] else "")]["ratio"]
+            for stage in fcn.values()
+        ]
+        assert max(ratios) - min(ratios) <= rule["margin"] + 1e-12
+        assert rule["levels"][lv]["passes"] == (min(ratios) >= rule["threshold"])
+    if rule["level"] is not None:  # no passing level is faster than the one picked
+        pick = rule["levels"][str(rule["level"])]
+        faster = [v for v in rule["levels"].values() if v["speed_vs_default"] > pick["speed_vs_default"]]
+        assert pick["passes"] and not any(v["passes"] for v in faster)
+
+
+def _bench_module(name: str):
+    import importlib.util
+
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "bench" / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    return mod
+
+
+def test_codecs_rule_picks_the_fastest_level_above_floor_plus_margin() -> None:
+    """``choose_level`` on hand-made ratios: the margin is the stage spread; none passing keeps the default."""
+    from sgnlake.schema.meta import DEFAULT_LEVELS
+
+    cod = _bench_module("codecs")
+    default = DEFAULT_LEVELS["zstd"]
+
+    def res(ratio_of_level):  # one SGN: ratio by level; encode rate rises as the level falls
+        return {
+            cod.zstd_label(lv): {
+                "ratio": ratio_of_level(lv),
+                "encode_mb_s": 1000.0 - 10 * lv,
+                "decode_mb_s": 1.0,
+            }
+            for lv in cod.ZSTD_LEVELS
+        }
+
+    # two stages whose ratios differ by 0.03 at every level: margin 0.03, threshold 1.18
+    early = res(lambda lv: 1.30 + 0.004 * lv)  # -20: 1.22, -30: 1.18, -50: 1.10
+    late = res(lambda lv: 1.27 + 0.004 * lv)  # -20: 1.19, -30: 1.15
+    rule = cod.choose_level({"m": {0: early, 50: late}}, ["m"])
+    assert rule["margin"] == pytest.approx(0.03) and rule["threshold"] == pytest.approx(1.18)
+    assert rule["level"] == -20 and rule["default"] == -20  # -30 keeps 1.15 late, under 1.18
+    late_default = late[cod.zstd_label(default)]["ratio"]
+    assert rule["levels"][-20]["max_bytes_vs_default"] == pytest.approx(
+        late_default / 1.19
+    )  # the worse stage
+    # another model the rule does not cover is reported but does not decide
+    flat = {0: res(lambda lv: 1.0), 1: res(lambda lv: 1.0)}
+    rule = cod.choose_level({"m": {0: early, 50: late}, "other": flat}, ["m"])
+    assert rule["level"] == -20 and rule["levels"][-20]["min_ratio_all"] == 1.0
+    # nothing reaches the floor: the default stays
+    rule = cod.choose_level({"other": flat}, ["other"])
+    assert rule["level"] is None and rule["default"] == default

@@ -143,3 +143,56 @@ def test_resume_refuses_a_different_config(tmp_path, tiny_config):
     # resume of an absent run starts it
     m = collect(lake, tiny_config("fresh", iterations=10), progress=False, resume=True)
     assert m.status == "complete"
+
+
+def test_resume_after_the_default_level_changed_keeps_the_runs_codec(
+    tmp_path, tiny_config, reference, run_arrays, monkeypatch
+):
+    """A run collected with zstd -5 resumes after a later sgnlake changed the default level.
+
+    The config that names no level (so gets the new default) is the same run; the run keeps its
+    stored level, and every chunk, before and after the resume, holds exactly the bytes of
+    numcodecs' zstd at the run's level (+ the 4-byte CRC), not the new default's."""
+    import numcodecs
+
+    from sgnlake.schema import meta as schema_meta
+    from sgnlake.schema.meta import StorageSpec
+
+    lake = tmp_path / "lake"
+    collect(lake, tiny_config("lv", storage=StorageSpec(level=-5), **LONG), progress=False, stop_after=3)
+    monkeypatch.setitem(schema_meta.DEFAULT_LEVELS, "zstd", -50)  # the default changed since
+    given = tiny_config("lv", **LONG)
+    assert given.storage.level == -50
+    m = collect(lake, given, progress=False, resume=True)
+    assert m.status == "complete" and m.committed == 13 and m.config.storage.level == -5
+    assert meta_of(lake, "lv").config.storage.level == -5
+    assert_same_arrays(run_arrays(lake, "lv"), reference)
+    # the chunks on disk: zstd -5 (the run's codec), before and after the resume
+    sgn = zarr.open_array(str(lake), path="runs/lv/fc1.weight/sgn", mode="r")
+    assert [c.to_dict()["configuration"].get("level") for c in sgn.metadata.codecs[1:2]] == [-5]
+    folder = lake / "runs" / "lv" / "fc1.weight" / "sgn"
+    differs = False
+    for i in range(m.committed):
+        for j in range(sgn.cdata_shape[2]):
+            key = sgn.metadata.encode_chunk_key((i, 0, j))
+            raw = (folder / key).read_bytes()
+            values = np.ascontiguousarray(sgn[i : i + 1, :, j * sgn.chunks[2] : (j + 1) * sgn.chunks[2]])
+            assert raw[:-4] == numcodecs.Zstd(level=-5).encode(values.tobytes()), (i, j)
+            differs |= raw[:-4] != numcodecs.Zstd(level=-50).encode(values.tobytes())
+    assert differs  # the two levels give different bytes on this SGN (the check above can fail)
+
+
+def test_only_a_default_level_is_not_a_storage_difference(tiny_config, monkeypatch):
+    """The resume rule: a level the config did not choose is the stored run's; any other storage change is not."""
+    from sgnlake.collect.config import resolve_config, resume_differences
+    from sgnlake.schema import meta as schema_meta
+    from sgnlake.schema.meta import StorageSpec
+
+    stored = resolve_config(tiny_config("lv", storage=StorageSpec(level=-5)))  # as the collector stores it
+    monkeypatch.setitem(schema_meta.DEFAULT_LEVELS, "zstd", -50)
+    assert resume_differences(stored, tiny_config("lv")) == []
+    for other in (StorageSpec(level=3), StorageSpec(keepbits=10), StorageSpec(codec="blosc-zstd")):
+        (diff,) = resume_differences(stored, tiny_config("lv", storage=other))
+        assert diff[0] == "storage" and diff[1]["level"] == -5
+    # the same for runs stored under the new default and asked with an explicit old level
+    assert resume_differences(resolve_config(tiny_config("lv")), stored)[0][0] == "storage"

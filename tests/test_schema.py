@@ -203,6 +203,9 @@ def test_default_level_follows_the_codec():
     assert StorageSpec.from_dict(StorageSpec(level=1).to_dict()).level == 1  # stored lakes keep theirs
     with pytest.raises(ConfigError, match="out of range for blosc-zstd"):
         StorageSpec(codec="blosc-zstd", level=-1)
+    assert StorageSpec(level=-131072).level == -131072  # zstd's fastest "fast" level
+    with pytest.raises(ConfigError, match=r"--level 23 out of range for zstd: use -131072\.\.22"):
+        StorageSpec(level=23)
 
 
 def test_run_table_columns_come_from_the_run_config_fields():
