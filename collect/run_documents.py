@@ -167,11 +167,13 @@ class RunAttributes:
         #: (None: a placeholder clash), and the text before a step appended to ``planned_iterations``
         #: (None: its ``planned_iterations`` is empty, appended steps are not spliced)
         self._base: tuple[RunMeta, dict[str, Any], Spliced | None, bytes | None] | None = None
+        #: the group's other attributes when the document was encoded (changed since: encode anew)
+        self._others: dict[str, Any] = {}
 
     def _appended(self, meta: RunMeta) -> tuple[int, ...] | None:
         """The steps ``meta`` appends to the encoded meta's ``planned_iterations`` when nothing but the
         spliced values differs (``()`` when none), else None."""
-        if self._base is None or self._base[2] is None:
+        if self._base is None or self._base[2] is None or self._other_attributes() != self._others:
             return None
         base, _, _, sep = self._base
         p, q = base.planned_iterations, meta.planned_iterations
@@ -182,9 +184,13 @@ class RunAttributes:
         same = dataclasses.replace(meta, planned_iterations=p, **{f: getattr(base, f) for f in _SPLICED})
         return tuple(q[len(p) :]) if same == base else None
 
+    def _other_attributes(self) -> dict[str, Any]:
+        return {k: v for k, v in self.group.metadata.attributes.items() if k != RUN_ATTR}
+
     def _encode(self, meta: RunMeta) -> None:
         """Encode the run document of ``meta`` with its spliced values as holes."""
         g = self.group
+        self._others = copy.deepcopy(self._other_attributes())
         run = meta.to_dict()
         holes = {**run, **_SPLICED}
         planned = run["planned_iterations"]

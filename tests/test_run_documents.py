@@ -69,14 +69,16 @@ def test_commit_documents_are_zarrs_own_bytes(tmp_path: Path, monkeypatch, throu
             w.set_status("running", "", resumed=[{"at_snapshot": 2}])
         if k == 2:
             w.update_meta(total_steps=31)
+            # another attribute of the run group, written through zarr: the next commit keeps it
+            w.group.update_attributes({"note": "added"})
         docs = _zarr_docs(lake, "r")
         # the run, its 3 arrays and minibatch coordinate; per tensor its group, 3 arrays and param coordinate
         assert len(docs) == 1 + 3 + 1 + 5 * len(meta.tensors)
         for rel, (stored, zarrs) in docs.items():
             assert stored == zarrs, rel
-        stored_meta = json.loads((lake / "runs" / "r" / "zarr.json").read_bytes())["attributes"][RUN_ATTR]
-        assert stored_meta == w.meta.to_dict() == w.group.attrs[RUN_ATTR]
-        assert stored_meta["committed"] == k + 1
+        stored = json.loads((lake / "runs" / "r" / "zarr.json").read_bytes())["attributes"]
+        assert stored == w.group.attrs.asdict() and stored[RUN_ATTR] == w.meta.to_dict()
+        assert stored[RUN_ATTR]["committed"] == k + 1
     w.set_status("complete")
     plain = zarr.open_group(str(lake), mode="r", path="runs/r")
     got = read_run_meta(plain)
@@ -86,7 +88,7 @@ def test_commit_documents_are_zarrs_own_bytes(tmp_path: Path, monkeypatch, throu
         31,
         [{"at_snapshot": 2}],
     )
-    assert plain["loss"][:].tolist() == [0.5, 1.5, 2.5, 3.5]
+    assert plain["loss"][:].tolist() == [0.5, 1.5, 2.5, 3.5] and plain.attrs["note"] == "added"
     for t in meta.tensors:
         np.testing.assert_array_equal(plain[f"{t.name}/sgn"][3], _snapshot(meta, 3).sgn[t.name])
         assert plain[f"{t.name}/grad"].shape == (4, t.n_stored)
