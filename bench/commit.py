@@ -18,7 +18,11 @@ seconds:
 * ``limit``: the same chunks encoded with numcodecs (same codec, same threads) and each
   written to a new file with plain ``open``/``write``; nothing else.
 
-A second table splits today's commit into its stages (``RunWriter.stage_cpu``).
+A second table splits today's commit into its stages (``RunWriter.stage_cpu``; every commit
+but a block's first, which creates the checkpoint array through zarr), with a
+``plain-file floor`` row: the stages besides the chunks (checkpoint, metadata, attributes, old
+checkpoints) done for the same documents with the fewest plain file calls that keep each
+document replaced atomically (:func:`floor_stages`), timed in the ``limit`` blocks.
 
     .venv/bin/python bench/commit.py            # ~1 min
     .venv/bin/python bench/commit.py --smoke
@@ -60,10 +64,15 @@ class _Snap:
 
 def block(
     s: Any, snap: Any, ckpt: bytes, k: int, storage: Any, loc: Path, run_id: str
-) -> tuple[float, float, dict[str, float]]:
-    """Median wall and process-CPU seconds of ``k`` synchronous commits into a new run; CPU per stage."""
+) -> tuple[float, float, dict[str, float], list[bytes]]:
+    """Median wall and process-CPU seconds of ``k`` synchronous commits into a new run; CPU per stage.
+
+    Also returns the documents a commit rewrites (every array's ``zarr.json``, then the run
+    group's), as stored at the end, for :func:`floor_stages`.
+    """
     from sgnlake.collect.writer import RunWriter
     from sgnlake.schema.lake import open_lake_group
+    from sgnlake.schema.names import run_path
 
     root = open_lake_group(str(loc), mode="a")
     writer = RunWriter.create(root, CL.run_meta(s, k, storage, run_id), background=False)
@@ -73,8 +82,71 @@ def block(
         writer.commit(_Snap(i, snap, ckpt))
         walls.append(time.perf_counter() - t0)
         cpus.append(time.process_time() - c0)
+        if i == 0 and k > 1:  # stages of the steady state: the first commit creates the checkpoint via zarr
+            writer.stage_cpu.clear()
     writer.close()
-    return statistics.median(walls), statistics.median(cpus), {n: v / k for n, v in writer.stage_cpu.items()}
+    paths = [a.path for a in writer._arrays.values()] + [run_path(run_id)]
+    docs = [(loc / p / "zarr.json").read_bytes() for p in paths]
+    stages = {n: v / max(k - 1, 1) for n, v in writer.stage_cpu.items()}
+    return statistics.median(walls), statistics.median(cpus), stages, docs
+
+
+def floor_stages(docs: list[bytes], ckpt: bytes, k: int, loc: Path) -> dict[str, float]:
+    """Process CPU per commit of the stages besides the chunks done with the fewest plain file calls.
+
+    The same documents and checkpoint as a commit (``docs`` from :func:`block`; pieces of similar
+    size stand in for the checkpoint's two documents), each document replaced atomically (temporary
+    file + rename, as the writer must), the checkpoint's sha256, folders and three files, the
+    previous checkpoint unlinked; nothing else. Means of ``k`` commits.
+    """
+    import hashlib
+    import os
+
+    arrays = [loc / f"a{i}" for i in range(len(docs) - 1)]
+    for a in [*arrays, loc / "run", loc / "ck"]:
+        a.mkdir(parents=True)
+    for a, d in zip([*arrays, loc / "run"], docs, strict=True):
+        (a / "zarr.json").write_bytes(d)
+
+    def replace(path: Path, data: bytes) -> None:
+        tmp = f"{path}.t"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        os.write(fd, data)
+        os.close(fd)
+        os.replace(tmp, path)
+
+    def ckpt_files(i: int) -> tuple[list[Path], list[Path]]:
+        folder = loc / "ck" / f"s{i}"
+        dirs = [folder, folder / "state", folder / "state" / "c"]
+        return dirs, [folder / "zarr.json", folder / "state" / "zarr.json", folder / "state" / "c" / "0"]
+
+    out = {"checkpoint": 0.0, "metadata": 0.0, "attributes": 0.0, "old checkpoints": 0.0}
+    for i in range(k):
+        c0 = time.process_time()
+        hashlib.sha256(ckpt).hexdigest()
+        dirs, files = ckpt_files(i)
+        for d in dirs:
+            os.mkdir(d)
+        replace(files[0], docs[-1][:60])
+        replace(files[1], docs[0])
+        with open(files[2], "wb") as f:
+            f.write(ckpt)
+        c1 = time.process_time()
+        for a, d in zip(arrays, docs, strict=False):
+            replace(a / "zarr.json", d)
+        c2 = time.process_time()
+        replace(loc / "run" / "zarr.json", docs[-1])
+        c3 = time.process_time()
+        if i:
+            dirs, files = ckpt_files(i - 1)
+            for f in files:
+                os.unlink(f)
+            for d in reversed(dirs):
+                os.rmdir(d)
+        c4 = time.process_time()
+        for name, t in zip(out, (c1 - c0, c2 - c1, c3 - c2, c4 - c3), strict=True):
+            out[name] += t / k
+    return out
 
 
 def limit_block(snap: Any, k: int, param_chunk: int, loc: Path) -> tuple[float, float]:
@@ -149,7 +221,8 @@ def main() -> None:
         ckpt = checkpoint.capture(s.model, s.optimizer, step=0, snapshot=0)
         mb = sum(a.nbytes for d in (snap.sgn, snap.grad, snap.weight) for a in d.values()) / 1e6
         res: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
-        stages: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
+        stages: dict[str, list[dict[str, float]]] = {v: [] for v in [*variants, "plain-file floor"]}
+        docs: list[bytes] = []
         for r in range(args.repeat):
             order = list(variants) if r % 2 == 0 else list(reversed(variants))  # no fixed position
             for v in order:
@@ -157,9 +230,16 @@ def main() -> None:
                 n += 1
                 if local is None:
                     res[v].append(limit_block(snap, args.snapshots, storage.param_chunk, work / f"l{n}"))
+                    if docs:  # the documents of this model's last commit block
+                        stages["plain-file floor"].append(
+                            floor_stages(docs, ckpt, args.snapshots, work / f"f{n}")
+                        )
+                        C.cleanup(args, work / f"f{n}")
                 else:
                     with store_path(local):
-                        wall, cpu, st = block(s, snap, ckpt, args.snapshots, storage, work / f"l{n}", "r")
+                        wall, cpu, st, docs = block(
+                            s, snap, ckpt, args.snapshots, storage, work / f"l{n}", "r"
+                        )
                     res[v].append((wall, cpu))
                     stages[v].append(st)
                 C.cleanup(args, work / f"l{n}")
@@ -173,7 +253,9 @@ def main() -> None:
             label, mb, *(1e3 * wall[v] for v in variants), *(1e3 * cpu[v] for v in variants), *ratios.values()
         )
         stage_med = {}
-        for v in ("zarr store", "local files"):
+        for v in ("zarr store", "local files", "plain-file floor"):
+            if not stages[v]:
+                continue
             med = {st: statistics.median(d.get(st, 0.0) for d in stages[v]) for st in stage_names}
             stage_med[v] = med
             stages_t.add(label, v, *(1e3 * med[st] for st in stage_names), 1e3 * sum(med.values()))
@@ -189,8 +271,10 @@ def main() -> None:
             f"{StorageSpec().level} unless noted), {args.repeat} interleaved repeats (order reversed every "
             "other), medians; torch 1 thread; the writer's thread pool on every core of the process.",
             table.markdown(),
-            "Process CPU per commit stage (`RunWriter.stage_cpu`, medians of the blocks' means; `chunks` = "
-            "encode + write of every chunk, `metadata` = growing every array's `zarr.json`):",
+            "Process CPU per commit stage (`RunWriter.stage_cpu`, medians of the blocks' means over all "
+            "commits but the first; `chunks` = "
+            "encode + write of every chunk, `metadata` = growing every array's `zarr.json`; `plain-file floor`: the same documents and "
+            "checkpoint with the fewest plain file calls, atomic replacement kept):",
             stages_t.markdown(),
         ],
         metrics,

@@ -29,6 +29,18 @@ CHECKPOINT_ARRAY = "state"
 CHECKPOINT_ATTR = "sgnlake_checkpoint"
 
 
+def _make_dirs(dirs: list[str]) -> None:
+    """Create the folders ``dirs`` (each the parent of the next); existing ones are kept."""
+    for d in dirs:
+        try:
+            os.mkdir(d)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:  # the run's checkpoint folder itself is missing
+            os.makedirs(dirs[-1], exist_ok=True)
+            return
+
+
 def checkpoint_name(index: int) -> str:
     """Group name of the checkpoint taken with snapshot ``index``."""
     return f"s{index:06d}"
@@ -95,7 +107,39 @@ class RunCheckpoints:
         except FileNotFoundError:  # no checkpoint written yet
             return
         for path in old:
-            shutil.rmtree(path)
+            self._remove(path)
+
+    def _files(self, folder: str) -> list[str]:
+        """The files of the checkpoint in ``folder`` as written here: group and array documents, the chunk."""
+        assert self._docs is not None
+        array = os.path.join(folder, CHECKPOINT_ARRAY)
+        return [
+            os.path.join(folder, "zarr.json"),
+            os.path.join(array, "zarr.json"),
+            os.path.join(array, *self._docs[2].split("/")),
+        ]
+
+    def _dirs(self, folder: str) -> list[str]:
+        """The folders of the checkpoint in ``folder``, parents first (nested chunk keys add some)."""
+        assert self._docs is not None
+        dirs = [folder, os.path.join(folder, CHECKPOINT_ARRAY)]
+        for part in self._docs[2].split("/")[:-1]:
+            dirs.append(os.path.join(dirs[-1], part))
+        return dirs
+
+    def _remove(self, folder: str) -> None:
+        """Delete the checkpoint in ``folder``: its known files and folders (as ``shutil.rmtree`` would, in
+        the same order), and with ``rmtree`` whatever else is there."""
+        if self._docs is not None:
+            try:
+                for path in self._files(folder):
+                    os.unlink(path)
+                for path in reversed(self._dirs(folder)):
+                    os.rmdir(path)
+                return
+            except OSError:  # not the layout written here (or only part of it): remove what is left
+                pass
+        shutil.rmtree(folder)
 
     def write(self, k: int, iteration: int, data: bytes) -> None:
         """Write the checkpoint ``data`` of snapshot ``k`` (taken at ``iteration``) with its sha256."""
@@ -151,10 +195,11 @@ class RunCheckpoints:
         local = chunk_files.local_root(self.root.store)
         if local is not None:  # plain file calls: the documents atomically, the bytes (digest checked) not
             folder = os.path.join(local, checkpoint_path(self.run_id), checkpoint_name(k))
-            os.makedirs(os.path.join(folder, CHECKPOINT_ARRAY), exist_ok=True)
-            chunk_files.write_atomic(os.path.join(folder, "zarr.json"), group_doc)
-            chunk_files.write_atomic(os.path.join(folder, CHECKPOINT_ARRAY, "zarr.json"), array_doc)
-            chunk_files.write_file(os.path.join(folder, CHECKPOINT_ARRAY, *chunk_key.split("/")), [data])
+            files = self._files(folder)
+            _make_dirs(self._dirs(folder))
+            chunk_files.write_atomic(files[0], group_doc)
+            chunk_files.write_atomic(files[1], array_doc)
+            chunk_files.write_file(files[2], [data])
             return
         base = self.root.store_path / checkpoint_path(self.run_id) / checkpoint_name(k)
         proto = default_buffer_prototype()

@@ -18,9 +18,7 @@ A crash at any point leaves at most one uncommitted snapshot, which
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
-import json
 import math
 import os
 import queue
@@ -44,7 +42,6 @@ from sgnlake.schema.names import (
     GRAD,
     ITERATION,
     LOSS,
-    RUN_ATTR,
     SGN,
     WEIGHT,
     run_path,
@@ -54,6 +51,7 @@ from sgnlake.schema.validate import validate_run
 from . import chunk_files
 from .run_checkpoints import CHECKPOINT_ARRAY, CHECKPOINT_ATTR, RunCheckpoints, checkpoint_name
 from .run_claim import claim_run
+from .run_documents import GrownArrays, RunAttributes
 from .run_layout import create_run_group
 
 __all__ = [  # re-exported: claim_run (run_claim), CHECKPOINT_*, checkpoint_name (run_checkpoints)
@@ -143,8 +141,10 @@ class RunWriter:
         #: process CPU seconds (all threads) per commit stage, summed over commits; only the writer's
         #: own cost when the process does nothing else (synchronous commits, ``bench/commit.py``)
         self.stage_cpu: dict[str, float] = {}
-        #: per array path: (metadata object last written, its zarr.json document) (see :meth:`_grow_local`)
-        self._docs: dict[str, tuple[Any, dict[str, Any]]] = {}
+        #: grows every array's zarr.json (and metadata in memory) by one snapshot per commit
+        self._grown = GrownArrays(self._arrays.values())
+        #: the one writer of the run attributes (commit marker, status, meta changes)
+        self._attrs = RunAttributes(self.group)
         #: the run's resume checkpoints under ``checkpoints/<run_id>/``
         self.checkpoints = RunCheckpoints(root, meta.run_id)
         self._lock = threading.Lock()
@@ -330,19 +330,12 @@ class RunWriter:
         if snap.checkpoint is not None:
             self._write_checkpoint(k, snap.iteration, snap.checkpoint)
         stage("checkpoint")
-        if local is None:
-            sync(
-                chunk_files.gather(
-                    *(a._async_array.resize((k + 1, *a.shape[1:])) for a in self._arrays.values())
-                )
-            )
-        else:
-            list(pool.map(lambda a: self._grow_local(local, a, k + 1), self._arrays.values()))
+        self._grown.grow(k + 1, local)
         stage("metadata")
         with self._lock:
             # keep status and reason: a failure recorded while this commit was in flight must stay
             self.meta = self.meta.replace(committed=k + 1, updated=now())
-            self.group.update_attributes({RUN_ATTR: self.meta.to_dict()})
+            self._attrs.write(self.meta)
         stage("attributes")
         if self.result_sink is not None and results is not None:
             self.result_sink.commit(k + 1)
@@ -366,29 +359,6 @@ class RunWriter:
             last[0] = t
 
         return stage
-
-    def _grow_local(self, local: str, arr: zarr.Array, n: int) -> None:
-        """Store ``arr``'s ``zarr.json`` with ``n`` snapshots (atomically) and update its metadata in memory.
-
-        The document is zarr's own (same bytes as ``AsyncArray.resize`` writes: the array's
-        document encoded once, then only the length changes).
-        """
-        aa = arr._async_array
-        md = aa.metadata
-        cached = self._docs.get(arr.path)
-        if cached is None or cached[0] is not md:  # first commit, or changed behind this writer's back
-            doc = json.loads(md.to_buffer_dict(default_buffer_prototype())["zarr.json"].to_bytes())
-        else:
-            doc = cached[1]
-        doc["shape"] = [n, *doc["shape"][1:]]
-        data = json.dumps(doc, allow_nan=True, indent=zarr.config.get("json_indent")).encode()
-        chunk_files.write_atomic(os.path.join(local, aa.store_path.path, "zarr.json"), data)
-        grown = copy.copy(
-            md
-        )  # the same metadata but its length (ArrayV3Metadata.update_shape re-validates all)
-        object.__setattr__(grown, "shape", (n, *md.shape[1:]))
-        object.__setattr__(aa, "metadata", grown)
-        self._docs[arr.path] = (grown, doc)
 
     def _write_checkpoint(self, k: int, iteration: int, data: bytes) -> None:
         """Write the checkpoint of snapshot ``k`` (see :meth:`~sgnlake.collect.run_checkpoints.RunCheckpoints.write`)."""
@@ -491,7 +461,7 @@ class RunWriter:
             ex = dict(self.meta.extra)
             ex.update(extra)
             self.meta = self.meta.replace(status=status, reason=reason, updated=now(), extra=ex)
-            self.group.update_attributes({RUN_ATTR: self.meta.to_dict()})
+            self._attrs.write(self.meta)
             return self.meta
 
     def update_meta(self, **changes: Any) -> RunMeta:
@@ -504,7 +474,7 @@ class RunWriter:
             raise ValueError("update_meta cannot change committed or status")
         with self._lock:
             self.meta = self.meta.replace(**changes, updated=now())
-            self.group.update_attributes({RUN_ATTR: self.meta.to_dict()})
+            self._attrs.write(self.meta)
             return self.meta
 
     def close(self) -> None:

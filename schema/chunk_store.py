@@ -13,6 +13,7 @@ both use them; the read side is :func:`sgnlake.schema.codecs.chunk_decoder`.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import uuid
 from collections.abc import Sequence
@@ -122,9 +123,24 @@ def write_file(path: str, parts: Sequence[Any]) -> int:
     return total
 
 
+#: This process's part of temporary file names (random: unique across processes and hosts), and a counter
+#: for the rest (unique across threads): one random draw per process instead of one per file.
+_TMP_TOKEN = uuid.uuid4().hex
+_TMP_COUNT = itertools.count()
+
+
+def _new_tmp_token() -> None:  # a forked child must not reuse its parent's names
+    global _TMP_TOKEN, _TMP_COUNT
+    _TMP_TOKEN, _TMP_COUNT = uuid.uuid4().hex, itertools.count()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_tmp_token)
+
+
 def write_atomic(path: str, data: bytes) -> None:
     """Replace the file ``path`` by ``data`` atomically (temporary file + rename, as zarr's ``LocalStore``)."""
-    tmp = f"{path}.{uuid.uuid4().hex}.partial"
+    tmp = f"{path}.{_TMP_TOKEN}{next(_TMP_COUNT):x}.partial"
     try:
         write_file(tmp, [data])
         os.replace(tmp, path)
