@@ -316,6 +316,8 @@ def main() -> None:
         f"BitRound {args.keepbits} + blosc-zstd": StorageSpec(codec="blosc-zstd", keepbits=args.keepbits),
     }
     work = C.scratch(args, "collector")
+    if not args.smoke:  # every block's lake stays until the end (see below): ~5 GB for the FCN's long blocks
+        C.check_disk(work, 6.0 * args.repeat / 3)
     main_t = C.Table(
         [
             "model",
@@ -394,7 +396,8 @@ def main() -> None:
                                 stored = lake_sgn(loc, "bench", s.names, k - 1)
                                 scale = float(np.max(np.abs(paper_sgn))) or 1.0
                                 worst = max(worst, float(np.max(np.abs(stored - paper_sgn))) / scale)
-                            C.cleanup(args, loc)
+                            # the lakes are deleted at the end, not here: deleting ~1 GB of fresh files
+                            # costs kernel time in the next blocks' writes (2x on ext4 with discard)
                     med = {key: statistics.median(v) for key, v in times.items()}
                     cpu_med = {key: statistics.median(v) for key, v in cpus.items()}
                     ratios = [med[c] / med["engine"] for c in codecs]
