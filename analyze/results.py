@@ -44,6 +44,9 @@ from .stored import (
     ALPHA,
     NONFINITE,
     RESULT_CHUNK_ELEMENTS,
+    array_metadata,
+    create_nodes,
+    group_metadata,
     new_generation,
     publish,
     result_chunk,
@@ -348,8 +351,6 @@ def _compute_local(obj: Any) -> None:
     if dask.config.get("scheduler", None) not in (None, "threads", "threading"):
         dask.compute(obj)
         return
-    from concurrent.futures import ThreadPoolExecutor
-
     with ThreadPoolExecutor(max_workers=dask.config.get("num_workers", None) or os.cpu_count() or 1) as pool:
         dask.compute(obj, scheduler="threads", pool=pool)
 
@@ -387,19 +388,38 @@ def _compute_run(
     first = lazy_estimate(lake, run, tensors[0], estimator, start, **settings)
     kinds = {name: out.dtype for name, out in first.items()}
 
-    def outputs(info: TensorInfo, dg: zarr.Group) -> dict[str, zarr.Array]:
-        """The result arrays of one tensor: created in a fresh generation, or grown to ``n`` rows."""
-        sgn_chunk = lake.root[f"runs/{run}/{info.name}/sgn"].chunks[2]
-        rc = result_chunk(sgn_chunk, info.n_stored)
+    sgn_chunk = {info.name: lake.root[f"runs/{run}/{info.name}/sgn"].chunks[2] for info in tensors}
+
+    def array_kwargs(info: TensorInfo, name: str, dtype: Any) -> dict[str, Any]:
+        """How the result array ``name`` of one tensor is created (its ``zarr.create_array`` arguments)."""
+        return {
+            "shape": (n, info.n_stored),
+            "chunks": (1, result_chunk(sgn_chunk[info.name], info.n_stored)),
+            "dtype": dtype,
+            "fill_value": np.nan if np.issubdtype(dtype, np.floating) else -1,
+            "dimension_names": [ITERATION, PARAM],
+            "attributes": variable_attrs(name, info),
+            "compressors": default_compressors(),  # zstd + crc32c checksum
+        }
+
+    def group_attrs(info: TensorInfo) -> dict[str, Any]:
+        return {TENSOR_ATTR: info.to_dict(), **tensor_group_attrs(info)}
+
+    it_kwargs: dict[str, Any] = {
+        "shape": (n,),
+        "dtype": "int64",
+        "dimension_names": [ITERATION],
+        "attributes": variable_attrs(ITERATION),
+        "compressors": default_compressors(),
+    }
+
+    def grown(info: TensorInfo, dg: zarr.Group) -> dict[str, zarr.Array]:
+        """The result arrays of one tensor in the published data group, grown to ``n`` rows (appending)."""
         appending = bool(start) and info.name in dg
         if appending:
             tg = dg[info.name]
         else:
-            tg = dg.create_group(
-                info.name,
-                attributes={TENSOR_ATTR: info.to_dict(), **tensor_group_attrs(info)},
-                overwrite=bool(start),
-            )
+            tg = dg.create_group(info.name, attributes=group_attrs(info), overwrite=bool(start))
         arrays = {}
         for name, dtype in kinds.items():
             if appending and name in tg:
@@ -407,17 +427,7 @@ def _compute_run(
                 if arr.shape[0] < n:  # never shrink: rows of a concurrent append stay
                     arr.resize((n, info.n_stored))
             else:
-                arr = tg.create_array(
-                    name,
-                    shape=(n, info.n_stored),
-                    chunks=(1, rc),
-                    dtype=dtype,
-                    fill_value=np.nan if np.issubdtype(dtype, np.floating) else -1,
-                    dimension_names=[ITERATION, PARAM],
-                    attributes=variable_attrs(name, info),
-                    overwrite=bool(start),
-                    compressors=default_compressors(),  # zstd + crc32c checksum
-                )
+                arr = tg.create_array(name, overwrite=bool(start), **array_kwargs(info, name, dtype))
             arrays[name] = arr
         return arrays
 
@@ -430,21 +440,22 @@ def _compute_run(
             it = dg[ITERATION]
             if it.shape[0] < n:  # never shrink: rows of a concurrent append stay
                 it.resize((n,))
+            # the tensors' documents are grown concurrently (each a few store round trips)
+            with ThreadPoolExecutor(max_workers=min(8, len(tensors))) as pool:
+                arrays = list(pool.map(lambda info: grown(info, dg), tensors))
         else:  # a fresh generation: the published result (if any) stays until this one is published
             gen = new_generation()
-            dg = kg.create_group(gen)
-            it = dg.create_array(
-                ITERATION,
-                shape=(n,),
-                dtype="int64",
-                dimension_names=[ITERATION],
-                attributes=variable_attrs(ITERATION),
-                compressors=default_compressors(),
-            )
+            dg = kg.create_group(gen)  # first: a killed computation leaves a generation group to clean up
+            # every other document of the generation in one call (per-node creation walks the parents)
+            nodes: dict[str, Any] = {ITERATION: array_metadata(**it_kwargs)}
+            for info in tensors:
+                nodes[info.name] = group_metadata(group_attrs(info))
+                for name, dtype in kinds.items():
+                    nodes[f"{info.name}/{name}"] = array_metadata(**array_kwargs(info, name, dtype))
+            made = create_nodes(dg, nodes)
+            it = made[ITERATION]
+            arrays = [{name: made[f"{info.name}/{name}"] for name in kinds} for info in tensors]
         it[start:n] = its[start:n]
-        # the tensors' metadata documents are written concurrently (each a few store round trips)
-        with ThreadPoolExecutor(max_workers=min(8, len(tensors))) as pool:
-            arrays = list(pool.map(lambda info: outputs(info, dg), tensors))
         return kg, dg, gen, arrays
 
     with write_guard(lake, result_lease, lake, run, key) as lease:

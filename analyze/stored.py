@@ -26,7 +26,7 @@ attribute); they are read, appended to and replaced the same way.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import dask.array as da
@@ -252,6 +252,59 @@ def publish(wroot: zarr.Group, key_path: str, meta: dict[str, Any], gen: str | N
         for name in list(kg.keys()):
             if not is_generation(name):
                 delete_prefix(store, f"{key_path}/{name}")
+
+
+def array_metadata(**create: Any) -> Any:
+    """The metadata document :func:`zarr.create_array` writes for these keyword arguments.
+
+    Built by Zarr itself on an in-memory store (nothing is written to the lake), so a node
+    created from it by :func:`create_nodes` stores the very ``zarr.json`` bytes
+    ``group.create_array(name, **create)`` would.
+
+    Parameters
+    ----------
+    **create
+        Keyword arguments of :func:`zarr.create_array` (``shape``, ``chunks``, ``dtype``, ...).
+
+    Returns
+    -------
+    zarr.core.metadata.ArrayV3Metadata
+    """
+    from zarr.storage import MemoryStore
+
+    return zarr.create_array(MemoryStore(), **create).metadata
+
+
+def create_nodes(group: zarr.Group, nodes: Mapping[str, Any]) -> dict[str, zarr.Array | zarr.Group]:
+    """Create new groups and arrays under ``group`` at once: every metadata document in one Zarr call.
+
+    ``group.create_group`` / ``create_array`` each check and write every parent group's
+    document up to the store's root (about 16 store round trips per array in a result
+    generation); this writes each new node's ``zarr.json`` once, concurrently on Zarr's event
+    loop, after checking that none of them exists (:meth:`zarr.Group.create_hierarchy`).
+    The documents are the ones the per-node calls would write.
+
+    Parameters
+    ----------
+    group : zarr.Group
+        An existing group (opened writable).
+    nodes : mapping of str to metadata
+        Paths relative to ``group`` (parents before their children's paths need not be
+        listed) -> ``zarr.core.group.GroupMetadata`` or :func:`array_metadata`.
+
+    Returns
+    -------
+    dict
+        The created nodes by the same paths.
+    """
+    return dict(group.create_hierarchy(dict(nodes)))
+
+
+def group_metadata(attributes: Mapping[str, Any] | None = None) -> Any:
+    """The metadata document ``group.create_group(name, attributes=...)`` writes (Zarr v3)."""
+    from zarr.core.group import GroupMetadata
+
+    return GroupMetadata(attributes=dict(attributes or {}), zarr_format=3)
 
 
 def stored_dask(lake: Lake, arr: zarr.Array, path: str, n: int, created: str) -> da.Array:
