@@ -49,12 +49,12 @@ from .stored import (
     group_metadata,
     new_generation,
     publish,
+    read_rows_and_sums,
     result_chunk,
     result_lease,
     stored_dask,
     stored_meta,
     stored_results,
-    stored_sum,
     write_guard,
 )
 
@@ -500,7 +500,8 @@ def _compute_run(
         lease.check()  # taken over after a stall: the other computation publishes
         write_guard(lake, publish, wroot, kg.path, rmeta.to_dict(), gen, start > 0)
     action = "appended" if start else "computed"
-    return _finish(lake, run, key, action, n, n - start, n_params, t0, path, estimator, settings, dg)
+    by_name = {info.name: arrs for info, arrs in zip(tensors, arrays, strict=True)}
+    return _finish(lake, run, key, action, n, n - start, n_params, t0, path, estimator, settings, dg, by_name)
 
 
 def _finish(
@@ -516,24 +517,37 @@ def _finish(
     estimator: str,
     settings: Mapping[str, Any],
     published: zarr.Group | None = None,
+    arrays: Mapping[str, Mapping[str, zarr.Array]] | None = None,
 ) -> RunResult:
     """Assemble a RunResult: median alpha and dead count at the last snapshot, non-finite samples.
 
-    ``published``: the data group this call just published (read without checking it again).
+    ``published``: the data group this call just published (read without checking it again);
+    ``arrays``: its result arrays by tensor and output name, as created (not opened again).
     """
     med, dead, nonfinite, n_sparse = float("nan"), 0, 0, 0
     found = (published, None) if published is not None else stored_meta(lake, run, key)
     if found:
         g, _ = found
-        last, sparse = [], []
-        for info in lake.meta(run).tensors:
-            tg = g[info.name]
-            if ALPHA in tg:
-                last.append(np.asarray(tg[ALPHA][n - 1], dtype=np.float64))
-                sp = tg["sparse"][n - 1] if "sparse" in tg else np.zeros(info.numel)
+        tensors = lake.meta(run).tensors
+        if arrays is None:
+            arrays = {}
+            for info in tensors:
+                tg = g[info.name]
+                arrays[info.name] = {k: tg[k] for k in (ALPHA, "sparse", NONFINITE) if k in tg}
+        named = [(info, arrays[info.name]) for info in tensors]
+        with_alpha = [(info, o) for info, o in named if ALPHA in o]
+        reads = [(o[ALPHA], n - 1) for _, o in with_alpha]
+        reads += [(o["sparse"], n - 1) for _, o in with_alpha if "sparse" in o]
+        # every read in one call: the last rows and the non-finite counts of all tensors concurrently
+        rows, counts = read_rows_and_sums(reads, [o[NONFINITE] for _, o in named], n)
+        nonfinite = sum(counts)
+        if with_alpha:
+            sparse_rows = iter(rows[len(with_alpha) :])
+            last, sparse = [], []
+            for (info, o), row in zip(with_alpha, rows, strict=False):
+                last.append(np.asarray(row, dtype=np.float64))
+                sp = next(sparse_rows) if "sparse" in o else np.zeros(info.numel)
                 sparse.append(np.asarray(sp) > 0)
-            nonfinite += stored_sum(tg[NONFINITE], n)
-        if last:
             vals = np.concatenate(last)
             has = ~np.isnan(vals)  # +inf (1/alpha <= 0) is an estimate above 2, not a dead unit
             sp = np.concatenate(sparse) & has

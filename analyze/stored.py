@@ -344,5 +344,62 @@ def write_guard(lake: Lake, fn, *args: Any) -> Any:
 
 def stored_sum(arr: zarr.Array, n: int, block_elements: int = 1 << 24) -> int:
     """Sum of the first ``n`` rows of a stored 2-D count array, read a bounded block of rows at a time."""
-    step = max(1, block_elements // max(1, arr.shape[1]))
-    return int(sum(np.asarray(arr[i : min(i + step, n)]).sum(dtype=np.int64) for i in range(0, n, step)))
+    return read_rows_and_sums([], [arr], n, block_elements)[1][0]
+
+
+def read_rows_and_sums(
+    rows: Sequence[tuple[zarr.Array, int]],
+    sums: Sequence[zarr.Array],
+    n: int,
+    block_elements: int = 1 << 22,
+    concurrency: int = 4,
+) -> tuple[list[np.ndarray], list[int]]:
+    """Rows of stored arrays and sums of the first ``n`` rows of 2-D count arrays, in one Zarr call.
+
+    All reads run concurrently on Zarr's event loop (one round trip from this thread instead
+    of one per read); each sum reads a bounded block of rows at a time, and at most
+    ``concurrency`` blocks are held at once.
+
+    Parameters
+    ----------
+    rows : sequence of (zarr.Array, int)
+        ``arr[i]`` to read.
+    sums : sequence of zarr.Array
+        2-D count arrays: ``arr[:n].sum()`` to compute (as int64).
+    n : int
+        Rows summed.
+    block_elements : int
+        Elements per block read of a sum.
+    concurrency : int
+        Blocks of the sums held at once (with the defaults, 64 MB of int32 counts at most).
+
+    Returns
+    -------
+    tuple of (list of numpy.ndarray, list of int)
+        The rows, and the sums, in the order given.
+    """
+    import asyncio
+
+    from zarr.core.sync import sync
+
+    async def run() -> tuple[list[Any], list[int]]:
+        gate = asyncio.Semaphore(max(1, concurrency))
+
+        async def total(arr: zarr.Array) -> int:
+            step = max(1, block_elements // max(1, arr.shape[1]))
+
+            async def block(i: int) -> int:
+                async with gate:
+                    data = await arr.async_array.getitem(slice(i, min(i + step, n)))
+                    return int(np.asarray(data).sum(dtype=np.int64))
+
+            return sum(await asyncio.gather(*(block(i) for i in range(0, n, step))))
+
+        got = await asyncio.gather(
+            asyncio.gather(*(arr.async_array.getitem(i) for arr, i in rows)),
+            asyncio.gather(*(total(arr) for arr in sums)),
+        )
+        return list(got[0]), list(got[1])
+
+    got_rows, got_sums = sync(run())
+    return [np.asarray(r) for r in got_rows], got_sums

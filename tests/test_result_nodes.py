@@ -10,7 +10,13 @@ import zarr
 from lake_fixtures import write_lake
 
 from sgnlake.analyze import open_lake
-from sgnlake.analyze.stored import array_metadata, create_nodes, group_metadata
+from sgnlake.analyze.stored import (
+    array_metadata,
+    create_nodes,
+    group_metadata,
+    read_rows_and_sums,
+    stored_sum,
+)
 from sgnlake.schema.codecs import default_compressors
 from sgnlake.schema.names import RESULTS_GROUP
 
@@ -125,3 +131,20 @@ def _stored_kwargs(arr: zarr.Array) -> dict:
         "attributes": arr.attrs.asdict(),
         "compressors": default_compressors(),
     }
+
+
+@pytest.mark.parametrize("block_elements,concurrency", [(1 << 22, 4), (7, 1), (25, 3)])
+def test_read_rows_and_sums_equal_numpy(tmp_path, block_elements, concurrency):
+    rng = np.random.default_rng(0)
+    g = zarr.open_group(tmp_path / "lake", mode="w")
+    counts = [rng.integers(0, 1000, size=(9, w), dtype=np.int32) for w in (5, 13, 1)]
+    floats = [rng.standard_normal((9, w)) for w in (5, 13)]
+    carr = [g.create_array(f"c{i}", data=c, chunks=(2, 4)) for i, c in enumerate(counts)]
+    farr = [g.create_array(f"f{i}", data=f, chunks=(1, 3)) for i, f in enumerate(floats)]
+    reads = [(farr[0], 8), (farr[1], 0), (carr[1], 4)]
+    rows, sums = read_rows_and_sums(reads, carr, 6, block_elements=block_elements, concurrency=concurrency)
+    np.testing.assert_array_equal(rows[0], floats[0][8])
+    np.testing.assert_array_equal(rows[1], floats[1][0])
+    np.testing.assert_array_equal(rows[2], counts[1][4])
+    assert sums == [int(c[:6].sum(dtype=np.int64)) for c in counts]
+    assert stored_sum(carr[1], 9, block_elements=13) == int(counts[1].sum())
