@@ -49,6 +49,7 @@ from .stored import (
     group_metadata,
     new_generation,
     publish,
+    published_source,
     read_rows_and_sums,
     result_chunk,
     result_lease,
@@ -365,7 +366,8 @@ def _compute_run(
     n_params = sum(t.n_stored for t in meta.tensors)
     if n == 0:
         return RunResult(run, key, "empty", 0, 0, n_params, None, float("nan"), 0, 0.0, path)
-    found = stored_meta(lake, run, key)
+    # a forced recomputation replaces any published result except device results (checked in full)
+    found = stored_meta(lake, run, key) if not force or published_source(lake, run, key) == "device" else None
     if found and found[1].source == "device":
         force = False  # computed on the device from every parameter's SGN, which the lake does not hold
         if found[1].n_iterations < n:

@@ -136,6 +136,20 @@ def stored_meta(lake: Lake, run: str, key: str) -> tuple[zarr.Group, ResultMeta]
     return g, meta
 
 
+def published_source(lake: Lake, run: str, key: str) -> str | None:
+    """The ``source`` the published result ``key`` of ``run`` records (``sgn``, ``device``), unchecked.
+
+    One attribute read, none of :func:`stored_meta`'s checks against the run: for a caller that
+    needs the full check only for device results (a forced recomputation). None when nothing is
+    published.
+    """
+    kg = node(lake.root, results_path(run, key))
+    raw = kg.attrs.get(RESULT_ATTR) if kg is not None else None
+    if not isinstance(raw, dict):
+        return None
+    return str(raw.get("source", "sgn"))
+
+
 def _extra_names(estimator: str) -> list[str]:
     """Names of the extra outputs the registry declares for ``estimator`` (none if unknown)."""
     from .estimators import ESTIMATORS

@@ -216,6 +216,12 @@ def test_store_alpha_compute_alpha_is_up_to_date(tmp_path, lakes):
     shutil.copytree(lakes, lake_dir)
     rep = open_lake(lake_dir).compute_alpha(["alpha", "alpha-only"], progress=False)
     assert [r.action for r in rep.runs] == ["up-to-date", "up-to-date"]
+    # forced: device results are kept (the lake lacks the SGN they came from), the SGN run is recomputed
+    before = open_lake(lake_dir).result("alpha").compute()
+    rep = open_lake(lake_dir).compute_alpha(["alpha", "alpha-only", "full"], force=True, progress=False)
+    assert [r.action for r in rep.runs] == ["up-to-date", "up-to-date", "computed"]
+    after = open_lake(lake_dir).result("alpha").compute()
+    np.testing.assert_array_equal(after["alpha"].values, before["alpha"].values)
 
 
 def test_store_alpha_resumes_identically(tmp_path, lakes):
