@@ -320,9 +320,10 @@ def _current_client() -> Any:
         return None
 
 
-def run_graph(obj: Any, progress: bool, label: str = "") -> None:
+def run_graph(obj: Any, progress: bool, label: str = "") -> Any:
     """Compute a Dask collection on the active client or scheduler, with an optional progress bar on stderr
-    (labelled with ``label``, e.g. the run id)."""
+    (labelled with ``label``, e.g. the run id). Returns the computed value (a list of delayed tasks:
+    their results, in order)."""
     client = _current_client()
     if client is not None and dask.config.get("scheduler", None) in (None, "dask.distributed"):
         futures = client.compute(obj)
@@ -333,27 +334,24 @@ def run_graph(obj: Any, progress: bool, label: str = "") -> None:
                 print(label, file=sys.stderr)
             with contextlib.redirect_stdout(sys.stderr):  # keep stdout for results
                 dprogress(futures, notebook=False)
-        client.gather(futures)
-        return
+        return client.gather(futures)
     if progress:
         from .progress import labelled_progress
 
         with labelled_progress(label):
-            _compute_local(obj)
-    else:
-        _compute_local(obj)
+            return _compute_local(obj)
+    return _compute_local(obj)
 
 
-def _compute_local(obj: Any) -> None:
+def _compute_local(obj: Any) -> Any:
     """``dask.compute`` in this process. With the default threaded scheduler the tasks run on a pool
     of our own that is drained before returning or raising: when one task fails, the tasks already
     running finish their writes first, so a caller that removes an unpublished generation on failure
     removes all of it (dask's shared pool would let them write after the cleanup)."""
     if dask.config.get("scheduler", None) not in (None, "threads", "threading"):
-        dask.compute(obj)
-        return
+        return dask.compute(obj)[0]
     with ThreadPoolExecutor(max_workers=dask.config.get("num_workers", None) or os.cpu_count() or 1) as pool:
-        dask.compute(obj, scheduler="threads", pool=pool)
+        return dask.compute(obj, scheduler="threads", pool=pool)[0]
 
 
 def _compute_run(
@@ -482,7 +480,7 @@ def _compute_run(
                         targets.append(arr)
                         regions.append((slice(start, n), slice(0, info.n_stored)))
                 graph = da.store(sources, targets, regions=regions, lock=False, compute=False)
-            write_guard(lake, run_graph, graph, progress, run)
+            done = write_guard(lake, run_graph, graph, progress, run)
         except BaseException:
             if not start and gen is not None:  # an unpublished generation of ours: nobody reads it
                 with contextlib.suppress(Exception):
@@ -502,8 +500,10 @@ def _compute_run(
         lease.check()  # taken over after a stall: the other computation publishes
         write_guard(lake, publish, wroot, kg.path, rmeta.to_dict(), gen, start > 0)
     action = "appended" if start else "computed"
-    by_name = {info.name: arrs for info, arrs in zip(tensors, arrays, strict=True)}
-    return _finish(lake, run, key, action, n, n - start, n_params, t0, path, estimator, settings, dg, by_name)
+    # the fused tasks return the non-finite samples they counted and wrote: only older rows are read back
+    counted = sum(done) if fused is not None and isinstance(done, list) and len(done) == len(fused) else None
+    done_args = (lake, run, key, action, n, n - start, n_params, t0, path, estimator, settings)
+    return _finish(*done_args, dg, by_tensor, (start, counted))
 
 
 def _finish(
@@ -520,11 +520,14 @@ def _finish(
     settings: Mapping[str, Any],
     published: zarr.Group | None = None,
     arrays: Mapping[str, Mapping[str, zarr.Array]] | None = None,
+    counted: tuple[int, int | None] = (0, None),
 ) -> RunResult:
     """Assemble a RunResult: median alpha and dead count at the last snapshot, non-finite samples.
 
     ``published``: the data group this call just published (read without checking it again);
-    ``arrays``: its result arrays by tensor and output name, as created (not opened again).
+    ``arrays``: its result arrays by tensor and output name, as created (not opened again);
+    ``counted``: ``(start, count)``, the non-finite samples of rows ``start:n`` counted while
+    computing them (None: unknown), so only the first ``start`` rows' counts are read.
     """
     med, dead, nonfinite, n_sparse = float("nan"), 0, 0, 0
     found = (published, None) if published is not None else stored_meta(lake, run, key)
@@ -541,8 +544,10 @@ def _finish(
         reads = [(o[ALPHA], n - 1) for _, o in with_alpha]
         reads += [(o["sparse"], n - 1) for _, o in with_alpha if "sparse" in o]
         # every read in one call: the last rows and the non-finite counts of all tensors concurrently
-        rows, counts = read_rows_and_sums(reads, [o[NONFINITE] for _, o in named], n)
-        nonfinite = sum(counts)
+        start, count = counted
+        summed = n if count is None else start
+        rows, counts = read_rows_and_sums(reads, [o[NONFINITE] for _, o in named] if summed else [], summed)
+        nonfinite = sum(counts) + (count or 0)
         if with_alpha:
             sparse_rows = iter(rows[len(with_alpha) :])
             last, sparse = [], []

@@ -425,6 +425,36 @@ def test_nonfinite_samples_are_dropped_counted_and_summarised(lake_path):
     np.testing.assert_array_equal(lazy["n_nonfinite_samples"], per_it + np.array([1, 0, 0, 0]))
 
 
+@pytest.mark.parametrize("returned", [True, False])
+def test_nonfinite_total_of_an_appended_run_counts_every_row(lake_path, monkeypatch, returned):
+    """The reported non-finite samples: the stored rows' counts plus the new rows' (as the fused tasks
+    counted them, or read back when the graph returned nothing), against a count of the plain SGN."""
+
+    def poison(it_lo: int, seed: int) -> None:
+        sgn = zarr.open_group(lake_path, mode="r+")["runs/b/fc1.weight/sgn"]
+        x = sgn[:]
+        rng = np.random.default_rng(seed)
+        hit = (rng.uniform(size=x.shape) < 0.02) & (np.arange(x.shape[0]) >= it_lo)[:, None, None]
+        x[hit] = np.inf
+        sgn[:] = x
+
+    poison(0, 1)
+    lake = open_lake(lake_path)
+    lake.compute_alpha(runs="b", k1=5, progress=False)
+    grow_run(lake_path, "b", [400, 500])
+    poison(4, 2)
+    if not returned:
+        real = results_mod.run_graph
+        monkeypatch.setattr(results_mod, "run_graph", lambda *a, **k: real(*a, **k) and None)
+    rep = open_lake(lake_path).compute_alpha(runs="b", k1=5, progress=False)
+    assert rep.runs[0].action == "appended"
+    g = zarr.open_group(lake_path, mode="r")["runs/b"]
+    want = sum(int((~np.isfinite(tg["sgn"][:])).sum()) for _, tg in g.groups())
+    assert want > 0 and rep.runs[0].nonfinite_samples == want
+    fresh = open_lake(lake_path).compute_alpha(runs="b", k1=5, force=True, progress=False)
+    assert fresh.runs[0].action == "computed" and fresh.runs[0].nonfinite_samples == want
+
+
 # ----------------------------------------------------------------------------- fused == general
 
 
