@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import errno
+import functools
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -375,7 +376,14 @@ def read_run_meta(group: zarr.Group) -> RunMeta:
 
 
 def software_versions() -> dict[str, str]:
-    """Versions of the packages that shape what is written."""
+    """Versions of the packages that shape what is written (a fresh dict; looked up once per process)."""
+    return dict(_software_versions())
+
+
+@functools.cache
+def _software_versions() -> dict[str, str]:
+    # importlib.metadata scans every installed distribution (~20 ms): once per process is enough,
+    # since a running process keeps the modules it imported
     import importlib.metadata as md
     import platform
 
