@@ -502,8 +502,22 @@ def _compute_run(
     action = "appended" if start else "computed"
     # the fused tasks return the non-finite samples they counted and wrote: only older rows are read back
     counted = sum(done) if fused is not None and isinstance(done, list) and len(done) == len(fused) else None
-    done_args = (lake, run, key, action, n, n - start, n_params, t0, path, estimator, settings)
-    return _finish(*done_args, dg, by_tensor, (start, counted))
+    return _finish(
+        lake,
+        run,
+        key,
+        action,
+        n,
+        n - start,
+        n_params,
+        t0,
+        path,
+        estimator,
+        settings,
+        dg,
+        by_tensor,
+        (start, counted),
+    )
 
 
 def _finish(
@@ -549,9 +563,9 @@ def _finish(
         rows, counts = read_rows_and_sums(reads, [o[NONFINITE] for _, o in named] if summed else [], summed)
         nonfinite = sum(counts) + (count or 0)
         if with_alpha:
-            sparse_rows = iter(rows[len(with_alpha) :])
+            alpha_rows, sparse_rows = rows[: len(with_alpha)], iter(rows[len(with_alpha) :])
             last, sparse = [], []
-            for (info, o), row in zip(with_alpha, rows, strict=False):
+            for (info, o), row in zip(with_alpha, alpha_rows, strict=True):
                 last.append(np.asarray(row, dtype=np.float64))
                 sp = next(sparse_rows) if "sparse" in o else np.zeros(info.numel)
                 sparse.append(np.asarray(sp) > 0)
