@@ -180,22 +180,27 @@ def test_divergence_marks_failed_and_keeps_earlier_snapshots(tmp_path, tiny_conf
     assert z.shape[0] == meta.committed and np.isfinite(z[0]).all()
 
 
-def test_non_finite_snapshot_gradient_found_by_the_writer_fails_the_run(tmp_path, tiny_config, monkeypatch):
-    """The writer thread centres and checks each snapshot: a non-finite gradient in snapshot 2 stops the run
-    with the snapshot's own message (not a later training loss), snapshots 0 and 1 committed, 2 not."""
+def _poison_gradients(monkeypatch, *, call: int, name: str, at: tuple[int, int], value: float) -> None:
+    """Make the ``call``-th snapshot's loop engine return gradients with ``value`` at ``grads[name][at]``."""
     import sgnlake.collect.snapshot as snapshot_mod
 
-    calls = []
     real = snapshot_mod.loop_gradients
+    calls = []
 
     def poisoned(*args, **kwargs):
         res = real(*args, **kwargs)
         calls.append(1)
-        if len(calls) == 3:
-            res.grads["fc2.weight"][0, 0] = float("inf")
+        if len(calls) == call:
+            res.grads[name][at] = value
         return res
 
     monkeypatch.setattr(snapshot_mod, "loop_gradients", poisoned)
+
+
+def test_non_finite_snapshot_gradient_found_by_the_writer_fails_the_run(tmp_path, tiny_config, monkeypatch):
+    """The writer thread centres and checks each snapshot: a non-finite gradient in snapshot 2 stops the run
+    with the snapshot's own message (not a later training loss), snapshots 0 and 1 committed, 2 not."""
+    _poison_gradients(monkeypatch, call=3, name="fc2.weight", at=(0, 0), value=float("inf"))
     lake = tmp_path / "lake"
     msg = "non-finite gradient of fc2.weight at iteration 20: lower --lr"
     with pytest.raises(DivergedError) as e:
@@ -210,7 +215,6 @@ def test_non_finite_snapshot_gradient_found_by_the_writer_fails_the_run(tmp_path
 def test_probe_whose_last_snapshot_diverges_ends_failed(tmp_path, monkeypatch):
     """A Probe's last snapshot with a non-finite gradient (found by the writer thread, after the user's
     loop ended) still leaves the run failed with the snapshot's message, earlier snapshots committed."""
-    import sgnlake.collect.snapshot as snapshot_mod
     from sgnlake.collect.data import load_dataset
     from sgnlake.collect.models import build_model
     from sgnlake.collect.probe import Probe
@@ -218,17 +222,7 @@ def test_probe_whose_last_snapshot_diverges_ends_failed(tmp_path, monkeypatch):
     x, y = load_dataset("mnist5k", n_train=100).tensors()
     torch.manual_seed(0)
     model = build_model("fcn", depth=2, width=8)
-    real = snapshot_mod.loop_gradients
-    calls = []
-
-    def poisoned(*args, **kwargs):
-        res = real(*args, **kwargs)
-        calls.append(1)
-        if len(calls) == 2:
-            res.grads["fc1.weight"][1, 2] = float("nan")
-        return res
-
-    monkeypatch.setattr(snapshot_mod, "loop_gradients", poisoned)
+    _poison_gradients(monkeypatch, call=2, name="fc1.weight", at=(1, 2), value=float("nan"))
     msg = "non-finite gradient of fc1.weight at iteration 5: lower --lr"
     with pytest.raises(DivergedError, match=f"^{msg}$"):
         with Probe(tmp_path, run_id="p", model=model, data=(x, y), batch_size=20, engine="loop") as p:
